@@ -1,0 +1,69 @@
+//! The view of a request (and later its response) that the engine decides on.
+//!
+//! The host fills a [`Request`] from what it already read in one go (Envoy hands the
+//! whole header map over in a single host call); the engine borrows it and never asks
+//! for more, so a decision costs no further trips across the Wasm boundary.
+
+/// Header lookup, case-insensitive on names. Envoy already lowercases names; the
+/// comparison is case-insensitive anyway so that recordings and tests can be sloppy.
+pub trait Headers {
+    /// The first value of the header, if present.
+    fn get(&self, name: &str) -> Option<&str>;
+
+    /// Every value of the header, in order (for `set-cookie` and repeated `cookie`).
+    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a>;
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+
+    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        Box::new(
+            self.iter()
+                .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_ref()),
+        )
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.as_slice().get(name)
+    }
+
+    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        self.as_slice().get_all(name)
+    }
+}
+
+/// A request as the engine sees it.
+pub struct Request<'a> {
+    /// The `:method` pseudo-header.
+    pub method: &'a str,
+    /// The `:authority` pseudo-header (or `host`), port included as sent.
+    pub authority: &'a str,
+    /// The `:path` pseudo-header, query included, not yet normalized.
+    pub path: &'a str,
+    /// All request headers, pseudo-headers included or not.
+    pub headers: &'a dyn Headers,
+    /// The downstream peer's address (`source.address`, `ip:port` or bare ip).
+    pub source_address: Option<&'a str>,
+    /// The peer certificate's URI SAN (`connection.uri_san_peer_certificate`), for mTLS
+    /// partners.
+    pub peer_uri_san: Option<&'a str>,
+    /// A reference the host chose for this request; the engine puts it in error bodies
+    /// and the published decision so that a client's complaint leads to the log line.
+    pub reference: &'a str,
+}
+
+/// The response as the engine sees it.
+pub struct Response<'a> {
+    /// The `:status` pseudo-header, parsed; 0 when missing or unparsable.
+    pub status: u16,
+    /// All response headers.
+    pub headers: &'a dyn Headers,
+}

@@ -1,0 +1,1 @@
+//! Support for stakeguard integration tests.
