@@ -1,1 +1,106 @@
-//! Support for stakeguard integration tests.
+//! Support for stakeguard's integration tests: a real Envoy started from a generated
+//! configuration on loopback ports chosen at run time, a small scriptable upstream, a tiny
+//! HTTP/1.1 client, and readers for Envoy's admin endpoints, logs and access logs.
+//!
+//! Everything here is meant to be reused by the feature tests in `tests/tests/` and by
+//! later suites (Alertmanager, hot reload through ECDS, Envoy-vs-harness replay):
+//!
+//! - [`envoy::EnvoyConfig`] builds a bootstrap (as a `serde_json::Value` that a test may
+//!   still edit) and [`envoy::Envoy`] runs it, waits for `/ready` and kills the process
+//!   group on drop;
+//! - [`upstream::Upstream`] is the backend the routes point at: it echoes what it
+//!   received, answers login attempts by password, and can be told what to return;
+//! - [`client`] sends one request per connection and returns status, headers and body;
+//! - [`stats`] reads `/stats/prometheus` lines with their labels.
+
+pub mod client;
+pub mod envoy;
+pub mod stats;
+pub mod upstream;
+pub mod wait;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (the parent of this crate's directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The Envoy binary the tests run: `$STAKEGUARD_ENVOY`, else `.venv/bin/envoy` (installed
+/// by `scripts/ensure-envoy.sh`).
+pub fn envoy_binary() -> Result<PathBuf, String> {
+    let path = std::env::var_os("STAKEGUARD_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "envoy binary not found at {}; run `scripts/ensure-envoy.sh` (or `make envoy`) first",
+            path.display()
+        ))
+    }
+}
+
+/// The built filter module: `$STAKEGUARD_WASM`, else
+/// `target/wasm32-wasip1/release/stakeguard_filter.wasm`.
+pub fn filter_wasm() -> Result<PathBuf, String> {
+    let path = std::env::var_os("STAKEGUARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"));
+            target.join("wasm32-wasip1/release/stakeguard_filter.wasm")
+        });
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "stakeguard.wasm not found at {}; run `make wasm` (cargo build -p stakeguard-filter \
+             --target wasm32-wasip1 --release) before the Envoy tests",
+            path.display()
+        ))
+    }
+}
+
+/// A fresh scratch directory under the system temp dir, removed on drop unless
+/// `STAKEGUARD_KEEP_TMP` is set (then its path is printed, to read Envoy's logs).
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/stakeguard-<label>-<pid>-<n>`.
+    pub fn new(label: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("stakeguard-{label}-{}-{n}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("STAKEGUARD_KEEP_TMP").is_some() {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

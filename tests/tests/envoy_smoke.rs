@@ -1,0 +1,88 @@
+//! The test infrastructure itself: a plain Envoy (no filter) in front of the test upstream.
+
+use stakeguard_tests::client::Request;
+use stakeguard_tests::envoy::{Envoy, EnvoyConfig};
+use stakeguard_tests::upstream::{GOOD_PASSWORD, Reply, Upstream};
+
+#[test]
+fn a_plain_envoy_proxies_to_the_test_upstream_and_logs_the_request() {
+    let upstream = Upstream::start().unwrap();
+    let envoy = Envoy::start(&EnvoyConfig::new(upstream.port())).unwrap_or_else(|e| panic!("{e}"));
+
+    let resp = envoy.send(
+        &Request::get("/hello?x=1")
+            .header("x-request-id", "smoke-1")
+            .header("x-custom", "yes"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let echo = resp.json().unwrap();
+    assert_eq!(echo["path"], "/hello?x=1");
+    let headers = echo["headers"].as_array().unwrap();
+    assert!(
+        headers.iter().any(|h| h[0] == "x-custom" && h[1] == "yes"),
+        "{echo}"
+    );
+    assert_eq!(upstream.count("/hello"), 1);
+
+    let entry = envoy
+        .access_log_entry("smoke-1")
+        .expect("access log entry for smoke-1");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["path"], "/hello?x=1");
+    assert!(
+        entry["decision"].is_null() || entry["decision"] == "-",
+        "no filter, no decision: {entry}"
+    );
+
+    let samples = envoy.prometheus();
+    assert!(
+        stakeguard_tests::stats::sum(
+            &samples,
+            "envoy_cluster_upstream_rq_total",
+            &[("envoy_cluster_name", "upstream")]
+        ) >= 1.0,
+        "upstream request counted in /stats/prometheus"
+    );
+}
+
+#[test]
+fn the_test_upstream_answers_logins_by_password_and_scripted_replies() {
+    let upstream = Upstream::start().unwrap();
+    let envoy = Envoy::start(&EnvoyConfig::new(upstream.port())).unwrap_or_else(|e| panic!("{e}"));
+
+    let good = envoy.send(&Request::post_json(
+        "/api/login",
+        &format!(r#"{{"username":"ann","password":"{GOOD_PASSWORD}"}}"#),
+    ));
+    assert_eq!(good.status, 200);
+    assert!(
+        good.header("set-cookie")
+            .is_some_and(|c| c.starts_with("sid=")),
+        "{:?}",
+        good.headers
+    );
+    let bad = envoy.send(&Request::post_json(
+        "/api/login",
+        r#"{"username":"ann","password":"nope"}"#,
+    ));
+    assert_eq!(bad.status, 401);
+
+    upstream.respond(
+        "/scripted",
+        Reply::status(418)
+            .header("x-teapot", "1")
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2"),
+    );
+    let scripted = envoy.send(&Request::get("/scripted/x"));
+    assert_eq!(scripted.status, 418);
+    assert_eq!(scripted.header("x-teapot"), Some("1"));
+    assert_eq!(scripted.header_all("set-cookie"), vec!["a=1", "b=2"]);
+
+    let overridden = envoy.send(
+        &Request::get("/other")
+            .header("x-upstream-status", "503")
+            .header("x-upstream-header", "server: upstream/1"),
+    );
+    assert_eq!(overridden.status, 503);
+}
