@@ -1,0 +1,152 @@
+//! What the filter says about a request: the reference id, the published decision and
+//! one structured JSON log line per engine event.
+
+use serde_json::{Map, Value, json};
+use stakeguard_policies::{Decision, Event, Outcome, Policy};
+
+/// The longest `x-request-id` taken as the reference.
+const MAX_REFERENCE: usize = 64;
+
+/// The reference of a request: its `x-request-id` when that is 1–64 characters of
+/// `[A-Za-z0-9-]` (Envoy generates a UUID when the client sent none), else `sg-` and
+/// the time and a per-worker counter in hex.
+pub fn reference(request_id: Option<&[u8]>, now_ms: u64, counter: u64) -> String {
+    match request_id {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MAX_REFERENCE
+                && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') =>
+        {
+            String::from_utf8_lossy(id).into_owned()
+        }
+        _ => format!("sg-{now_ms:x}-{counter:x}"),
+    }
+}
+
+/// A value for a `key=value` list: no spaces, quotes or `=`.
+fn word(value: &str) -> String {
+    value
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '=' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The published decision, `None` when there is nothing to say (plain `allowed` with no
+/// control involved): `api=accounts version=v1 tier=critical control=lifecycle
+/// outcome=blocked ref=...`. Envoy's access log prints it with
+/// `%FILTER_STATE(wasm.stakeguard.decision:PLAIN)%`.
+pub fn decision_value(policy: &Policy, decision: &Decision, reference: &str) -> Option<String> {
+    if decision.outcome == Outcome::Allowed && decision.control.is_none() {
+        return None;
+    }
+    let mut out = String::with_capacity(128);
+    match decision.api.and_then(|id| policy.api(id)) {
+        Some(api) => {
+            out.push_str(&format!(
+                "api={} version={} tier={} ",
+                word(&api.name),
+                word(&api.version),
+                word(&api.tier)
+            ));
+        }
+        None => out.push_str("api=- "),
+    }
+    if let Some(control) = decision.control {
+        out.push_str("control=");
+        out.push_str(control.as_str());
+        out.push(' ');
+    }
+    out.push_str("outcome=");
+    out.push_str(decision.outcome.as_str());
+    out.push_str(" ref=");
+    out.push_str(&word(reference));
+    Some(out)
+}
+
+/// What the log line says about the request besides the event.
+pub struct RequestSummary<'a> {
+    /// The reference (also in the client's error body).
+    pub reference: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The path, cut to 256 bytes.
+    pub path: &'a str,
+}
+
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or("")
+}
+
+/// The event's JSON log line; the first key is `event` (tests and log pipelines find the
+/// lines by it).
+pub fn log_line(policy: &Policy, event: &Event, req: &RequestSummary<'_>) -> String {
+    let mut line = Map::new();
+    line.insert("event".into(), event.kind.as_str().into());
+    line.insert("control".into(), event.control.as_str().into());
+    line.insert("mode".into(), event.mode.as_str().into());
+    line.insert("outcome".into(), event.outcome.as_str().into());
+    line.insert("incident".into(), event.severity.is_some().into());
+    if let Some(severity) = event.severity {
+        line.insert("severity".into(), severity.as_str().into());
+    }
+    match event.api.and_then(|id| policy.api(id)) {
+        Some(api) => {
+            line.insert("api".into(), api.name.as_str().into());
+            line.insert("version".into(), api.version.as_str().into());
+            line.insert("owner".into(), api.owner.as_str().into());
+            line.insert("tier".into(), api.tier.as_str().into());
+        }
+        None => {
+            line.insert("api".into(), Value::Null);
+        }
+    }
+    if let Some(key) = event.key {
+        line.insert("key".into(), format!("{key:016x}").into());
+    }
+    line.insert("reference".into(), req.reference.into());
+    line.insert("method".into(), cut(req.method, 16).into());
+    line.insert("path".into(), cut(req.path, 256).into());
+    line.insert("revision".into(), policy.revision().into());
+    Value::Object(line).to_string()
+}
+
+/// A JSON body for local replies the filter makes itself (not the engine's).
+pub fn error_body(error: &str, reference: &str) -> String {
+    json!({ "error": error, "reference": reference }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_request_id_is_the_reference_and_a_dirty_one_is_replaced() {
+        assert_eq!(reference(Some(b"abc-123"), 1, 2), "abc-123");
+        assert_eq!(reference(Some(b"a b"), 255, 2), "sg-ff-2");
+        assert_eq!(reference(Some(&[b'a'; 65]), 255, 2), "sg-ff-2");
+        assert_eq!(reference(Some(b""), 255, 16), "sg-ff-10");
+        assert_eq!(reference(None, 255, 2), "sg-ff-2");
+    }
+
+    #[test]
+    fn cutting_respects_char_boundaries() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+
+    #[test]
+    fn words_have_no_spaces_or_equals() {
+        assert_eq!(word("a b=c\"d"), "a_b_c_d");
+    }
+}

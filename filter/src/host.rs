@@ -1,0 +1,348 @@
+//! Every host call the filter makes, in one place, and the only `unsafe` in the crate.
+//!
+//! The SDK's `hostcalls` panic (and so trap the VM) on a status they did not expect, and
+//! decode header maps into `String`s with `unwrap`, which traps on a header value that is
+//! not UTF-8. Here each `proxy_*` import is declared with plain integers, every status is
+//! returned as a [`HostError`], every buffer the host hands back is taken over by a `Vec`
+//! exactly once, and header maps are decoded with checked arithmetic, values kept as bytes.
+//! The one exception is `proxy_http_call`, which goes through the SDK so that its
+//! dispatcher knows the token when the response arrives (see [`crate::alerts`]).
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, StreamType};
+
+/// A status other than `Ok` returned by the host, as its ABI number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl HostError {
+    /// `NotFound`.
+    pub const NOT_FOUND: HostError = HostError(1);
+    /// `CasMismatch`: shared data was written by someone else since it was read.
+    pub const CAS_MISMATCH: HostError = HostError(8);
+    /// The host returned something we cannot decode.
+    pub const MALFORMED: HostError = HostError(u32::MAX);
+}
+
+type Result<T> = std::result::Result<T, HostError>;
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+}
+
+fn status(code: u32) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(HostError(code))
+    }
+}
+
+/// Takes over a buffer the host allocated through `proxy_on_memory_allocate` (which the
+/// SDK exports as a boxed slice of exactly `size` bytes).
+fn take_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: the host returned a pointer it got from our allocator for `size` bytes and
+    // hands its ownership to us; it is reclaimed here once, as the SDK does.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Writes a log line at `level`; a failure to log is ignored (there is nowhere to say it).
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: pointer and length of a live `str`.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// The host's wall clock in milliseconds since the epoch (0 if the host refuses).
+pub fn now_ms() -> u64 {
+    let mut nanos: u64 = 0;
+    // SAFETY: `nanos` is a valid out-pointer.
+    let code = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    if code == 0 { nanos / 1_000_000 } else { 0 }
+}
+
+/// Sets the root context's tick period; 0 stops the tick.
+pub fn set_tick_period_ms(period: u32) -> Result<()> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_set_tick_period_milliseconds(period) })
+}
+
+/// Up to `max` bytes of a buffer from `start`; empty when the buffer is absent.
+pub fn get_buffer(buffer: BufferType, start: usize, max: usize) -> Result<Vec<u8>> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: valid out-pointers.
+    let code = unsafe { proxy_get_buffer_bytes(buffer as u32, start, max, &mut data, &mut size) };
+    match status(code) {
+        Ok(()) => Ok(take_buffer(data, size).unwrap_or_default()),
+        Err(HostError::NOT_FOUND) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A whole header map in one call: names as text, values as raw bytes.
+pub fn get_headers(map: MapType) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: valid out-pointers.
+    status(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
+    match take_buffer(data, size) {
+        Some(bytes) => decode_map(&bytes).ok_or(HostError::MALFORMED),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Replaces a whole header map in one call.
+pub fn set_headers(map: MapType, pairs: &[(&str, &[u8])]) -> Result<()> {
+    let bytes = encode_map(pairs).ok_or(HostError::MALFORMED)?;
+    // SAFETY: pointer and length of a live buffer.
+    status(unsafe { proxy_set_header_map_pairs(map as u32, bytes.as_ptr(), bytes.len()) })
+}
+
+fn property_path(path: &[&str]) -> Vec<u8> {
+    let mut bytes = path.join("\0").into_bytes();
+    bytes.shrink_to_fit();
+    bytes
+}
+
+/// A property (`source.address`, ...), `None` when the host has none.
+pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>> {
+    let path = property_path(path);
+    let mut data = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: a live buffer and valid out-pointers.
+    let code = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    match status(code) {
+        Ok(()) => Ok(take_buffer(data, size)),
+        Err(HostError::NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets a property (Envoy keeps it in the stream's filter state as `wasm.<path>`).
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<()> {
+    let path = property_path(path);
+    // SAFETY: live buffers.
+    status(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
+/// A shared-data value and its CAS token; `None` when the key does not exist.
+pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0;
+    let mut cas = 0;
+    // SAFETY: a live `str` and valid out-pointers.
+    let code =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status(code) {
+        Ok(()) => Ok(Some((take_buffer(data, size).unwrap_or_default(), cas))),
+        Err(HostError::NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes shared data; `cas` 0 writes unconditionally.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<()> {
+    // SAFETY: live buffers.
+    status(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// Resumes the request of the effective context.
+pub fn resume_request() -> Result<()> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_continue_stream(StreamType::HttpRequest as u32) })
+}
+
+/// Answers the effective stream locally.
+pub fn send_local_response(
+    status_code: u16,
+    details: &str,
+    body: &[u8],
+    headers: &[(&str, &[u8])],
+) -> Result<()> {
+    let headers = encode_map(headers).ok_or(HostError::MALFORMED)?;
+    // SAFETY: live buffers.
+    status(unsafe {
+        proxy_send_local_response(
+            u32::from(status_code),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Makes `context_id` the context later host calls act on.
+pub fn set_effective_context(context_id: u32) -> Result<()> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_set_effective_context(context_id) })
+}
+
+/// Defines (or finds) a metric.
+pub fn define_metric(kind: MetricType, name: &str) -> Result<u32> {
+    let mut id = 0;
+    // SAFETY: a live `str` and a valid out-pointer.
+    status(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+/// Adds to a counter.
+pub fn increment_metric(id: u32, by: i64) -> Result<()> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_increment_metric(id, by) })
+}
+
+/// Sets a gauge.
+pub fn record_metric(id: u32, value: u64) -> Result<()> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_record_metric(id, value) })
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(word)).ok()
+}
+
+/// Decodes the ABI's map encoding: a count, then (name length, value length) pairs, then
+/// each name and value followed by a NUL. `None` when the lengths do not add up.
+pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = read_u32(bytes, 0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
+    for n in 0..count {
+        let lengths = n.checked_mul(8)?.checked_add(4)?;
+        let name_len = read_u32(bytes, lengths)?;
+        let value_len = read_u32(bytes, lengths.checked_add(4)?)?;
+        let name = bytes.get(data..data.checked_add(name_len)?)?;
+        data = data.checked_add(name_len)?.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(value_len)?)?;
+        data = data.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+    }
+    Some(pairs)
+}
+
+/// Encodes pairs in the ABI's map encoding; `None` past 4 GiB.
+pub fn encode_map(pairs: &[(&str, &[u8])]) -> Option<Vec<u8>> {
+    let size = pairs
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 10)
+        .sum::<usize>()
+        + 4;
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&u32::try_from(pairs.len()).ok()?.to_le_bytes());
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&u32::try_from(name.len()).ok()?.to_le_bytes());
+        bytes.extend_from_slice(&u32::try_from(value.len()).ok()?.to_le_bytes());
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value);
+        bytes.push(0);
+    }
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_survives_encoding_and_decoding_with_non_utf8_values() {
+        let pairs: [(&str, &[u8]); 2] = [(":path", b"/a"), ("x-bin", b"\xff\xfe")];
+        let bytes = encode_map(&pairs).unwrap();
+        let decoded = decode_map(&bytes).unwrap();
+        assert_eq!(
+            decoded,
+            vec![
+                (":path".to_owned(), b"/a".to_vec()),
+                ("x-bin".to_owned(), b"\xff\xfe".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_truncated_map_is_refused_not_trapped_on() {
+        let pairs: [(&str, &[u8]); 1] = [("name", b"value")];
+        let bytes = encode_map(&pairs).unwrap();
+        for cut in 1..bytes.len() - 1 {
+            assert!(decode_map(&bytes[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut huge = bytes.clone();
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_map(&huge).is_none());
+    }
+}

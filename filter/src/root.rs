@@ -1,0 +1,255 @@
+//! The root context (one per worker VM): the configuration lifecycle, the tick, and the
+//! worker state the streams share ([`Worker`]: metric batch, alert queue, paused streams).
+//!
+//! A configuration is parsed and validated by the engine; on any error every message is
+//! logged (one line each, with its JSON path) and `on_configure` returns false, so Envoy
+//! refuses it and keeps the previous one: there is no allow-all fallback. An accepted
+//! policy replaces the old one for new streams (an `Rc` swap: streams already running keep
+//! the `Rc` they were created with).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use stakeguard_policies::Policy;
+
+use crate::alerts::Alerts;
+use crate::host;
+use crate::http::{Refusal, Stream};
+use crate::metrics::{self, Batch};
+use crate::store;
+
+/// Paused (delayed) streams a worker holds at most; past it a delay is not carried out.
+pub const PAUSED_CAP: usize = 1024;
+/// Tick period while streams are paused.
+const TICK_PAUSED_MS: u32 = 50;
+/// Tick period while only metrics or alerts wait.
+const TICK_FLUSH_MS: u32 = 100;
+
+/// State shared by the root context and the streams of one worker.
+#[derive(Debug, Default)]
+pub struct Worker {
+    /// Pending metric increments and the metric id cache.
+    pub metrics: Batch,
+    /// Alert dedupe, queue and calls in flight.
+    pub alerts: Alerts,
+    /// Streams to resume: (context id, time to resume).
+    paused: Vec<(u32, u64)>,
+    /// The tick period in force (0: stopped).
+    tick_ms: u32,
+    /// Counter for generated references.
+    pub references: u64,
+}
+
+impl Worker {
+    /// Holds a stream until `until_ms`; false when the cap is reached.
+    pub fn pause(&mut self, context_id: u32, until_ms: u64) -> bool {
+        if self.paused.len() >= PAUSED_CAP {
+            self.metrics.add(metrics::PAUSED_CAP_HITS, 1);
+            return false;
+        }
+        self.paused.push((context_id, until_ms));
+        true
+    }
+
+    /// Forgets a stream (it ended while paused).
+    pub fn forget(&mut self, context_id: u32) {
+        self.paused.retain(|(id, _)| *id != context_id);
+    }
+
+    fn take_due(&mut self, now_ms: u64) -> Vec<u32> {
+        let mut due = Vec::new();
+        self.paused.retain(|(id, until)| {
+            if *until <= now_ms {
+                due.push(*id);
+                false
+            } else {
+                true
+            }
+        });
+        due
+    }
+
+    fn wanted_tick(&self) -> u32 {
+        if !self.paused.is_empty() {
+            TICK_PAUSED_MS
+        } else if self.metrics.is_dirty() || self.alerts.is_pending() {
+            TICK_FLUSH_MS
+        } else {
+            0
+        }
+    }
+
+    /// Starts, changes or stops the tick to match the pending work (one host call, only
+    /// when the period changes).
+    pub fn schedule_tick(&mut self) {
+        let wanted = self.wanted_tick();
+        if wanted != self.tick_ms && host::set_tick_period_ms(wanted).is_ok() {
+            self.tick_ms = wanted;
+        }
+    }
+}
+
+/// The root context.
+pub struct Root {
+    id: u32,
+    policy: Option<Rc<Policy>>,
+    worker: Rc<RefCell<Worker>>,
+}
+
+impl Root {
+    /// A root context without a policy yet.
+    pub fn new(id: u32) -> Self {
+        Self {
+            id,
+            policy: None,
+            worker: Rc::default(),
+        }
+    }
+
+    fn reject(&self, messages: &[String]) -> bool {
+        for message in messages {
+            host::log(
+                LogLevel::Error,
+                &format!("stakeguard: policy rejected: {message}"),
+            );
+        }
+        host::log(
+            LogLevel::Error,
+            &format!(
+                "stakeguard: configuration refused ({} error(s)); {}",
+                messages.len(),
+                if self.policy.is_some() {
+                    "the previous policy stays in use"
+                } else {
+                    "no policy in use"
+                }
+            ),
+        );
+        self.worker
+            .borrow_mut()
+            .metrics
+            .increment_now(metrics::CONFIG_REJECTED);
+        false
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let mut worker = self.worker.borrow_mut();
+        let Worker {
+            alerts, metrics, ..
+        } = &mut *worker;
+        alerts.on_response(token_id, num_headers, metrics);
+        worker.schedule_tick();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match host::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return self.reject(&[format!(
+                    "cannot read the plugin configuration: status {}",
+                    e.0
+                )]);
+            }
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return self.reject(&[
+                "the plugin configuration is not UTF-8; it must be the policy JSON".to_owned(),
+            ]);
+        };
+        let policy = match Policy::from_json(text) {
+            Ok(policy) => policy,
+            Err(errors) => {
+                let messages: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
+                return self.reject(&messages);
+            }
+        };
+        let (created, failed) = store::create_state_keys(&policy);
+        if failed > 0 {
+            host::log(
+                LogLevel::Error,
+                &format!("stakeguard: {failed} state key(s) could not be created in shared data"),
+            );
+        }
+        let previous = self.policy.replace(Rc::new(policy));
+        let mut worker = self.worker.borrow_mut();
+        if let Some(previous) =
+            previous.filter(|p| Some(p.revision()) != self.policy.as_deref().map(Policy::revision))
+        {
+            worker
+                .metrics
+                .gauge_now(&metrics::revision_name(previous.revision()), 0);
+        }
+        if let Some(policy) = &self.policy {
+            worker
+                .metrics
+                .gauge_now(&metrics::revision_name(policy.revision()), 1);
+            worker.metrics.increment_now(metrics::CONFIG_ACCEPTED);
+            host::log(
+                LogLevel::Info,
+                &format!(
+                    "stakeguard: policy revision {} in use ({} APIs, {created} state keys created)",
+                    policy.revision(),
+                    policy.api_count()
+                ),
+            );
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let now = host::now_ms();
+        let due = {
+            let mut worker = self.worker.borrow_mut();
+            let Worker {
+                alerts, metrics, ..
+            } = &mut *worker;
+            alerts.dispatch(metrics);
+            metrics.flush();
+            worker.take_due(now)
+        };
+        if !due.is_empty() {
+            for id in due {
+                let resumed = host::set_effective_context(id).and_then(|()| host::resume_request());
+                if let Err(e) = resumed {
+                    host::log(
+                        LogLevel::Debug,
+                        &format!(
+                            "stakeguard: stream {id} not resumed (gone?): status {}",
+                            e.0
+                        ),
+                    );
+                }
+            }
+            let _ = host::set_effective_context(self.id);
+        }
+        self.worker.borrow_mut().schedule_tick();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let worker = Rc::clone(&self.worker);
+        Some(match &self.policy {
+            Some(policy) => Box::new(Stream::new(context_id, Rc::clone(policy), worker)),
+            None => Box::new(Refusal),
+        })
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
