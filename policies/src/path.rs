@@ -1,0 +1,463 @@
+//! Request path normalization: turns a raw `:path` into the one canonical text that
+//! route matching sees, or refuses it.
+//!
+//! Policies are keyed on paths, so two spellings of one path must never reach two
+//! different policies (or none). [`normalize`] does what Envoy does with
+//! `normalize_path` and `merge_slashes` (RFC 3986 dot-segment removal, then merging of
+//! repeated slashes), but where Envoy would guess, it refuses with a [`PathError`]:
+//!
+//! - an encoded `/` or `\` (`%2F`, `%5C`) or a literal `\`: upstreams disagree on whether
+//!   they separate segments, which is how `/admin%2Fsecrets` slips past a `/admin/**`
+//!   rule;
+//! - `%00`, raw control characters and raw non-ASCII bytes (Envoy requires the latter to
+//!   be percent-encoded; anything else is a parser differential waiting to happen);
+//! - a `%` not followed by two hex digits;
+//! - a `..` that would climb above `/` (RFC 3986 clamps it silently; a client that sends
+//!   it is probing, not browsing);
+//! - anything that does not start with `/` (`*`, absolute-form URLs).
+//!
+//! What it rewrites:
+//!
+//! - the query (from the first `?`) and the fragment (from the first `#`) are dropped;
+//! - percent-encoded unreserved characters (ALPHA DIGIT `-` `.` `_` `~`) are decoded, so
+//!   `%2e%2E` is `..` *before* dot segments are resolved (`/a/%2e%2e/b` is `/b`);
+//! - every other escape is kept, with its hex uppercased (`%3a` becomes `%3A`). `%25`
+//!   (an encoded `%`) is not unreserved, so double encoding stays inert: `/a/%252e%252e/`
+//!   is the ordinary segment `%252e%252e`, never `..` (the `2e` after `%25` is plain
+//!   text, not the hex of an escape, so its case is kept);
+//! - `.` segments are removed and `..` segments remove the segment before them, counting
+//!   empty segments as Envoy does (`/a//..` is `/a/`), then runs of `/` become one;
+//! - a trailing slash is kept (`/a/b/` stays `/a/b/`; `/a/.` and `/a/b/..` become `/a/`).
+//!
+//! `;` path parameters are left as they are: they are part of the segment text.
+//!
+//! The common case (an already normal path) costs one scan and no allocation: the result
+//! borrows the input.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathError {
+    /// The path does not start with `/` (empty, `*`, or an absolute-form URL).
+    NotAbsolute,
+    /// `%2F` or `%2f`: an encoded segment separator.
+    EncodedSlash,
+    /// `%5C` or `%5c`: an encoded backslash, which some upstreams treat as `/`.
+    EncodedBackslash,
+    /// A literal `\`, which some upstreams treat as `/`.
+    Backslash,
+    /// `%00`.
+    Nul,
+    /// A `%` not followed by two hex digits.
+    BadPercentEncoding,
+    /// A `..` segment that would go above the root.
+    AboveRoot,
+    /// A raw byte below 0x20, or 0x7f.
+    ControlCharacter,
+    /// A raw byte above 0x7f (it must be percent-encoded).
+    NonAscii,
+}
+
+impl PathError {
+    /// A stable snake_case name, for metrics, logs and published decisions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "not_absolute",
+            PathError::EncodedSlash => "encoded_slash",
+            PathError::EncodedBackslash => "encoded_backslash",
+            PathError::Backslash => "backslash",
+            PathError::Nul => "nul",
+            PathError::BadPercentEncoding => "bad_percent_encoding",
+            PathError::AboveRoot => "above_root",
+            PathError::ControlCharacter => "control_character",
+            PathError::NonAscii => "non_ascii",
+        }
+    }
+
+    /// A human sentence, for error bodies and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "the request path does not start with `/`",
+            PathError::EncodedSlash => "the request path contains an encoded slash (%2F)",
+            PathError::EncodedBackslash => "the request path contains an encoded backslash (%5C)",
+            PathError::Backslash => "the request path contains a backslash",
+            PathError::Nul => "the request path contains an encoded NUL byte (%00)",
+            PathError::BadPercentEncoding => {
+                "the request path contains a `%` that is not followed by two hex digits"
+            }
+            PathError::AboveRoot => "the request path uses `..` to go above the root",
+            PathError::ControlCharacter => "the request path contains a control character",
+            PathError::NonAscii => {
+                "the request path contains non-ASCII bytes that are not percent-encoded"
+            }
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Strips query and fragment, decodes percent-encoded unreserved characters (ALPHA DIGIT
+/// `-` `.` `_` `~`), uppercases the hex of other percent-escapes, resolves `.` and `..`
+/// segments, merges repeated slashes.
+///
+/// Returns `Cow::Borrowed` when the path (without query) was already normal.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    // `split` always yields a first item; the default only keeps clippy and panics away.
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if scan(path)? {
+        Ok(Cow::Borrowed(path))
+    } else {
+        rebuild(path).map(Cow::Owned)
+    }
+}
+
+/// Percent-decodes one path segment (for comparing template parameters with identities).
+///
+/// `None` when the segment's encoding is bad or it decodes to non-UTF-8. Every escape is
+/// decoded, `%2F` included: the result is a value to compare, not a path to route.
+pub fn decode_segment(segment: &str) -> Option<Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let (value, _) = escape_at(bytes, i).ok()?;
+            out.push(value);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// Validates every byte of `path` and tells whether it is already normal (nothing to
+/// decode, no hex to uppercase, no dot segment, no repeated slash).
+fn scan(path: &str) -> Result<bool, PathError> {
+    let bytes = path.as_bytes();
+    let mut normal = !path.contains("//");
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let (value, lowercase_hex) = escape_at(bytes, i)?;
+                match value {
+                    b'/' => return Err(PathError::EncodedSlash),
+                    b'\\' => return Err(PathError::EncodedBackslash),
+                    0 => return Err(PathError::Nul),
+                    _ => {}
+                }
+                if lowercase_hex || is_unreserved(value) {
+                    normal = false;
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            0x80.. => return Err(PathError::NonAscii),
+            _ => i += 1,
+        }
+    }
+    // Encoded dots already cleared `normal` above, so raw dots are all that is left.
+    Ok(normal && !path.split('/').any(|s| s == "." || s == ".."))
+}
+
+/// Builds the normal form of a path that `scan` accepted but found not normal.
+fn rebuild(path: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(path.len());
+    // Set when the last segment was `.` or `..`: the result then ends with `/`, as in
+    // RFC 3986 (`/a/b/..` is `/a/`).
+    let mut ends_in_directory = false;
+    // `out` holds "/seg" per kept segment, empty ones included, so that `..` removes an
+    // empty segment the way Envoy's canonicalizer does; slashes are merged afterwards.
+    for raw_segment in path.strip_prefix('/').unwrap_or(path).split('/') {
+        let start = out.len();
+        out.push('/');
+        push_decoded(&mut out, raw_segment)?;
+        match out.get(start + 1..).unwrap_or_default() {
+            "." => {
+                out.truncate(start);
+                ends_in_directory = true;
+            }
+            ".." => {
+                out.truncate(start);
+                let Some(parent) = out.rfind('/') else {
+                    return Err(PathError::AboveRoot);
+                };
+                out.truncate(parent);
+                ends_in_directory = true;
+            }
+            _ => ends_in_directory = false,
+        }
+    }
+    if ends_in_directory || out.is_empty() {
+        out.push('/');
+    }
+    let mut previous_was_slash = false;
+    out.retain(|c| {
+        let keep = !(c == '/' && previous_was_slash);
+        previous_was_slash = c == '/';
+        keep
+    });
+    Ok(out)
+}
+
+/// Appends one raw segment, decoding unreserved escapes and uppercasing the others.
+fn push_decoded(out: &mut String, segment: &str) -> Result<(), PathError> {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let (value, _) = escape_at(bytes, i)?;
+            if is_unreserved(value) {
+                out.push(char::from(value));
+            } else {
+                out.push('%');
+                out.push(hex_digit(value >> 4));
+                out.push(hex_digit(value & 0x0f));
+            }
+            i += 3;
+        } else {
+            // `scan` already refused non-ASCII bytes, so each byte is one char.
+            out.push(char::from(b));
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the escape starting at `bytes[i]` (a `%`): its value, and whether either hex
+/// digit was lowercase.
+fn escape_at(bytes: &[u8], i: usize) -> Result<(u8, bool), PathError> {
+    let digit = |offset: usize| {
+        bytes
+            .get(i + offset)
+            .and_then(|&d| hex_value(d).map(|v| (v, d.is_ascii_lowercase())))
+            .ok_or(PathError::BadPercentEncoding)
+    };
+    let (high, high_lower) = digit(1)?;
+    let (low, low_lower) = digit(2)?;
+    Ok(((high << 4) | low, high_lower || low_lower))
+}
+
+fn hex_value(d: u8) -> Option<u8> {
+    match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn hex_digit(nibble: u8) -> char {
+    char::from_digit(u32::from(nibble), 16)
+        .unwrap_or('0')
+        .to_ascii_uppercase()
+}
+
+/// RFC 3986 unreserved characters: the only ones whose encoding carries no meaning.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Ok(text)` or the error name, so one table covers both outcomes.
+    fn outcome(raw: &str) -> Result<String, &'static str> {
+        normalize(raw)
+            .map(Cow::into_owned)
+            .map_err(PathError::as_str)
+    }
+
+    #[test]
+    fn table_of_paths_normalizes_or_refuses_as_documented() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            // Already normal.
+            ("/", Ok("/")),
+            ("/a/b", Ok("/a/b")),
+            ("/a/b/", Ok("/a/b/")),
+            ("/api/v2/login", Ok("/api/v2/login")),
+            ("/a.b/c..d/...", Ok("/a.b/c..d/...")),
+            // Query and fragment.
+            ("/a/b?x=1", Ok("/a/b")),
+            ("/a/b?x=/../..", Ok("/a/b")),
+            ("/a#frag?x", Ok("/a")),
+            ("/a?x#y", Ok("/a")),
+            ("/?", Ok("/")),
+            // Dot segments.
+            ("/a/./b", Ok("/a/b")),
+            ("/a/.", Ok("/a/")),
+            ("/a/b/..", Ok("/a/")),
+            ("/a/b/../c", Ok("/a/c")),
+            ("/a/..", Ok("/")),
+            ("/.", Ok("/")),
+            ("/a/b/../../c/", Ok("/c/")),
+            ("/a//..", Ok("/a/")),
+            // Repeated slashes.
+            ("//a///b", Ok("/a/b")),
+            ("//", Ok("/")),
+            ("/a//b//", Ok("/a/b/")),
+            // Encoded dots resolve before dot segments.
+            ("/a/%2e%2e/b", Ok("/b")),
+            ("/a/%2E%2e/b", Ok("/b")),
+            ("/a/.%2E/b", Ok("/b")),
+            ("/a/%2e/b", Ok("/a/b")),
+            ("/%2e%2e/x", Err("above_root")),
+            // Unreserved characters decode; others get uppercase hex.
+            ("/%41%62c", Ok("/Abc")),
+            ("/%7e%2D%5f", Ok("/~-_")),
+            ("/a%3ab", Ok("/a%3Ab")),
+            ("/a%3Ab", Ok("/a%3Ab")),
+            ("/caf%c3%a9", Ok("/caf%C3%A9")),
+            ("/a%20b", Ok("/a%20b")),
+            // Double encoding stays inert.
+            ("/a/%252e%252e/", Ok("/a/%252e%252e/")),
+            ("/a/%252f", Ok("/a/%252f")),
+            ("/a/%2525%2e", Ok("/a/%2525.")),
+            // Path parameters are segment text.
+            ("/admin;x=1/users", Ok("/admin;x=1/users")),
+            ("/a;/../b", Ok("/b")),
+            // Above the root.
+            ("/..", Err("above_root")),
+            ("/./../", Err("above_root")),
+            ("/a/../..", Err("above_root")),
+            ("/../a", Err("above_root")),
+            // Separators in disguise.
+            ("/a%2Fb", Err("encoded_slash")),
+            ("/a%2fb", Err("encoded_slash")),
+            ("/users/%2F..%2Fadmin", Err("encoded_slash")),
+            ("/a%5Cb", Err("encoded_backslash")),
+            ("/a%5cb", Err("encoded_backslash")),
+            ("/a\\b", Err("backslash")),
+            ("/a/..\\..\\etc", Err("backslash")),
+            // Bad bytes.
+            ("/a%00b", Err("nul")),
+            ("/a%", Err("bad_percent_encoding")),
+            ("/a%2", Err("bad_percent_encoding")),
+            ("/a%zz", Err("bad_percent_encoding")),
+            ("/a%%41", Err("bad_percent_encoding")),
+            ("/a\tb", Err("control_character")),
+            ("/a\nb", Err("control_character")),
+            ("/a\u{7f}", Err("control_character")),
+            ("/café", Err("non_ascii")),
+            ("/\u{2215}etc", Err("non_ascii")),
+            // Not absolute.
+            ("", Err("not_absolute")),
+            ("?x=1", Err("not_absolute")),
+            ("*", Err("not_absolute")),
+            ("a/b", Err("not_absolute")),
+            ("http://bank.example.com/a", Err("not_absolute")),
+        ];
+        for (raw, expected) in cases {
+            let expected = expected.map(str::to_owned);
+            assert_eq!(outcome(raw), expected, "normalize({raw:?})");
+        }
+    }
+
+    #[test]
+    fn normal_paths_are_borrowed_without_allocation() {
+        for raw in [
+            "/",
+            "/a/b",
+            "/a/b/",
+            "/a%3Ab",
+            "/a/b?x=%zz",
+            "/a.b/...",
+            "/a;p=1",
+        ] {
+            assert!(
+                matches!(normalize(raw), Ok(Cow::Borrowed(_))),
+                "{raw:?} should be borrowed"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_that_change_are_owned() {
+        for raw in ["//a", "/a/./b", "/%41", "/a%3ab", "/a/.."] {
+            assert!(
+                matches!(normalize(raw), Ok(Cow::Owned(_))),
+                "{raw:?} should be owned"
+            );
+        }
+    }
+
+    #[test]
+    fn normalizing_twice_changes_nothing() {
+        for raw in [
+            "/a/%2e%2e/b/",
+            "//x/./y/%7e",
+            "/a%3ab/c/..",
+            "/a/%252e%252e/",
+        ] {
+            let once = normalize(raw).unwrap().into_owned();
+            let twice = normalize(&once).unwrap();
+            assert_eq!(twice, once);
+            assert!(matches!(twice, Cow::Borrowed(_)));
+        }
+    }
+
+    #[test]
+    fn encoded_slash_in_a_template_parameter_is_rejected() {
+        assert_eq!(
+            normalize("/users/alice%2Fbob/accounts"),
+            Err(PathError::EncodedSlash)
+        );
+    }
+
+    #[test]
+    fn error_names_are_stable_and_described() {
+        let all = [
+            (PathError::NotAbsolute, "not_absolute"),
+            (PathError::EncodedSlash, "encoded_slash"),
+            (PathError::EncodedBackslash, "encoded_backslash"),
+            (PathError::Backslash, "backslash"),
+            (PathError::Nul, "nul"),
+            (PathError::BadPercentEncoding, "bad_percent_encoding"),
+            (PathError::AboveRoot, "above_root"),
+            (PathError::ControlCharacter, "control_character"),
+            (PathError::NonAscii, "non_ascii"),
+        ];
+        for (error, name) in all {
+            assert_eq!(error.as_str(), name);
+            assert!(error.describe().starts_with("the request path"));
+            assert_eq!(error.to_string(), error.describe());
+        }
+    }
+
+    #[test]
+    fn decode_segment_decodes_every_escape() {
+        assert_eq!(decode_segment("alice").unwrap(), "alice");
+        assert!(matches!(decode_segment("alice"), Some(Cow::Borrowed(_))));
+        assert_eq!(decode_segment("a%20b").unwrap(), "a b");
+        assert_eq!(decode_segment("caf%C3%A9").unwrap(), "café");
+        assert_eq!(decode_segment("caf%c3%a9").unwrap(), "café");
+        assert_eq!(decode_segment("a%2Fb").unwrap(), "a/b");
+        assert_eq!(decode_segment("%252e").unwrap(), "%2e");
+    }
+
+    #[test]
+    fn decode_segment_refuses_bad_encoding_and_non_utf8() {
+        assert_eq!(decode_segment("a%"), None);
+        assert_eq!(decode_segment("a%g0"), None);
+        assert_eq!(decode_segment("%C3"), None);
+        assert_eq!(decode_segment("%FF"), None);
+    }
+}
