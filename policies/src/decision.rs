@@ -229,6 +229,8 @@ pub enum EventKind {
     ContentTypeRefused,
     /// The counter store failed.
     StoreFailure,
+    /// The response was hardened (cookie attributes, security headers, stripped headers).
+    ResponseHardened,
 }
 
 impl EventKind {
@@ -252,6 +254,7 @@ impl EventKind {
             EventKind::BodyTooLarge => "body_too_large",
             EventKind::ContentTypeRefused => "content_type_refused",
             EventKind::StoreFailure => "store_failure",
+            EventKind::ResponseHardened => "response_hardened",
         }
     }
 }

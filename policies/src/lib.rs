@@ -1,16 +1,47 @@
 //! stakeguard's policy engine: the policy document, its validation, route matching and
-//! the decisions. No proxy-wasm here: host services come in through [`host`].
+//! the decisions, in plain Rust.
+//!
+//! No proxy-wasm here: the clock and the counter store come in through the traits of
+//! [`host`], so the same engine runs inside `stakeguard.wasm` on Envoy's shared data and
+//! natively in tests and benchmarks on [`MemoryStore`].
+//!
+//! ```
+//! use stakeguard_policies::{MemoryStore, Policy, Request, Verdict};
+//!
+//! let policy = Policy::from_json(r#"{
+//!     "revision": "1",
+//!     "tiers": { "low": { "mode": "monitor" } },
+//!     "apis": [ { "name": "bills", "version": "v1", "owner": "team-billing", "tier": "low",
+//!                 "routes": [ { "path": "/api/v1/bills/**" } ] } ]
+//! }"#).unwrap();
+//! let headers: Vec<(&str, &str)> = vec![];
+//! let request = Request {
+//!     method: "GET", authority: "shop.example.com", path: "/api/v1/bills/42",
+//!     headers: &headers, source_address: Some("10.0.0.7:4711"), peer_uri_san: None,
+//!     reference: "ref-1",
+//! };
+//! let (stream, verdict) = policy.on_request(&request, &1_000u64, &MemoryStore::new());
+//! assert_eq!(verdict, Verdict::Continue);
+//! assert_eq!(policy.api(stream.api().unwrap()).unwrap().owner, "team-billing");
+//! ```
 
+mod compile;
 pub mod decision;
-pub mod engine;
+mod engine;
+mod error;
 pub mod host;
+mod identity;
+pub mod model;
+pub mod path;
+mod policy;
 pub mod request;
+pub mod routes;
+mod state;
+mod units;
 
 pub use decision::*;
 pub use engine::{Decision, Stream};
+pub use error::{PolicyError, PolicyErrors};
 pub use host::{Clock, CounterStore, MemoryStore, Millis, StoreError};
+pub use policy::{ApiInfo, Notify, Policy};
 pub use request::{Headers, Request, Response};
-
-/// A validated, compiled policy, ready to decide.
-#[derive(Debug)]
-pub struct Policy {}

@@ -32,11 +32,31 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
 
 impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.as_slice().get(name)
+        Headers::get(self.as_slice(), name)
     }
 
     fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
-        self.as_slice().get_all(name)
+        Headers::get_all(self.as_slice(), name)
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>, const M: usize> Headers for [(N, V); M] {
+    fn get(&self, name: &str) -> Option<&str> {
+        Headers::get(self.as_slice(), name)
+    }
+
+    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        Headers::get_all(self.as_slice(), name)
+    }
+}
+
+impl<H: Headers + ?Sized> Headers for &H {
+    fn get(&self, name: &str) -> Option<&str> {
+        (**self).get(name)
+    }
+
+    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        (**self).get_all(name)
     }
 }
 

@@ -265,6 +265,9 @@ pub enum Match<'i, 'p, T> {
     MethodNotAllowed {
         /// Sorted, comma-and-space separated, e.g. `GET, POST`.
         allow: &'i str,
+        /// The value of the shape's first route, so the refusal can be told to the API
+        /// that owns the path.
+        value: T,
     },
     /// No route matches the path on this host.
     NotFound,
@@ -414,7 +417,13 @@ impl<T: Copy> Terminal<T> {
         }
         match any_method {
             Some(entry) => Match::Found(entry.found(path)),
-            None => Match::MethodNotAllowed { allow: &self.allow },
+            None => match self.entries.first() {
+                Some(entry) => Match::MethodNotAllowed {
+                    allow: &self.allow,
+                    value: entry.value,
+                },
+                None => Match::NotFound,
+            },
         }
     }
 }
@@ -743,7 +752,7 @@ mod tests {
     ) -> Outcome<'i> {
         match index.lookup(authority, path, method) {
             Match::Found(found) => Outcome::Found(found.value),
-            Match::MethodNotAllowed { allow } => Outcome::NotAllowed(allow),
+            Match::MethodNotAllowed { allow, .. } => Outcome::NotAllowed(allow),
             Match::NotFound => Outcome::NotFound,
         }
     }
@@ -1246,7 +1255,10 @@ mod tests {
             }
             let post = index.lookup(&authority, &request, "POST");
             if n.is_multiple_of(2) {
-                assert_eq!(post, Match::MethodNotAllowed { allow: "GET" }, "route {n}");
+                assert!(
+                    matches!(post, Match::MethodNotAllowed { allow: "GET", value } if value == n),
+                    "route {n}"
+                );
             } else {
                 assert!(matches!(post, Match::Found(f) if f.value == n), "route {n}");
             }

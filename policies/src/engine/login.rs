@@ -1,0 +1,295 @@
+//! Failed-login lockout, keyed by username and by client IP, counted from responses.
+//!
+//! Whether an attempt failed is only known from the upstream's answer, so failures are
+//! counted in [`count`] on the response, and a key is checked for a lockout on the next
+//! attempt: the client IP on the request headers, the username once the body is read.
+//! Each key's entry holds its failures in the current window (`count`), the window's
+//! start (`stamp`) and the end of its lockout (`until`). Usernames are compared without
+//! case and surrounding blanks, so `Alice ` cannot dodge the lockout of `alice`.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::decision::{Action, Control, EventKind, Outcome, Severity, Verdict};
+use crate::policy::{Login, UsernameSource};
+use crate::request::Response;
+use crate::state::{Entry, Table, key_hash};
+
+use super::reply::{error_reply, retry_after_seconds};
+use super::{Context, Stream};
+
+fn live(login: &Login, now: u64) -> impl Fn(&Entry) -> bool {
+    let window = login.window_ms;
+    move |e: &Entry| e.until > now || e.stamp.saturating_add(window) > now
+}
+
+/// On the request headers: refuses a locked-out client IP and asks for the body when
+/// the username is counted.
+pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
+    let login = cx.api.controls.login.as_ref()?;
+    if cx.exempt(Control::Login) {
+        return None;
+    }
+    stream.login_attempt = true;
+    stream.wants_response = true;
+    if login.by_client_ip
+        && let Some(client) = stream.client
+        && let Some(verdict) =
+            refuse_if_locked(stream, cx, login, Table::LoginIp, client, cx.reference())
+    {
+        return Some(verdict);
+    }
+    if login.by_username && login.username.is_some() {
+        stream.body_limit = stream.body_limit.max(login.body_limit);
+    }
+    None
+}
+
+/// On the login body: reads the username and refuses it when it is locked out.
+pub(super) fn check_body(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    reference: &str,
+    body: &[u8],
+    complete: bool,
+) -> Option<Verdict> {
+    let login = cx.api.controls.login.as_ref()?;
+    if !stream.login_attempt || !login.by_username {
+        return None;
+    }
+    let source = login.username.as_ref()?;
+    if !complete {
+        stream.raise(
+            EventKind::LoginBodyTooLarge,
+            Control::Login,
+            login.mode,
+            Outcome::Logged,
+            cx.api.controls.severity(EventKind::LoginBodyTooLarge),
+            stream.client,
+        );
+        return None;
+    }
+    let username = username(source, body)?;
+    let normalized = username.trim().to_lowercase();
+    if normalized.is_empty() {
+        return None;
+    }
+    let key = key_hash("username", normalized.as_bytes());
+    stream.username = Some(key);
+    refuse_if_locked(stream, cx, login, Table::LoginUser, key, reference)
+}
+
+fn refuse_if_locked(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    login: &Login,
+    table: Table,
+    key: u64,
+    reference: &str,
+) -> Option<Verdict> {
+    let now = cx.now;
+    let entry = match cx.slots.read(table, key, live(login, now)) {
+        Ok(Some(entry)) if entry.until > now => entry,
+        Ok(_) => return None,
+        Err(error) => return stream.store_failed(cx, error),
+    };
+    let wait = entry.until - now;
+    let over = u32::try_from(entry.count.saturating_sub(u64::from(login.max_failures)))
+        .unwrap_or(u32::MAX);
+    let delay = login
+        .delay_ms
+        .saturating_mul(2u64.saturating_pow(over.min(32)))
+        .min(login.max_delay_ms);
+    let seconds = retry_after_seconds(wait);
+    stream.act(
+        cx,
+        EventKind::LoginLocked,
+        Control::Login,
+        login.mode,
+        login.action,
+        Some(key),
+        delay,
+        || {
+            error_reply(
+                429,
+                "login_locked",
+                "too many failed sign-in attempts; try again later",
+                reference,
+                vec![("retry-after".to_owned(), seconds.to_string())],
+            )
+        },
+    )
+}
+
+/// The username from a login body, as the policy says where it is.
+fn username<'b>(source: &UsernameSource, body: &'b [u8]) -> Option<Cow<'b, str>> {
+    match source {
+        UsernameSource::JsonPointer(pointer) => {
+            let document: Value = serde_json::from_slice(body).ok()?;
+            match document.pointer(pointer)? {
+                Value::String(text) => Some(Cow::Owned(text.clone())),
+                Value::Number(number) => Some(Cow::Owned(number.to_string())),
+                _ => None,
+            }
+        }
+        UsernameSource::FormField(field) => {
+            let text = std::str::from_utf8(body).ok()?;
+            text.split('&').find_map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (form_decode(name)? == *field)
+                    .then(|| form_decode(value))
+                    .flatten()
+            })
+        }
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component.
+fn form_decode(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains(['%', '+']) {
+        return Some(Cow::Borrowed(text));
+    }
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut iter = text.bytes();
+    while let Some(byte) = iter.next() {
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let high = char::from(iter.next()?).to_digit(16)?;
+                let low = char::from(iter.next()?).to_digit(16)?;
+                bytes.push(u8::try_from(high * 16 + low).ok()?);
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).ok().map(Cow::Owned)
+}
+
+/// On the response: a failure status counts against the username and the client, a
+/// success clears them (when the policy says so).
+pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Response<'_>) {
+    if !stream.login_attempt {
+        return;
+    }
+    let Some(login) = cx.api.controls.login.as_ref() else {
+        return;
+    };
+    let now = cx.now;
+    let keys = [
+        (
+            Table::LoginUser,
+            stream.username.filter(|_| login.by_username),
+        ),
+        (Table::LoginIp, stream.client.filter(|_| login.by_client_ip)),
+    ];
+    if login.failure_statuses.contains(&response.status) {
+        let mut locked_now = None;
+        for (table, key) in keys {
+            let Some(key) = key else {
+                continue;
+            };
+            let result = cx.slots.update(table, key, live(login, now), |current| {
+                let mut entry = current.unwrap_or_default();
+                if entry.stamp.saturating_add(login.window_ms) <= now && entry.until <= now {
+                    entry = Entry {
+                        key,
+                        count: 0,
+                        stamp: now,
+                        until: 0,
+                    };
+                }
+                entry.count += 1;
+                if entry.count >= u64::from(login.max_failures) && entry.until <= now {
+                    entry.until = now.saturating_add(login.lockout_ms);
+                }
+                entry
+            });
+            match result {
+                Ok(updated) => {
+                    stream.note(&updated);
+                    if updated.entry.count == u64::from(login.max_failures) {
+                        locked_now = Some(key);
+                    }
+                }
+                Err(error) => stream.store_failed_late(cx, error),
+            }
+        }
+        let failure_key = stream.username.or(stream.client);
+        let severity = cx.api.controls.severity(EventKind::LoginFailure);
+        stream.raise(
+            EventKind::LoginFailure,
+            Control::Login,
+            login.mode,
+            Outcome::Logged,
+            severity,
+            failure_key,
+        );
+        if let Some(key) = locked_now {
+            let severity =
+                cx.api
+                    .controls
+                    .severity(EventKind::LoginLockout)
+                    .or(match login.action {
+                        Action::Alert => Some(Severity::Ticket),
+                        _ => None,
+                    });
+            let outcome = if severity.is_some() {
+                Outcome::Alerted
+            } else {
+                Outcome::Logged
+            };
+            stream.raise(
+                EventKind::LoginLockout,
+                Control::Login,
+                login.mode,
+                outcome,
+                severity,
+                Some(key),
+            );
+        }
+    } else if (200..300).contains(&response.status) && login.reset_on_success {
+        for (table, key) in keys {
+            let Some(key) = key else {
+                continue;
+            };
+            match cx.slots.read(table, key, live(login, now)) {
+                Ok(Some(entry)) if entry.count > 0 && entry.until <= now => {
+                    match cx.slots.update(table, key, live(login, now), |_| Entry {
+                        key,
+                        count: 0,
+                        stamp: now,
+                        until: 0,
+                    }) {
+                        Ok(updated) => stream.note(&updated),
+                        Err(error) => stream.store_failed_late(cx, error),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => stream.store_failed_late(cx, error),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_come_from_json_pointers_and_form_fields() {
+        let json = UsernameSource::JsonPointer("/user/name".into());
+        assert_eq!(
+            username(&json, br#"{"user":{"name":"alice"}}"#).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(username(&json, b"not json"), None);
+        let form = UsernameSource::FormField("user name".into());
+        assert_eq!(
+            username(&form, b"a=1&user+name=bob%40example.com").as_deref(),
+            Some("bob@example.com")
+        );
+        assert_eq!(username(&form, b"a=1&other=x"), None);
+        assert_eq!(username(&form, b"user+name=%zz"), None);
+    }
+}

@@ -1,0 +1,718 @@
+//! The decision engine: what a request meets on its way through, callback by callback.
+//!
+//! [`Policy::on_request`] normalizes the path, finds the API and walks its controls in a
+//! fixed order (lifecycle, credentials, session, rate limit, body, login lockout). In
+//! enforce mode the first control that blocks ends the walk with a local reply; in
+//! monitor mode it records `would_block` and the walk goes on, so one request reports
+//! everything it would have met. [`Policy::on_request_body`] finishes what needed the body
+//! (the login username, bodies without a length), and [`Policy::on_response`] counts
+//! outcomes (failed logins, new sessions) and hardens the response.
+
+mod login;
+mod rate_limit;
+mod reply;
+mod response;
+mod session;
+
+use crate::decision::{
+    Action, ApiId, Control, Event, EventKind, HeaderChange, Mode, Outcome, Severity, Verdict,
+};
+use crate::host::{Clock, CounterStore, Millis, StoreError};
+use crate::identity;
+use crate::model::{OnError, UnknownAction};
+use crate::path::normalize;
+use crate::policy::{Api, Lifecycle, Policy};
+use crate::request::{Request, Response};
+use crate::routes::Match;
+use crate::state::{Slots, key_hash};
+
+pub(crate) use reply::error_reply;
+
+/// What the engine remembers about one stream between its callbacks.
+#[derive(Debug, Default)]
+pub struct Stream {
+    api: Option<ApiId>,
+    events: Vec<Event>,
+    decision: Decision,
+    /// Digest of the client IP, for counting login failures and binding sessions.
+    client: Option<u64>,
+    /// Digest of the login username, once read from the body.
+    username: Option<u64>,
+    /// Whether this stream's response counts as a login attempt.
+    login_attempt: bool,
+    body_limit: usize,
+    /// The host's reference, kept only when the body is read, for replies made then.
+    reference: String,
+    /// The longest delay a control asked for, served after the walk.
+    delay_ms: u64,
+    /// Whether the body is read to check its size (no `content-length` was sent).
+    body_size_check: bool,
+    wants_response: bool,
+    /// Counter updates that found their slot full (see [`crate::state`]).
+    collisions: u32,
+}
+
+/// The one decision published for a stream: the most significant thing that happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The API the request was routed to.
+    pub api: Option<ApiId>,
+    /// The control behind the outcome; `None` when nothing fired.
+    pub control: Option<Control>,
+    /// What the request experienced.
+    pub outcome: Outcome,
+}
+
+impl Default for Decision {
+    fn default() -> Self {
+        Decision {
+            api: None,
+            control: None,
+            outcome: Outcome::Allowed,
+        }
+    }
+}
+
+impl Stream {
+    /// Takes the events raised since the last call, leaving none behind.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The decision to publish: the heaviest outcome so far.
+    pub fn decision(&self) -> Decision {
+        Decision {
+            api: self.api,
+            ..self.decision
+        }
+    }
+
+    /// How many counter updates of this stream found their slot full and had to share
+    /// or evict an entry: a sign that the policy's `state.slots` is too small.
+    pub fn store_collisions(&self) -> u32 {
+        self.collisions
+    }
+
+    /// Notes a counter update's collision, if it had one.
+    pub(crate) fn note(&mut self, updated: &crate::state::Updated) {
+        self.collisions += u32::from(updated.collided);
+    }
+
+    /// The API the request was routed to.
+    pub fn api(&self) -> Option<ApiId> {
+        self.api
+    }
+
+    /// Whether [`Policy::on_response`] has anything to do for this stream.
+    pub fn wants_response(&self) -> bool {
+        self.wants_response
+    }
+
+    fn pending_delay(&self) -> Verdict {
+        if self.delay_ms > 0 {
+            Verdict::Delay(self.delay_ms)
+        } else {
+            Verdict::Continue
+        }
+    }
+
+    /// How many body bytes to buffer before calling [`Policy::on_request_body`].
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+}
+
+/// Everything a control needs while it decides on one request.
+pub(crate) struct Context<'r, 'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) api: &'a Api,
+    pub(crate) api_id: ApiId,
+    pub(crate) request: Option<&'r Request<'r>>,
+    pub(crate) now: Millis,
+    pub(crate) slots: Slots<'a>,
+    /// The partner the request comes from, if any.
+    pub(crate) partner: Option<usize>,
+}
+
+impl Context<'_, '_> {
+    /// Whether the request's partner skips this control.
+    pub(crate) fn exempt(&self, control: Control) -> bool {
+        self.partner
+            .and_then(|p| self.policy.partners.get(p))
+            .is_some_and(|partner| partner.exempt.contains(&control))
+    }
+
+    pub(crate) fn reference(&self) -> &str {
+        self.request.map_or("", |r| r.reference)
+    }
+}
+
+impl Stream {
+    /// Records an event and lets it weigh on the published decision.
+    pub(crate) fn raise(
+        &mut self,
+        kind: EventKind,
+        control: Control,
+        mode: Mode,
+        outcome: Outcome,
+        severity: Option<Severity>,
+        key: Option<u64>,
+    ) {
+        if self.decision.control.is_none() || outcome.weight() > self.decision.outcome.weight() {
+            self.decision.control = Some(control);
+            self.decision.outcome = outcome;
+        }
+        self.events.push(Event {
+            kind,
+            control,
+            api: self.api,
+            mode,
+            outcome,
+            severity,
+            key,
+        });
+    }
+
+    /// Raises an event for a control that would block: in enforce mode the request is
+    /// blocked (the caller sends `reply`), in monitor mode it goes on as `would_block`.
+    /// Returns the verdict that ends the walk, if any.
+    pub(crate) fn block(
+        &mut self,
+        api: &Api,
+        kind: EventKind,
+        control: Control,
+        mode: Mode,
+        key: Option<u64>,
+        reply: impl FnOnce() -> Verdict,
+    ) -> Option<Verdict> {
+        let severity = api.controls.severity(kind);
+        match mode {
+            Mode::Off => None,
+            Mode::Monitor => {
+                self.raise(kind, control, mode, Outcome::WouldBlock, severity, key);
+                None
+            }
+            Mode::Enforce => {
+                self.raise(kind, control, mode, Outcome::Blocked, severity, key);
+                Some(reply())
+            }
+        }
+    }
+
+    /// Carries out a counting control's action when its key is over the limit: block
+    /// with `reply`, delay by `delay_ms`, or let through with an incident or a log line.
+    /// Monitor mode turns block and delay into `would_block`. A delay does not end the
+    /// walk: it is served once every other control has had its say.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per counting control, each naming every part of the event"
+    )]
+    pub(crate) fn act(
+        &mut self,
+        cx: &Context<'_, '_>,
+        kind: EventKind,
+        control: Control,
+        mode: Mode,
+        action: Action,
+        key: Option<u64>,
+        delay_ms: u64,
+        reply: impl FnOnce() -> Verdict,
+    ) -> Option<Verdict> {
+        let severity = cx.api.controls.severity(kind);
+        let outcome = match (mode, action) {
+            (Mode::Off, _) => return None,
+            (Mode::Monitor, Action::Block | Action::Delay) => Outcome::WouldBlock,
+            (_, Action::Alert) => Outcome::Alerted,
+            (_, Action::Log) => Outcome::Logged,
+            (Mode::Enforce, Action::Block) => Outcome::Blocked,
+            (Mode::Enforce, Action::Delay) => Outcome::Delayed,
+        };
+        let severity = match outcome {
+            Outcome::Alerted => Some(severity.unwrap_or(Severity::Ticket)),
+            _ => severity,
+        };
+        self.raise(kind, control, mode, outcome, severity, key);
+        match outcome {
+            Outcome::Blocked => Some(reply()),
+            Outcome::Delayed => {
+                self.delay_ms = self.delay_ms.max(delay_ms);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The counter store failed: the tier's `on_error` decides.
+    pub(crate) fn store_failed(
+        &mut self,
+        cx: &Context<'_, '_>,
+        _error: StoreError,
+    ) -> Option<Verdict> {
+        let severity = cx.api.controls.severity(EventKind::StoreFailure);
+        match cx.api.controls.on_error {
+            OnError::FailOpen => {
+                self.raise(
+                    EventKind::StoreFailure,
+                    Control::Store,
+                    Mode::Enforce,
+                    Outcome::FailedOpen,
+                    severity,
+                    None,
+                );
+                None
+            }
+            OnError::FailClosed => {
+                self.raise(
+                    EventKind::StoreFailure,
+                    Control::Store,
+                    Mode::Enforce,
+                    Outcome::Blocked,
+                    severity,
+                    None,
+                );
+                Some(error_reply(
+                    503,
+                    "store_unavailable",
+                    "the request could not be checked; try again shortly",
+                    cx.reference(),
+                    Vec::new(),
+                ))
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// The store failed while counting a response: the request is already upstream, so
+    /// nothing can be blocked any more and the failure is reported as failed open.
+    pub(crate) fn store_failed_late(&mut self, cx: &Context<'_, '_>, _error: StoreError) {
+        let severity = cx.api.controls.severity(EventKind::StoreFailure);
+        self.raise(
+            EventKind::StoreFailure,
+            Control::Store,
+            Mode::Enforce,
+            Outcome::FailedOpen,
+            severity,
+            None,
+        );
+    }
+}
+
+impl Policy {
+    fn slots<'a>(&'a self, store: &'a dyn CounterStore) -> Slots<'a> {
+        Slots {
+            store,
+            namespace: &self.state.namespace,
+            slots: self.state.slots,
+        }
+    }
+
+    /// Decides on the request headers.
+    pub fn on_request(
+        &self,
+        request: &Request<'_>,
+        clock: &dyn Clock,
+        store: &dyn CounterStore,
+    ) -> (Stream, Verdict) {
+        let mut stream = Stream::default();
+        let verdict = self.decide_request(&mut stream, request, clock, store);
+        (stream, verdict)
+    }
+
+    fn decide_request(
+        &self,
+        stream: &mut Stream,
+        request: &Request<'_>,
+        clock: &dyn Clock,
+        store: &dyn CounterStore,
+    ) -> Verdict {
+        let path = match normalize(request.path) {
+            Ok(path) => path,
+            Err(error) => {
+                let mode = self.ambiguous_mode;
+                let outcome = match mode {
+                    Mode::Off => return Verdict::Continue,
+                    Mode::Monitor => Outcome::WouldBlock,
+                    Mode::Enforce => Outcome::Blocked,
+                };
+                stream.raise(
+                    EventKind::AmbiguousPath,
+                    Control::Path,
+                    mode,
+                    outcome,
+                    None,
+                    None,
+                );
+                return match mode {
+                    Mode::Enforce => error_reply(
+                        400,
+                        "ambiguous_path",
+                        error.describe(),
+                        request.reference,
+                        Vec::new(),
+                    ),
+                    _ => Verdict::Continue,
+                };
+            }
+        };
+        let (api_id, _) = match self.index.lookup(request.authority, &path, request.method) {
+            Match::Found(found) => found.value,
+            Match::NotFound => return self.unknown_route(stream, request),
+            Match::MethodNotAllowed {
+                allow,
+                value: (api_id, _),
+            } => {
+                stream.api = Some(api_id);
+                let Some(api) = self.apis.get(api_id) else {
+                    return Verdict::Continue;
+                };
+                let mode = api.controls.default_mode;
+                return stream
+                    .block(
+                        api,
+                        EventKind::MethodNotAllowed,
+                        Control::Method,
+                        mode,
+                        None,
+                        || {
+                            error_reply(
+                                405,
+                                "method_not_allowed",
+                                "this method is not served on this path",
+                                request.reference,
+                                vec![("allow".to_owned(), allow.to_owned())],
+                            )
+                        },
+                    )
+                    .unwrap_or(Verdict::Continue);
+            }
+        };
+        stream.api = Some(api_id);
+        let Some(api) = self.apis.get(api_id) else {
+            return Verdict::Continue;
+        };
+        let client_ip = identity::client_ip(request, &self.identity);
+        stream.client = client_ip.map(|ip| key_hash("client_ip", ip.as_bytes()));
+        let partner = if self.partners.is_empty() {
+            None
+        } else {
+            identity::partner(&self.partners, request, client_ip).map(|(i, _)| i)
+        };
+        let cx = Context {
+            policy: self,
+            api,
+            api_id,
+            request: Some(request),
+            now: clock.now_ms(),
+            slots: self.slots(store),
+            partner,
+        };
+        stream.wants_response = api.controls.response.is_some()
+            || matches!(api.lifecycle, Lifecycle::Deprecated { .. })
+            || api.controls.session.is_some();
+        let checks: [fn(&mut Stream, &Context<'_, '_>) -> Option<Verdict>; 6] = [
+            lifecycle,
+            credentials,
+            session::check,
+            rate_limit::check,
+            body_headers,
+            login::check,
+        ];
+        for check in checks {
+            if let Some(verdict) = check(stream, &cx) {
+                return verdict;
+            }
+        }
+        if stream.body_limit > 0 {
+            stream.reference = request.reference.to_owned();
+            Verdict::ReadBody
+        } else {
+            stream.pending_delay()
+        }
+    }
+
+    fn unknown_route(&self, stream: &mut Stream, request: &Request<'_>) -> Verdict {
+        let unknown = &self.unknown;
+        let (outcome, severity) = match (unknown.action, unknown.mode) {
+            (UnknownAction::Allow, _) | (_, Mode::Off) => return Verdict::Continue,
+            (UnknownAction::Log, _) => (Outcome::Logged, None),
+            (UnknownAction::Alert, _) => (Outcome::Alerted, Some(unknown.severity)),
+            (UnknownAction::Block, Mode::Monitor) => (Outcome::WouldBlock, Some(unknown.severity)),
+            (UnknownAction::Block, Mode::Enforce) => (Outcome::Blocked, Some(unknown.severity)),
+        };
+        stream.raise(
+            EventKind::ShadowApi,
+            Control::UnknownRoute,
+            unknown.mode,
+            outcome,
+            severity,
+            None,
+        );
+        if outcome == Outcome::Blocked {
+            error_reply(
+                404,
+                "unknown_route",
+                "no API is published on this route",
+                request.reference,
+                Vec::new(),
+            )
+        } else {
+            Verdict::Continue
+        }
+    }
+
+    /// Decides on the buffered body; `complete` is false when the body was longer than
+    /// [`Stream::body_limit`] and `body` holds only its first bytes.
+    pub fn on_request_body(
+        &self,
+        stream: &mut Stream,
+        body: &[u8],
+        complete: bool,
+        clock: &dyn Clock,
+        store: &dyn CounterStore,
+    ) -> Verdict {
+        let Some(cx) = self.context(stream, clock, store) else {
+            return Verdict::Continue;
+        };
+        let reference = std::mem::take(&mut stream.reference);
+        if stream.body_size_check
+            && !complete
+            && let Some(limit) = &cx.api.controls.body
+            && !cx.exempt(Control::Body)
+            && let Some(verdict) = stream.block(
+                cx.api,
+                EventKind::BodyTooLarge,
+                Control::Body,
+                limit.mode,
+                None,
+                || {
+                    error_reply(
+                        413,
+                        "body_too_large",
+                        "the request body is larger than this API accepts",
+                        &reference,
+                        Vec::new(),
+                    )
+                },
+            )
+        {
+            return verdict;
+        }
+        login::check_body(stream, &cx, &reference, body, complete)
+            .unwrap_or_else(|| stream.pending_delay())
+    }
+
+    /// Counts the response and returns the header changes to make.
+    pub fn on_response(
+        &self,
+        stream: &mut Stream,
+        response: &Response<'_>,
+        clock: &dyn Clock,
+        store: &dyn CounterStore,
+    ) -> Vec<HeaderChange> {
+        let Some(cx) = self.context(stream, clock, store) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        login::count(stream, &cx, response);
+        session::observe_issued(stream, &cx, response);
+        response::lifecycle_headers(&cx, &mut changes);
+        response::harden(stream, &cx, response, &mut changes);
+        changes
+    }
+
+    /// The context of the body and response callbacks, which see no request headers:
+    /// partner exemptions were settled on the headers.
+    fn context<'a>(
+        &'a self,
+        stream: &Stream,
+        clock: &dyn Clock,
+        store: &'a dyn CounterStore,
+    ) -> Option<Context<'a, 'a>> {
+        let api_id = stream.api?;
+        Some(Context {
+            policy: self,
+            api: self.apis.get(api_id)?,
+            api_id,
+            request: None,
+            now: clock.now_ms(),
+            slots: self.slots(store),
+            partner: None,
+        })
+    }
+}
+
+/// Deprecated APIs are annotated; retired ones (and deprecated ones past their sunset)
+/// answer 410.
+fn lifecycle(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
+    let (mode, link) = match &cx.api.lifecycle {
+        Lifecycle::Active => return None,
+        Lifecycle::Deprecated {
+            mode,
+            sunset_ms,
+            link,
+            ..
+        } => {
+            let past_sunset =
+                sunset_ms.is_some_and(|sunset| i64::try_from(cx.now).unwrap_or(i64::MAX) >= sunset);
+            if !past_sunset {
+                if *mode != Mode::Off && !cx.exempt(Control::Lifecycle) {
+                    let outcome = if *mode == Mode::Enforce {
+                        Outcome::Annotated
+                    } else {
+                        Outcome::Logged
+                    };
+                    let severity = cx.api.controls.severity(EventKind::DeprecatedApiCalled);
+                    stream.raise(
+                        EventKind::DeprecatedApiCalled,
+                        Control::Lifecycle,
+                        *mode,
+                        outcome,
+                        severity,
+                        stream.client,
+                    );
+                }
+                return None;
+            }
+            (*mode, link)
+        }
+        Lifecycle::Retired { mode, link } => (*mode, link),
+    };
+    if cx.exempt(Control::Lifecycle) {
+        return None;
+    }
+    let reference = cx.reference();
+    stream.block(
+        cx.api,
+        EventKind::RetiredApiCalled,
+        Control::Lifecycle,
+        mode,
+        stream.client,
+        || {
+            let headers = link
+                .iter()
+                .map(|l| ("link".to_owned(), l.clone()))
+                .collect();
+            error_reply(
+                410,
+                "api_retired",
+                "this API version is retired",
+                reference,
+                headers,
+            )
+        },
+    )
+}
+
+/// Required credentials: 401 with a challenge when one is missing.
+fn credentials(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
+    let auth = cx.api.controls.auth.as_ref()?;
+    let request = cx.request?;
+    if cx.exempt(Control::Auth) {
+        return None;
+    }
+    let missing = auth.required.iter().any(|name| {
+        request
+            .headers
+            .get(name)
+            .is_none_or(|v| v.trim().is_empty())
+    });
+    if !missing {
+        return None;
+    }
+    stream.block(
+        cx.api,
+        EventKind::CredentialsMissing,
+        Control::Auth,
+        auth.mode,
+        stream.client,
+        || {
+            error_reply(
+                401,
+                "credentials_missing",
+                "this API needs credentials",
+                request.reference,
+                vec![("www-authenticate".to_owned(), auth.challenge.clone())],
+            )
+        },
+    )
+}
+
+/// Body size by `content-length` and content type by `content-type`; a body sent without
+/// a length is read (up to the limit) to be measured.
+fn body_headers(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
+    let limits = cx.api.controls.body.as_ref()?;
+    let request = cx.request?;
+    if cx.exempt(Control::Body) {
+        return None;
+    }
+    let length = request
+        .headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let has_body =
+        length.is_some_and(|l| l > 0) || request.headers.get("transfer-encoding").is_some();
+    if let (Some(max), Some(length)) = (limits.max_bytes, length)
+        && length > max
+    {
+        let verdict = stream.block(
+            cx.api,
+            EventKind::BodyTooLarge,
+            Control::Body,
+            limits.mode,
+            stream.client,
+            || {
+                error_reply(
+                    413,
+                    "body_too_large",
+                    "the request body is larger than this API accepts",
+                    request.reference,
+                    Vec::new(),
+                )
+            },
+        );
+        if verdict.is_some() {
+            return verdict;
+        }
+    }
+    if has_body && !limits.content_types.is_empty() {
+        let media = request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        if !limits
+            .content_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(media))
+        {
+            let verdict = stream.block(
+                cx.api,
+                EventKind::ContentTypeRefused,
+                Control::Body,
+                limits.mode,
+                stream.client,
+                || {
+                    error_reply(
+                        415,
+                        "content_type_refused",
+                        "this API does not accept this content type",
+                        request.reference,
+                        Vec::new(),
+                    )
+                },
+            );
+            if verdict.is_some() {
+                return verdict;
+            }
+        }
+    }
+    if let (Some(max), None, true) = (limits.max_bytes, length, has_body) {
+        stream.body_size_check = true;
+        stream.body_limit = stream
+            .body_limit
+            .max(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    None
+}

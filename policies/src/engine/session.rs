@@ -1,0 +1,147 @@
+//! Session idle and absolute timeouts, kept at the gateway from the session cookie alone.
+//!
+//! A session is known by the digest of its cookie value. It starts when the upstream
+//! sets the cookie (seen in the response) or, for a cookie issued before the gateway
+//! saw it, at its first request. Each entry holds when the session started (`until`),
+//! when it was last used (`stamp`) and the client it was first seen from (`count`).
+//! Last-use is written only when it moved on by a sixteenth of the idle timeout, so a
+//! busy session costs a store write now and then, not on every request.
+//!
+//! This complements, never replaces, session expiry in the application: an entry pushed
+//! out of a full slot forgets its session, which then starts over when next seen.
+
+use crate::decision::{Control, EventKind, Verdict};
+use crate::identity::cookie;
+use crate::request::Response;
+use crate::state::{Entry, Table, key_hash};
+
+use super::reply::error_reply;
+use super::{Context, Stream};
+
+/// Sessions never expire out of the table by age; a full slot evicts the least
+/// recently used entry instead (see [`crate::state`]).
+fn live(_: &Entry) -> bool {
+    true
+}
+
+pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
+    let session = cx.api.controls.session.as_ref()?;
+    let request = cx.request?;
+    if session.mode == crate::decision::Mode::Off || cx.exempt(Control::Session) {
+        return None;
+    }
+    let value = cookie(request.headers, &session.cookie).filter(|v| !v.is_empty())?;
+    let key = key_hash("session", value.as_bytes());
+    let now = cx.now;
+    let client = stream.client.unwrap_or(0);
+    let entry = match cx.slots.read(Table::Session, key, live) {
+        Ok(entry) => entry,
+        Err(error) => return stream.store_failed(cx, error),
+    };
+    let Some(entry) = entry else {
+        return record(stream, cx, key, |_| Entry {
+            key,
+            count: client,
+            stamp: now,
+            until: now,
+        });
+    };
+    let expired = if session
+        .absolute_ms
+        .is_some_and(|limit| now.saturating_sub(entry.until) > limit)
+    {
+        Some(EventKind::SessionAbsoluteTimeout)
+    } else if session
+        .idle_ms
+        .is_some_and(|limit| now.saturating_sub(entry.stamp) > limit)
+    {
+        Some(EventKind::SessionIdleTimeout)
+    } else if session.bind_client_ip && entry.count != 0 && client != 0 && entry.count != client {
+        Some(EventKind::SessionHijackSuspected)
+    } else {
+        None
+    };
+    if let Some(kind) = expired {
+        let reference = request.reference;
+        let expire = format!("{}=; Max-Age=0; Path=/; Secure; HttpOnly", session.cookie);
+        return stream.block(
+            cx.api,
+            kind,
+            Control::Session,
+            session.mode,
+            Some(key),
+            || {
+                error_reply(
+                    401,
+                    kind.as_str(),
+                    "the session has ended; sign in again",
+                    reference,
+                    vec![("set-cookie".to_owned(), expire)],
+                )
+            },
+        );
+    }
+    let refresh = session
+        .idle_ms
+        .map_or(u64::MAX, |idle| (idle / 16).max(1_000));
+    if now.saturating_sub(entry.stamp) >= refresh {
+        return record(stream, cx, key, |current| {
+            let mut updated = current.unwrap_or(entry);
+            updated.stamp = updated.stamp.max(now);
+            updated
+        });
+    }
+    None
+}
+
+fn record(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    key: u64,
+    change: impl FnMut(Option<Entry>) -> Entry,
+) -> Option<Verdict> {
+    match cx.slots.update(Table::Session, key, live, change) {
+        Ok(updated) => {
+            stream.note(&updated);
+            None
+        }
+        Err(error) => stream.store_failed(cx, error),
+    }
+}
+
+/// A response that sets the session cookie starts a new session.
+pub(super) fn observe_issued(stream: &mut Stream, cx: &Context<'_, '_>, response: &Response<'_>) {
+    let Some(session) = cx.api.controls.session.as_ref() else {
+        return;
+    };
+    let now = cx.now;
+    let client = stream.client.unwrap_or(0);
+    for line in response.headers.get_all("set-cookie") {
+        let Some((name, rest)) = line.split_once('=') else {
+            continue;
+        };
+        if name.trim() != session.cookie {
+            continue;
+        }
+        let value = rest
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        let clears = rest.to_ascii_lowercase().contains("max-age=0");
+        if value.is_empty() || clears {
+            continue;
+        }
+        let key = key_hash("session", value.as_bytes());
+        match cx.slots.update(Table::Session, key, live, |_| Entry {
+            key,
+            count: client,
+            stamp: now,
+            until: now,
+        }) {
+            Ok(updated) => stream.note(&updated),
+            Err(error) => stream.store_failed_late(cx, error),
+        }
+    }
+}

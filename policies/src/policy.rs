@@ -1,0 +1,263 @@
+//! The compiled policy: what the engine consults on every request.
+//!
+//! Everything a decision needs is resolved here once, at configuration time: tier
+//! defaults merged into each API, modes settled, durations in milliseconds, routes in an
+//! index whose lookup does not depend on the size of the inventory. A request then costs
+//! one index lookup and a walk over the few controls of its API.
+
+use std::net::IpAddr;
+
+use crate::decision::{Action, ApiId, Control, EventKind, Mode, Severity};
+use crate::model::{OnError, RateKey, SameSite, UnknownAction};
+use crate::routes::RouteIndex;
+use crate::state::Table;
+
+/// A validated, compiled policy, ready to decide. Build it with [`Policy::from_json`].
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) revision: String,
+    pub(crate) apis: Vec<Api>,
+    /// Route index values: (API, route within the API).
+    pub(crate) index: RouteIndex<(ApiId, usize)>,
+    pub(crate) identity: Identity,
+    pub(crate) partners: Vec<Partner>,
+    pub(crate) unknown: Unknown,
+    pub(crate) ambiguous_mode: Mode,
+    pub(crate) notify: Option<Notify>,
+    pub(crate) state: StateConfig,
+}
+
+/// Who an API belongs to and what is at stake: the labels on every event about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiInfo {
+    /// The API's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The owning team.
+    pub owner: String,
+    /// How to reach the owner.
+    pub contact: Option<String>,
+    /// The tier's name.
+    pub tier: String,
+}
+
+/// Where incidents are sent: a Prometheus Alertmanager behind an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// The Envoy cluster.
+    pub cluster: String,
+    /// The `:authority` of alert requests.
+    pub authority: String,
+    /// The Alertmanager API path, `/api/v2/alerts`.
+    pub path: String,
+    /// How long an alert may take.
+    pub timeout_ms: u64,
+    /// One alert per API, control, event and key within this window.
+    pub dedupe_window_ms: u64,
+}
+
+/// One API with its tier's controls merged in.
+#[derive(Debug)]
+pub(crate) struct Api {
+    pub(crate) info: ApiInfo,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) controls: Controls,
+}
+
+#[derive(Debug)]
+pub(crate) enum Lifecycle {
+    Active,
+    Deprecated {
+        mode: Mode,
+        /// `@<seconds>`: the RFC 9745 structured date.
+        deprecation: String,
+        sunset_ms: Option<i64>,
+        /// The `Sunset` header value.
+        sunset: Option<String>,
+        /// The `Link` header value.
+        link: Option<String>,
+    },
+    Retired {
+        mode: Mode,
+        link: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Controls {
+    pub(crate) default_mode: Mode,
+    pub(crate) on_error: OnError,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) login: Option<Login>,
+    pub(crate) session: Option<Session>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) body: Option<Body>,
+    pub(crate) response: Option<Hardening>,
+    pub(crate) incidents: Vec<(EventKind, Severity)>,
+}
+
+impl Controls {
+    pub(crate) fn severity(&self, kind: EventKind) -> Option<Severity> {
+        self.incidents
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| *s)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Auth {
+    pub(crate) mode: Mode,
+    pub(crate) required: Vec<String>,
+    pub(crate) challenge: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Login {
+    pub(crate) mode: Mode,
+    pub(crate) max_failures: u32,
+    pub(crate) window_ms: u64,
+    pub(crate) lockout_ms: u64,
+    pub(crate) action: Action,
+    pub(crate) delay_ms: u64,
+    pub(crate) max_delay_ms: u64,
+    pub(crate) by_username: bool,
+    pub(crate) by_client_ip: bool,
+    pub(crate) failure_statuses: Vec<u16>,
+    pub(crate) reset_on_success: bool,
+    pub(crate) username: Option<UsernameSource>,
+    pub(crate) body_limit: usize,
+}
+
+#[derive(Debug)]
+pub(crate) enum UsernameSource {
+    JsonPointer(String),
+    FormField(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) mode: Mode,
+    pub(crate) cookie: String,
+    pub(crate) idle_ms: Option<u64>,
+    pub(crate) absolute_ms: Option<u64>,
+    pub(crate) bind_client_ip: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    pub(crate) mode: Mode,
+    pub(crate) requests: u32,
+    pub(crate) per_ms: u64,
+    pub(crate) key: RateKey,
+    pub(crate) action: Action,
+}
+
+#[derive(Debug)]
+pub(crate) struct Body {
+    pub(crate) mode: Mode,
+    pub(crate) max_bytes: Option<u64>,
+    /// Lowercase media types without parameters.
+    pub(crate) content_types: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Hardening {
+    pub(crate) mode: Mode,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: Option<SameSite>,
+    /// Lowercase names.
+    pub(crate) headers: Vec<(String, String)>,
+    /// Lowercase names.
+    pub(crate) strip: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Identity {
+    pub(crate) trusted_hops: u32,
+    pub(crate) forwarded_header: String,
+    pub(crate) user: Vec<UserSource>,
+}
+
+#[derive(Debug)]
+pub(crate) enum UserSource {
+    Header(String),
+    Cookie(String),
+    JwtClaim(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Partner {
+    pub(crate) name: String,
+    pub(crate) matcher: PartnerMatch,
+    pub(crate) exempt: Vec<Control>,
+}
+
+#[derive(Debug)]
+pub(crate) enum PartnerMatch {
+    Header { name: String, value: String },
+    Cidr { network: IpAddr, prefix: u8 },
+    UriSan(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Unknown {
+    pub(crate) action: UnknownAction,
+    pub(crate) mode: Mode,
+    pub(crate) severity: Severity,
+    pub(crate) owner: String,
+    pub(crate) contact: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StateConfig {
+    pub(crate) namespace: String,
+    pub(crate) slots: u32,
+    /// The tables some API uses; only these are created.
+    pub(crate) tables: Vec<Table>,
+}
+
+impl Policy {
+    /// Parses, validates and compiles a policy document. On failure, every mistake found
+    /// is returned, each with its JSON path.
+    pub fn from_json(text: &str) -> Result<Policy, crate::PolicyErrors> {
+        crate::compile::compile(text)
+    }
+
+    /// The document's `revision`.
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// The labels of an API.
+    pub fn api(&self, id: ApiId) -> Option<&ApiInfo> {
+        self.apis.get(id).map(|api| &api.info)
+    }
+
+    /// How many APIs the inventory holds.
+    pub fn api_count(&self) -> usize {
+        self.apis.len()
+    }
+
+    /// Where incidents are sent, if anywhere.
+    pub fn notify(&self) -> Option<&Notify> {
+        self.notify.as_ref()
+    }
+
+    /// The owner and contact told about shadow APIs (requests that match no API).
+    pub fn unknown_routes_owner(&self) -> (&str, Option<&str>) {
+        (&self.unknown.owner, self.unknown.contact.as_deref())
+    }
+
+    /// The shared-data keys of every counter slot this policy uses. Envoy's shared data
+    /// has no insert-if-absent, so the filter creates these (with an empty value, only
+    /// where missing) before traffic: every later update is then a real compare-and-swap
+    /// and no first write can be lost to a race between workers.
+    pub fn state_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.state.tables.iter().flat_map(move |table| {
+            (0..self.state.slots).map(move |slot| table.key(&self.state.namespace, slot))
+        })
+    }
+}

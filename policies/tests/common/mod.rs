@@ -1,0 +1,213 @@
+//! A small stand-in host for engine tests: a policy, a shared in-memory store and a
+//! clock the test moves by hand.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the helpers"
+)]
+
+use std::cell::Cell;
+
+use stakeguard_policies::{
+    Clock, Event, EventKind, HeaderChange, LocalReply, MemoryStore, Outcome, Policy, Request,
+    Response, Stream, Verdict,
+};
+
+pub struct Host {
+    pub policy: Policy,
+    pub store: MemoryStore,
+    pub now: Cell<u64>,
+}
+
+impl Clock for Host {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+}
+
+/// 2026-11-29T00:00:00Z: the start of every test's clock.
+pub const START: u64 = 1_795_910_400_000;
+
+pub fn example(name: &str) -> String {
+    let path = format!("{}/examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+impl Host {
+    pub fn new(policy_json: &str) -> Host {
+        let policy =
+            Policy::from_json(policy_json).unwrap_or_else(|e| panic!("policy refused:\n{e}"));
+        Host::with(policy)
+    }
+
+    pub fn with(policy: Policy) -> Host {
+        let store = MemoryStore::new();
+        for key in policy.state_keys() {
+            stakeguard_policies::CounterStore::set(&store, &key, b"", None).unwrap();
+        }
+        Host {
+            policy,
+            store,
+            now: Cell::new(START),
+        }
+    }
+
+    pub fn advance(&self, millis: u64) {
+        self.now.set(self.now.get() + millis);
+    }
+
+    pub fn send(&self, req: &Req) -> Exchange {
+        let headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let request = Request {
+            method: &req.method,
+            authority: &req.authority,
+            path: &req.path,
+            headers: &headers,
+            source_address: Some(&req.source),
+            peer_uri_san: req.uri_san.as_deref(),
+            reference: "ref-test",
+        };
+        let (mut stream, mut verdict) = self.policy.on_request(&request, self, &self.store);
+        if verdict == Verdict::ReadBody {
+            let limit = stream.body_limit();
+            let complete = req.body.len() <= limit;
+            let body = &req.body[..req.body.len().min(limit)];
+            verdict = self
+                .policy
+                .on_request_body(&mut stream, body, complete, self, &self.store);
+        }
+        Exchange { stream, verdict }
+    }
+
+    /// Sends a request and, when it goes upstream, answers it with `status` and
+    /// `headers`; returns the request verdict and the response header changes.
+    pub fn exchange(
+        &self,
+        req: &Req,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> (Exchange, Vec<HeaderChange>) {
+        let mut exchange = self.send(req);
+        let changes = match exchange.verdict {
+            Verdict::Continue | Verdict::Delay(_) if exchange.stream.wants_response() => {
+                let response = Response {
+                    status,
+                    headers: &headers,
+                };
+                self.policy
+                    .on_response(&mut exchange.stream, &response, self, &self.store)
+            }
+            _ => Vec::new(),
+        };
+        (exchange, changes)
+    }
+}
+
+pub struct Exchange {
+    pub stream: Stream,
+    pub verdict: Verdict,
+}
+
+impl Exchange {
+    pub fn reply(&self) -> &LocalReply {
+        match &self.verdict {
+            Verdict::Reply(reply) => reply,
+            other => panic!("expected a local reply, got {other:?}"),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.verdict {
+            Verdict::Reply(reply) => Some(reply.status),
+            _ => None,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.reply()
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn events(&mut self) -> Vec<Event> {
+        self.stream.take_events()
+    }
+
+    pub fn outcome_of(&mut self, kind: EventKind) -> Option<Outcome> {
+        self.events()
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .map(|e| e.outcome)
+    }
+}
+
+#[derive(Clone)]
+pub struct Req {
+    pub method: String,
+    pub authority: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub source: String,
+    pub uri_san: Option<String>,
+    pub body: Vec<u8>,
+}
+
+pub fn req(method: &str, path: &str) -> Req {
+    Req {
+        method: method.into(),
+        authority: "bank.example.com".into(),
+        path: path.into(),
+        headers: vec![],
+        source: "192.0.2.10:40000".into(),
+        uri_san: None,
+        body: vec![],
+    }
+}
+
+impl Req {
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn host(mut self, authority: &str) -> Req {
+        self.authority = authority.into();
+        self
+    }
+    pub fn from(mut self, source: &str) -> Req {
+        self.source = source.into();
+        self
+    }
+    pub fn uri_san(mut self, san: &str) -> Req {
+        self.uri_san = Some(san.into());
+        self
+    }
+    pub fn json(mut self, body: &str) -> Req {
+        self.body = body.as_bytes().to_vec();
+        self.headers
+            .push(("content-type".into(), "application/json".into()));
+        self.headers
+            .push(("content-length".into(), body.len().to_string()));
+        self
+    }
+    pub fn form(mut self, body: &str) -> Req {
+        self.body = body.as_bytes().to_vec();
+        self.headers.push((
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+        self.headers
+            .push(("content-length".into(), body.len().to_string()));
+        self
+    }
+    /// An authenticated bank customer.
+    pub fn user(self, user: &str) -> Req {
+        self.header("authorization", "Bearer token")
+            .header("x-user-id", user)
+    }
+}

@@ -1,0 +1,278 @@
+//! Every kind of validation error, with its exact path and message, and the promise that
+//! all of them are reported at once.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use common::example;
+use serde_json::{Value, json};
+use stakeguard_policies::{Policy, PolicyError};
+
+fn errors(doc: &Value) -> Vec<PolicyError> {
+    match Policy::from_json(&doc.to_string()) {
+        Ok(_) => panic!("the policy was accepted:\n{doc:#}"),
+        Err(e) => e.errors,
+    }
+}
+
+/// The one error of a document, as `path: message; hint`.
+fn only_error(doc: &Value) -> String {
+    let errors = errors(doc);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    errors[0].to_string()
+}
+
+fn base() -> Value {
+    json!({
+        "revision": "t1",
+        "tiers": {
+            "critical": {
+                "login": { "max_failures": 5, "window": "15m", "lockout": "30m" },
+                "rate_limit": { "requests": 60, "per": "1m" }
+            }
+        },
+        "apis": [
+            { "name": "login", "version": "v1", "owner": "team-a", "tier": "critical",
+              "routes": [ { "path": "/login", "methods": ["POST"] } ],
+              "login": { "username": { "json_pointer": "/username" } } },
+            { "name": "accounts", "version": "v1", "owner": "team-b", "tier": "critical",
+              "routes": [ { "path": "/accounts/{id}" } ] }
+        ]
+    })
+}
+
+#[test]
+fn the_examples_are_valid() {
+    for name in ["bank", "retailer", "minimal"] {
+        if let Err(e) = Policy::from_json(&example(name)) {
+            panic!("{name}.json refused:\n{e}");
+        }
+    }
+    assert!(Policy::from_json(&base().to_string()).is_ok());
+}
+
+#[test]
+fn a_typo_in_a_field_name_is_reported_with_a_suggestion() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["windw"] = json!("15m");
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.windw: unknown field `windw`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `body_limit`"
+    );
+}
+
+#[test]
+fn unknown_fields_on_apis_and_tiers_suggest_the_nearest_name() {
+    let mut doc = base();
+    doc["apis"][1]["ownr"] = json!("x");
+    doc["tiers"]["critical"]["rate_limt"] = json!({});
+    doc["revison"] = json!("x");
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert!(
+        errors.contains(&"apis[1].ownr: unknown field `ownr`; did you mean `owner`?".to_owned()),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.contains(
+            &"tiers.critical.rate_limt: unknown field `rate_limt`; did you mean `rate_limit`?"
+                .to_owned()
+        ),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.contains(&"revison: unknown field `revison`; did you mean `revision`?".to_owned()),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_tier_names_the_tiers_there_are() {
+    let mut doc = base();
+    doc["apis"][1]["tier"] = json!("gold");
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].tier: unknown tier `gold`; expected one of `critical`"
+    );
+}
+
+#[test]
+fn a_duplicate_name_and_version_is_refused() {
+    let mut doc = base();
+    doc["apis"][1]["name"] = json!("login");
+    assert_eq!(
+        only_error(&doc),
+        "apis[1]: duplicate API `login` version `v1`; it is also apis[0]; give each name and version one entry, with all its routes"
+    );
+}
+
+#[test]
+fn two_routes_that_match_the_same_requests_are_refused() {
+    let mut doc = base();
+    doc["apis"][1]["routes"] = json!([ { "path": "/accounts/{id}" }, { "path": "/accounts/{account}", "methods": ["GET"] } ]);
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].routes[1]: matches the same requests as apis[1].routes[0] (`/accounts/{account}`); make their hosts, paths or methods differ"
+    );
+}
+
+#[test]
+fn routes_that_differ_by_method_or_host_are_fine() {
+    let mut doc = base();
+    doc["apis"][1]["routes"] = json!([
+        { "path": "/accounts/{id}", "methods": ["GET"] },
+        { "path": "/accounts/{id}", "methods": ["DELETE"] },
+        { "host": "admin.example.com", "path": "/accounts/{id}" }
+    ]);
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+}
+
+#[test]
+fn zero_and_unreadable_durations_are_refused() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["window"] = json!("0s");
+    doc["tiers"]["critical"]["login"]["lockout"] = json!("30 minutes");
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        vec![
+            "tiers.critical.login.window: `0s` is zero; a duration must be longer than zero",
+            "tiers.critical.login.lockout: `30 minutes` is not a duration; write a whole number and a unit (ms, s, m, h, d), e.g. `30s`, `15m`, `1h30m`",
+        ]
+    );
+}
+
+#[test]
+fn a_threshold_of_zero_is_refused() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["rate_limit"]["requests"] = json!(0);
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.rate_limit.requests: is 0; a threshold of 0 would refuse everything; write at least 1"
+    );
+}
+
+#[test]
+fn an_override_is_blamed_on_the_api_that_wrote_it() {
+    let mut doc = base();
+    doc["apis"][1]["rate_limit"] = json!({ "per": "soon" });
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].rate_limit.per: `soon` is not a duration; write a whole number and a unit (ms, s, m, h, d), e.g. `30s`, `15m`, `1h30m`"
+    );
+}
+
+#[test]
+fn a_missing_field_is_blamed_on_the_block_that_lacks_it() {
+    let mut doc = base();
+    doc["apis"][1]["session"] = json!({ "idle_timeout": "10m" });
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].session.cookie: missing or not a cookie name; name the session cookie, e.g. `sid`"
+    );
+}
+
+#[test]
+fn sunset_dates_must_be_rfc3339() {
+    let mut doc = base();
+    doc["apis"][1]["lifecycle"] = json!({ "status": "deprecated", "deprecated_at": "2026-01-01T00:00:00Z", "sunset": "2027-03-31" });
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].lifecycle.sunset: `2027-03-31` is not an RFC 3339 time; write a full date and time with an offset, e.g. `2027-03-31T00:00:00Z`"
+    );
+}
+
+#[test]
+fn a_deprecated_api_needs_its_deprecation_date() {
+    let mut doc = base();
+    doc["apis"][1]["lifecycle"] = json!({ "status": "deprecated" });
+    assert!(
+        only_error(&doc)
+            .starts_with("apis[1].lifecycle.deprecated_at: missing; a deprecated API needs")
+    );
+}
+
+#[test]
+fn regex_like_paths_are_refused_with_a_hint() {
+    let mut doc = base();
+    doc["apis"][1]["routes"][0]["path"] = json!("/accounts/[0-9]+");
+    let error = only_error(&doc);
+    assert!(error.starts_with("apis[1].routes[0]: "), "{error}");
+    assert!(error.contains("regex"), "{error}");
+    assert!(error.contains("{id}"), "{error}");
+}
+
+#[test]
+fn a_wrong_type_is_reported_at_its_path() {
+    let mut doc = base();
+    doc["apis"][1]["routes"][0]["methods"] = json!("GET");
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].routes[0].methods: invalid type: string \"GET\"; expected a sequence"
+    );
+}
+
+#[test]
+fn a_login_api_must_say_where_the_username_is() {
+    let mut doc = base();
+    doc["apis"][0]["login"] = json!({});
+    assert_eq!(
+        only_error(&doc),
+        "apis[0].login.username: missing; counting failures by username needs `username.json_pointer` or `username.form_field`; or set `keys` to [\"client_ip\"]"
+    );
+}
+
+#[test]
+fn partner_matches_need_exactly_one_way() {
+    let mut doc = base();
+    doc["partners"] = json!([
+        { "name": "a", "match": { "header": "x-p", "equals": "a", "client_cidr": "10.0.0.0/8" } },
+        { "name": "b", "match": { "client_cidr": "10.0.0.0/99" } }
+    ]);
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].starts_with("partners[0].match: needs exactly one of"));
+    assert!(
+        errors[1].starts_with("partners[1].match.client_cidr: `10.0.0.0/99` is not a CIDR range")
+    );
+}
+
+#[test]
+fn every_mistake_is_reported_at_once() {
+    let mut doc = base();
+    doc["apis"][0]["tier"] = json!("nope");
+    doc["apis"][1]["routes"][0]["path"] = json!("accounts");
+    doc["tiers"]["critical"]["rate_limit"]["per"] = json!("0m");
+    doc["apis"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "x", "version": "v1", "tier": "critical", "routes": [] }));
+    let paths: Vec<String> = errors(&doc).into_iter().map(|e| e.path).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "tiers.critical.rate_limit.per",
+            "apis[0].tier",
+            "apis[1].routes[0]",
+            "apis[2]"
+        ],
+    );
+}
+
+#[test]
+fn text_that_is_not_json_is_refused_with_its_position() {
+    let error = Policy::from_json("{ \"revision\": ").unwrap_err();
+    assert_eq!(error.errors.len(), 1);
+    assert_eq!(error.errors[0].path, "(document)");
+    assert!(
+        error.errors[0].message.contains("line 1"),
+        "{}",
+        error.errors[0].message
+    );
+}
