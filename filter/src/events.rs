@@ -92,7 +92,6 @@ fn cut(text: &str, max: usize) -> &str {
 /// lines by it).
 pub fn log_line(policy: &Policy, event: &Event, req: &RequestSummary<'_>) -> String {
     let mut line = Map::new();
-    line.insert("event".into(), event.kind.as_str().into());
     line.insert("control".into(), event.control.as_str().into());
     line.insert("mode".into(), event.mode.as_str().into());
     line.insert("outcome".into(), event.outcome.as_str().into());
@@ -118,7 +117,13 @@ pub fn log_line(policy: &Policy, event: &Event, req: &RequestSummary<'_>) -> Str
     line.insert("method".into(), cut(req.method, 16).into());
     line.insert("path".into(), cut(req.path, 256).into());
     line.insert("revision".into(), policy.revision().into());
-    Value::Object(line).to_string()
+    // `event` first (the map sorts its keys): `{"event":"<kind>",` then the rest.
+    let rest = Value::Object(line).to_string();
+    format!(
+        "{{\"event\":\"{}\",{}",
+        event.kind.as_str(),
+        rest.get(1..).unwrap_or("}")
+    )
 }
 
 /// A JSON body for local replies the filter makes itself (not the engine's).

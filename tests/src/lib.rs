@@ -104,3 +104,42 @@ impl Drop for TempDir {
         }
     }
 }
+
+/// A policy document from `tests/policies/<name>.json`.
+pub fn test_policy(name: &str) -> String {
+    let path = repo_root()
+        .join("tests/policies")
+        .join(format!("{name}.json"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A test upstream and an Envoy (2 workers) running stakeguard with `policy` in front of
+/// it. Fails with a clear message when the module or Envoy is missing or Envoy does not
+/// come up.
+pub fn start_filter(policy: &str) -> (upstream::Upstream, envoy::Envoy) {
+    start_filter_with(policy, |config| config)
+}
+
+/// [`start_filter`] with a chance to adjust the configuration (workers, Alertmanager).
+pub fn start_filter_with(
+    policy: &str,
+    adjust: impl FnOnce(envoy::EnvoyConfig) -> envoy::EnvoyConfig,
+) -> (upstream::Upstream, envoy::Envoy) {
+    let module = filter_wasm().unwrap_or_else(|e| fail(&e));
+    let upstream =
+        upstream::Upstream::start().unwrap_or_else(|e| fail(&format!("test upstream: {e}")));
+    let config = adjust(envoy::EnvoyConfig::new(upstream.port()).with_filter(&module, policy));
+    let envoy = envoy::Envoy::start(&config).unwrap_or_else(|e| fail(&e.to_string()));
+    (upstream, envoy)
+}
+
+fn fail(message: &str) -> ! {
+    #[expect(
+        clippy::panic,
+        reason = "test support: a missing prerequisite fails the test"
+    )]
+    {
+        panic!("{message}")
+    }
+}
