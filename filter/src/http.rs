@@ -140,8 +140,11 @@ impl Stream {
             Verdict::ReadBody if self.reading_body => Action::Continue,
             Verdict::ReadBody if end_of_stream => self.decide_body(&[], true, now),
             Verdict::ReadBody => {
+                // Envoy turns a paused header callback into "stop all", so no body would
+                // ever come: the headers go on, the body is held (paused body callbacks
+                // buffer it) until the engine has decided on it.
                 self.reading_body = true;
-                Action::Pause
+                Action::Continue
             }
             Verdict::Reply(reply) => {
                 self.reply(&reply);
