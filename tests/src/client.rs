@@ -165,17 +165,19 @@ pub(crate) type Head = (String, Vec<(String, String)>);
 /// Reads one HTTP/1.1 message head (start line + headers) from `reader`; `None` on a
 /// clean EOF before the first byte.
 pub(crate) fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
-    let mut start = String::new();
-    if reader.read_line(&mut start)? == 0 {
+    let mut start = Vec::new();
+    if reader.read_until(b'\n', &mut start)? == 0 {
         return Ok(None);
     }
-    let start = start.trim_end().to_owned();
+    let start = String::from_utf8_lossy(&start).trim_end().to_owned();
     let mut headers = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let mut raw = Vec::new();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             return Err(invalid("eof inside headers"));
         }
+        // Header values may carry obs-text (bytes >= 0x80): read lossily.
+        let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
             break;
