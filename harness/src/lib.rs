@@ -1,1 +1,25 @@
-//! The stakeguard harness.
+//! stakeguard-harness: a proxy-wasm host on wasmtime that replays recorded HTTP traffic
+//! through any proxy-wasm module, as Envoy would run it, and the `stakeguard` CLI.
+//!
+//! - [`Harness`] loads a module once and replays [`traffic::Record`]s into a [`Report`];
+//! - [`traffic`] reads HAR 1.2, Envoy tap traces and stakeguard JSON Lines;
+//! - [`check`] starts a module with a configuration and says whether it took it;
+//! - [`golden`] compares JSON Lines output with an expected file;
+//! - [`bench`] measures replay throughput.
+
+pub mod abi;
+pub mod bench;
+pub mod callouts;
+pub mod check;
+pub mod error;
+pub mod golden;
+pub mod host;
+pub mod properties;
+pub mod replay;
+pub mod report;
+pub mod traffic;
+pub mod vm;
+
+pub use error::{ConfigError, HarnessError, LoadError, TrafficError};
+pub use replay::{Harness, HarnessConfig};
+pub use report::Report;

@@ -1,1 +1,34 @@
-fn main() {}
+//! The `stakeguard` binary: parses the command line, runs the subcommand, and prints an
+//! error chain once.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let result = match args.command {
+        cli::Command::Replay(a) => cli::replay::run(a),
+        cli::Command::Check(a) => cli::check::run(a),
+        cli::Command::Diff(a) => cli::diff::run(a),
+        cli::Command::Bench(a) => cli::bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let mut message = format!("stakeguard: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !message.contains(&text) {
+                    message.push_str(&format!("\n  caused by: {text}"));
+                }
+                source = s.source();
+            }
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}

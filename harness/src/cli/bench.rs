@@ -1,0 +1,49 @@
+//! `stakeguard bench`: requests per second of replays on one worker.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use stakeguard_harness::Harness;
+use stakeguard_harness::bench::bench;
+
+use super::{CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic, resolve_policy};
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The module.
+    #[command(flatten)]
+    pub module: ModuleArgs,
+    /// The policy: a file, or the configuration string itself.
+    #[arg(long, value_name = "FILE_OR_RAW_STRING", default_value = "")]
+    pub policy: String,
+    /// Timed replays.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    /// Host options.
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Traffic.
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
+    let module = read_module(&args.module)?;
+    let mut config = harness_config(&args.host, resolve_policy(&args.policy)?)?;
+    config.workers = 1;
+    let records = read_traffic(&args.traffic)?;
+    let harness = Harness::new(&module, config)?;
+    let r = bench(&harness, &records, args.iterations)?;
+    println!(
+        "{} requests x {} iterations in {:.3}s: {:.0} requests/s ({:.1} us/request)",
+        r.requests,
+        r.iterations,
+        r.elapsed.as_secs_f64(),
+        r.requests_per_sec,
+        r.micros_per_request
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,211 @@
+//! The `stakeguard` command line: argument parsing (clap) here, one file per subcommand
+//! for resolving the arguments and running it.
+
+pub mod bench;
+pub mod check;
+pub mod diff;
+pub mod replay;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use stakeguard_harness::abi::LogLevel;
+use stakeguard_harness::callouts::CalloutConfig;
+use stakeguard_harness::traffic::{self, Record};
+use stakeguard_harness::{HarnessConfig, HarnessError, LoadError};
+
+/// The default module path, relative to the repository root.
+pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/release/stakeguard_filter.wasm";
+
+/// stakeguard: replay recorded traffic through a proxy-wasm module as Envoy would run it.
+#[derive(Debug, Parser)]
+#[command(name = "stakeguard", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay traffic through the module and report what it did to each request.
+    Replay(replay::ReplayArgs),
+    /// Start the module with a policy and say whether it accepts it.
+    Check(check::CheckArgs),
+    /// Replay traffic under two policies and show the requests whose fate changed.
+    Diff(diff::DiffArgs),
+    /// Measure replay throughput on one worker.
+    Bench(bench::BenchArgs),
+}
+
+/// The module to load.
+#[derive(Debug, Clone, Args)]
+pub struct ModuleArgs {
+    /// The proxy-wasm module (.wasm or .wat).
+    #[arg(long, value_name = "M.wasm", default_value = DEFAULT_MODULE)]
+    pub module: PathBuf,
+}
+
+/// How the host runs the module.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    /// Worker VMs (Envoy worker threads); connections are spread round-robin.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// After a trap, let the stream through instead of answering 503.
+    #[arg(long)]
+    pub fail_open: bool,
+    /// Keep a trapped worker's VM failed (Envoy's default) instead of restarting it.
+    #[arg(long)]
+    pub no_restart: bool,
+    /// Split request and response bodies into chunks of this many bytes.
+    #[arg(long, value_name = "N")]
+    pub chunk_size: Option<usize>,
+    /// Harness config with callout stubs (TOML or JSON).
+    #[arg(long, value_name = "FILE")]
+    pub callouts: Option<PathBuf>,
+    /// Seed of WASI random_get.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Host log level: trace, debug, info, warn, error, critical.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Fuel per callback (about one unit per wasm instruction) before it counts as a hang.
+    #[arg(long, default_value_t = 2_000_000_000)]
+    pub fuel: u64,
+    /// Plugin root_id.
+    #[arg(long, default_value = "stakeguard")]
+    pub root_id: String,
+    /// VM id (shared data and queues are scoped by it).
+    #[arg(long, default_value = "stakeguard")]
+    pub vm_id: String,
+    /// VM configuration (file or raw string).
+    #[arg(long, value_name = "FILE_OR_STRING")]
+    pub vm_config: Option<String>,
+    /// VM environment variable, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
+/// Traffic files.
+#[derive(Debug, Clone, Args)]
+pub struct TrafficArgs {
+    /// Recorded traffic: HAR, Envoy tap traces or stakeguard JSON Lines.
+    #[arg(value_name = "TRAFFIC", required = true)]
+    pub traffic: Vec<PathBuf>,
+    /// Report unreadable entries and skip them instead of stopping.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+/// An error of the CLI layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the harness.
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    /// A bad argument.
+    #[error("{0}")]
+    Usage(String),
+    /// An I/O error with context.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl From<LoadError> for CliError {
+    fn from(e: LoadError) -> Self {
+        CliError::Harness(HarnessError::Load(e))
+    }
+}
+
+/// A policy argument: the file's contents if it names a file, the string itself otherwise.
+pub fn resolve_policy(arg: &str) -> Result<Vec<u8>, CliError> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        std::fs::read(path).map_err(|source| CliError::Io {
+            context: format!("failed to read policy {}", path.display()),
+            source,
+        })
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}
+
+/// Reads the module, with a hint when it is the default one and missing.
+pub fn read_module(args: &ModuleArgs) -> Result<Vec<u8>, CliError> {
+    std::fs::read(&args.module).map_err(|source| {
+        CliError::Harness(HarnessError::Load(LoadError::Read {
+            path: args.module.clone(),
+            source,
+        }))
+    })
+}
+
+/// Builds the harness configuration from host arguments and a policy.
+pub fn harness_config(host: &HostArgs, policy: Vec<u8>) -> Result<HarnessConfig, CliError> {
+    let log_level = LogLevel::parse(&host.log_level).ok_or_else(|| {
+        CliError::Usage(format!(
+            "unknown log level `{}`; use trace, debug, info, warn, error or critical",
+            host.log_level
+        ))
+    })?;
+    let callouts = match &host.callouts {
+        Some(p) => CalloutConfig::from_file(p).map_err(HarnessError::from)?,
+        None => CalloutConfig::default(),
+    };
+    let mut env = Vec::new();
+    for kv in &host.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--env `{kv}`: expected KEY=VALUE")))?;
+        env.push((k.to_string(), v.to_string()));
+    }
+    if host.workers == 0 {
+        return Err(CliError::Usage("--workers must be at least 1".to_string()));
+    }
+    Ok(HarnessConfig {
+        plugin_configuration: policy,
+        vm_configuration: match &host.vm_config {
+            Some(v) => resolve_policy(v)?,
+            None => Vec::new(),
+        },
+        root_id: host.root_id.clone(),
+        vm_id: host.vm_id.clone(),
+        plugin_name: host.root_id.clone(),
+        workers: host.workers,
+        fail_open: host.fail_open,
+        restart_after_trap: !host.no_restart,
+        chunk_size: host.chunk_size,
+        callouts,
+        seed: host.seed,
+        log_level,
+        env,
+        fuel: host.fuel,
+        ..HarnessConfig::default()
+    })
+}
+
+/// Reads every traffic file, in order.
+pub fn read_traffic(args: &TrafficArgs) -> Result<Vec<Record>, CliError> {
+    let mut records = Vec::new();
+    for path in &args.traffic {
+        if args.skip_invalid {
+            let (mut r, errors) = traffic::read_file_lenient(path).map_err(HarnessError::from)?;
+            for e in errors {
+                eprintln!("stakeguard: skipped: {e}");
+            }
+            records.append(&mut r);
+        } else {
+            let mut r = traffic::read_file(path).map_err(HarnessError::from)?;
+            records.append(&mut r);
+        }
+    }
+    Ok(records)
+}

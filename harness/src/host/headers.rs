@@ -1,0 +1,219 @@
+//! Header and trailer maps: `proxy_get_header_map_value`, `_pairs`, `_size`,
+//! `proxy_add_/replace_/remove_header_map_value`, `proxy_set_header_map_pairs`.
+//!
+//! Envoy's rules: a map type past the last one is `BadArgument`; a map that does not
+//! exist in this callback is `BadArgument` for reads of one value and for writes (and
+//! `NotFound` in the access-log phase), but an empty list for `get_pairs`; a missing key
+//! is `NotFound`. Stream maps are writable; callout answer maps are read-only.
+
+use wasmtime::Caller;
+
+use super::memory::{copy_out, decode_pairs, encode_pairs, read, read_string, write_u32};
+use super::state::{HeaderMap, HostState, Phase};
+use super::{HostResult, LoadError, Registrar, mem, status};
+use crate::abi::{MapType, Status};
+
+/// Registers this file's imports.
+pub fn register(r: &mut Registrar<'_>) -> Result<(), LoadError> {
+    r.proxy("proxy_get_header_map_value", proxy_get_header_map_value)?;
+    r.proxy("proxy_get_header_map_pairs", proxy_get_header_map_pairs)?;
+    r.proxy("proxy_get_header_map_size", proxy_get_header_map_size)?;
+    r.proxy("proxy_add_header_map_value", proxy_add_header_map_value)?;
+    r.proxy("proxy_replace_header_map_value", proxy_replace_header_map_value)?;
+    r.proxy("proxy_remove_header_map_value", proxy_remove_header_map_value)?;
+    r.proxy("proxy_set_header_map_pairs", proxy_set_header_map_pairs)?;
+    Ok(())
+}
+
+fn map_type(raw: u32) -> Result<MapType, Status> {
+    MapType::from_raw(raw).ok_or(Status::BadArgument)
+}
+
+/// The map as the module may read it now.
+fn const_map(state: &HostState, t: MapType) -> Option<&HeaderMap> {
+    let log = state.phase == Phase::Log;
+    match t {
+        MapType::HttpCallResponseHeaders if state.phase == Phase::HttpCallResponse => {
+            state.callout_answer.as_ref().map(|a| &a.headers)
+        }
+        MapType::HttpCallResponseTrailers if state.phase == Phase::HttpCallResponse => {
+            state.callout_answer.as_ref().map(|a| &a.trailers)
+        }
+        MapType::GrpcReceiveInitialMetadata if state.phase == Phase::GrpcReceive => {
+            state.callout_answer.as_ref().map(|a| &a.headers)
+        }
+        MapType::GrpcReceiveTrailingMetadata if state.phase == Phase::GrpcReceive => {
+            state.callout_answer.as_ref().map(|a| &a.trailers)
+        }
+        MapType::RequestHeaders => {
+            let s = state.stream()?;
+            s.request_headers
+                .as_ref()
+                .or(if log { Some(&s.log_request_headers) } else { None })
+        }
+        MapType::RequestTrailers => state.stream()?.request_trailers.as_ref(),
+        MapType::ResponseHeaders => {
+            let s = state.stream()?;
+            s.response_headers
+                .as_ref()
+                .or(if log { Some(&s.log_response_headers) } else { None })
+        }
+        MapType::ResponseTrailers => {
+            let s = state.stream()?;
+            s.response_trailers
+                .as_ref()
+                .or(if log { Some(&s.log_response_trailers) } else { None })
+        }
+        _ => None,
+    }
+}
+
+/// The map as the module may change it now (stream maps only).
+fn mut_map(state: &mut HostState, t: MapType) -> Option<&mut HeaderMap> {
+    let s = state.stream_mut()?;
+    match t {
+        MapType::RequestHeaders => s.request_headers.as_mut(),
+        MapType::RequestTrailers => s.request_trailers.as_mut(),
+        MapType::ResponseHeaders => s.response_headers.as_mut(),
+        MapType::ResponseTrailers => s.response_trailers.as_mut(),
+        _ => None,
+    }
+}
+
+/// `proxy_get_header_map_value(map_type, key, key_size, value_ptr_ptr, value_size_ptr)`.
+pub fn proxy_get_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    key_ptr: u32,
+    key_size: u32,
+    value_ptr_ptr: u32,
+    value_size_ptr: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
+    let state = caller.data();
+    let value = match const_map(state, t) {
+        None if state.phase == Phase::Log => return Ok(Status::NotFound.code()),
+        None => return Ok(Status::BadArgument.code()),
+        Some(m) => match m.get(&key) {
+            Some(v) => v.as_bytes().to_vec(),
+            None => return Ok(Status::NotFound.code()),
+        },
+    };
+    mem!(copy_out(&mut caller, &value, value_ptr_ptr, value_size_ptr));
+    Ok(Status::Ok.code())
+}
+
+/// `proxy_get_header_map_pairs(map_type, ptr_ptr, size_ptr)`.
+pub fn proxy_get_header_map_pairs(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let bytes = match const_map(caller.data(), t) {
+        Some(m) if !m.is_empty() => encode_pairs(&m.entries),
+        _ => Vec::new(),
+    };
+    mem!(copy_out(&mut caller, &bytes, ptr_ptr, size_ptr));
+    Ok(Status::Ok.code())
+}
+
+/// `proxy_get_header_map_size(map_type, size_ptr)`: the map's size in bytes.
+pub fn proxy_get_header_map_size(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    size_ptr: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let Some(size) = mut_map(caller.data_mut(), t).map(|m| m.byte_size()) else {
+        return Ok(Status::BadArgument.code());
+    };
+    mem!(write_u32(
+        &mut caller,
+        "return size",
+        size_ptr,
+        u32::try_from(size).unwrap_or(u32::MAX)
+    ));
+    Ok(Status::Ok.code())
+}
+
+/// `proxy_add_header_map_value(map_type, key, key_size, value, value_size)`.
+pub fn proxy_add_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    key_ptr: u32,
+    key_size: u32,
+    value_ptr: u32,
+    value_size: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
+    let value = mem!(read_string(&mut caller, "header value", value_ptr, value_size));
+    match mut_map(caller.data_mut(), t) {
+        Some(m) => {
+            m.add(&key, &value);
+            Ok(Status::Ok.code())
+        }
+        None => Ok(Status::BadArgument.code()),
+    }
+}
+
+/// `proxy_replace_header_map_value(map_type, key, key_size, value, value_size)`.
+pub fn proxy_replace_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    key_ptr: u32,
+    key_size: u32,
+    value_ptr: u32,
+    value_size: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
+    let value = mem!(read_string(&mut caller, "header value", value_ptr, value_size));
+    match mut_map(caller.data_mut(), t) {
+        Some(m) => {
+            m.replace(&key, &value);
+            Ok(Status::Ok.code())
+        }
+        None => Ok(Status::BadArgument.code()),
+    }
+}
+
+/// `proxy_remove_header_map_value(map_type, key, key_size)`.
+pub fn proxy_remove_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    key_ptr: u32,
+    key_size: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
+    match mut_map(caller.data_mut(), t) {
+        Some(m) => {
+            m.remove(&key);
+            Ok(Status::Ok.code())
+        }
+        None => Ok(Status::BadArgument.code()),
+    }
+}
+
+/// `proxy_set_header_map_pairs(map_type, pairs, pairs_size)`: replaces the whole map.
+pub fn proxy_set_header_map_pairs(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    ptr: u32,
+    size: u32,
+) -> HostResult {
+    let t = status!(map_type(map));
+    let bytes = mem!(read(&mut caller, "header pairs", ptr, size));
+    let pairs = decode_pairs(&bytes);
+    match mut_map(caller.data_mut(), t) {
+        Some(m) => {
+            *m = HeaderMap::from_pairs(pairs);
+            Ok(Status::Ok.code())
+        }
+        None => Ok(Status::BadArgument.code()),
+    }
+}

@@ -1,0 +1,307 @@
+//! The one gate between host functions and guest linear memory.
+//!
+//! Every guest pointer and length the module hands the host goes through here: bounds
+//! are computed with checked arithmetic in `u64`, and a failure names the region the
+//! host was reading or writing (`"header value"`, `"return pointer"`, ...), so a hostile
+//! or buggy module gets `InvalidMemoryAccess` (or a WASI `FAULT`) and the host never
+//! panics. Allocation in the guest (`malloc` or `proxy_on_memory_allocate`) lives here
+//! too, because the address it returns is one more guest pointer to check.
+
+use std::fmt;
+
+use wasmtime::Caller;
+
+use super::state::HostState;
+
+/// Why a guest memory access failed.
+#[derive(Debug)]
+pub enum MemoryError {
+    /// `ptr + len` is past the end of linear memory (or overflows).
+    OutOfBounds {
+        /// What the host was touching.
+        region: &'static str,
+        /// The guest pointer.
+        ptr: u64,
+        /// The length asked for.
+        len: u64,
+        /// The size of linear memory at the time.
+        memory_size: u64,
+    },
+    /// The module exports no memory.
+    NoMemory,
+    /// The guest allocator returned 0 or an address whose block does not fit in memory.
+    AllocFailed {
+        /// The size asked for.
+        size: u64,
+        /// The address returned.
+        address: u64,
+    },
+    /// The guest allocator trapped; the trap goes on up to the callback.
+    Trap(wasmtime::Error),
+}
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemoryError::OutOfBounds {
+                region,
+                ptr,
+                len,
+                memory_size,
+            } => write!(
+                f,
+                "{region} at {ptr:#x} (+{len} bytes) is outside guest memory of {memory_size} bytes"
+            ),
+            MemoryError::NoMemory => write!(f, "the module exports no memory named `memory`"),
+            MemoryError::AllocFailed { size, address } => write!(
+                f,
+                "guest allocator returned {address:#x} for {size} bytes; the block is not in guest memory"
+            ),
+            MemoryError::Trap(e) => write!(f, "guest allocator trapped: {e}"),
+        }
+    }
+}
+
+/// The bounds of `[ptr, ptr + len)` as a range of `usize`, checked against `size`.
+fn range(
+    region: &'static str,
+    ptr: u64,
+    len: u64,
+    memory_size: usize,
+) -> Result<std::ops::Range<usize>, MemoryError> {
+    let size = memory_size as u64;
+    let err = || MemoryError::OutOfBounds {
+        region,
+        ptr,
+        len,
+        memory_size: size,
+    };
+    let end = ptr.checked_add(len).ok_or_else(err)?;
+    if end > size {
+        return Err(err());
+    }
+    let start = usize::try_from(ptr).map_err(|_| err())?;
+    let end = usize::try_from(end).map_err(|_| err())?;
+    Ok(start..end)
+}
+
+/// A copy of `len` bytes at `ptr`.
+pub fn read(
+    caller: &mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    len: u32,
+) -> Result<Vec<u8>, MemoryError> {
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    let data = memory.data(&*caller);
+    let r = range(region, u64::from(ptr), u64::from(len), data.len())?;
+    data.get(r)
+        .map(<[u8]>::to_vec)
+        .ok_or(MemoryError::OutOfBounds {
+            region,
+            ptr: u64::from(ptr),
+            len: u64::from(len),
+            memory_size: data.len() as u64,
+        })
+}
+
+/// A copy of `len` bytes at `ptr`, as text (invalid UTF-8 replaced).
+pub fn read_string(
+    caller: &mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    len: u32,
+) -> Result<String, MemoryError> {
+    read(caller, region, ptr, len).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Writes `bytes` at `ptr`.
+pub fn write(
+    caller: &mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    bytes: &[u8],
+) -> Result<(), MemoryError> {
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    let data = memory.data_mut(&mut *caller);
+    let size = data.len();
+    let r = range(region, u64::from(ptr), bytes.len() as u64, size)?;
+    let dest = data.get_mut(r).ok_or(MemoryError::OutOfBounds {
+        region,
+        ptr: u64::from(ptr),
+        len: bytes.len() as u64,
+        memory_size: size as u64,
+    })?;
+    dest.copy_from_slice(bytes);
+    Ok(())
+}
+
+/// Writes a little-endian `u32` (a wasm32 word) at `ptr`.
+pub fn write_u32(
+    caller: &mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    value: u32,
+) -> Result<(), MemoryError> {
+    write(caller, region, ptr, &value.to_le_bytes())
+}
+
+/// Writes a little-endian `u64` at `ptr`.
+pub fn write_u64(
+    caller: &mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    value: u64,
+) -> Result<(), MemoryError> {
+    write(caller, region, ptr, &value.to_le_bytes())
+}
+
+/// Reads a little-endian `u32` at `ptr`.
+pub fn read_u32(
+    caller: &mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+) -> Result<u32, MemoryError> {
+    let bytes = read(caller, region, ptr, 4)?;
+    let mut word = [0u8; 4];
+    word.copy_from_slice(bytes.get(..4).unwrap_or(&[0; 4]));
+    Ok(u32::from_le_bytes(word))
+}
+
+/// Allocates `size` bytes in the guest with its allocator and checks the block.
+pub fn alloc(caller: &mut Caller<'_, HostState>, size: u32) -> Result<u32, MemoryError> {
+    let Some(allocator) = caller.data().allocator.clone() else {
+        return Err(MemoryError::AllocFailed {
+            size: u64::from(size),
+            address: 0,
+        });
+    };
+    caller.data_mut().in_allocator = true;
+    let result = allocator.call(&mut *caller, size);
+    caller.data_mut().in_allocator = false;
+    let address = result.map_err(MemoryError::Trap)?;
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    let memory_size = memory.data_size(&*caller);
+    if address == 0 || range("allocated block", u64::from(address), u64::from(size), memory_size).is_err()
+    {
+        return Err(MemoryError::AllocFailed {
+            size: u64::from(size),
+            address: u64::from(address),
+        });
+    }
+    Ok(address)
+}
+
+/// Envoy's `copyToPointerSize`: copies `bytes` into a fresh guest allocation and writes
+/// its address and size at `ptr_ptr` and `size_ptr` (0 and 0 for an empty value, without
+/// calling the allocator).
+pub fn copy_out(
+    caller: &mut Caller<'_, HostState>,
+    bytes: &[u8],
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> Result<(), MemoryError> {
+    let size = u32::try_from(bytes.len()).map_err(|_| MemoryError::AllocFailed {
+        size: bytes.len() as u64,
+        address: 0,
+    })?;
+    let mut address = 0;
+    if size > 0 {
+        address = alloc(caller, size)?;
+        write(caller, "allocated block", address, bytes)?;
+    }
+    write_u32(caller, "return pointer", ptr_ptr, address)?;
+    write_u32(caller, "return size", size_ptr, size)?;
+    Ok(())
+}
+
+/// Encodes pairs the way proxy-wasm does: a `u32` count, then a `u32` key length and a
+/// `u32` value length per pair, then each key and value followed by a NUL byte.
+pub fn encode_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let mut size = 4 + pairs.len() * 8;
+    for (k, v) in pairs {
+        size += k.as_ref().len() + v.as_ref().len() + 2;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_ref());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
+/// Decodes proxy-wasm pairs. Like Envoy, a buffer too short for its header yields no
+/// pairs; unlike Envoy (which reads past the end), a buffer too short for its strings
+/// also yields no pairs.
+pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    fn word(bytes: &[u8], at: usize) -> Option<usize> {
+        let b = bytes.get(at..at.checked_add(4)?)?;
+        let mut w = [0u8; 4];
+        w.copy_from_slice(b);
+        usize::try_from(u32::from_le_bytes(w)).ok()
+    }
+    fn decode(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+        let count = word(bytes, 0)?;
+        let header = count.checked_mul(8)?.checked_add(4)?;
+        if header > bytes.len() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(count);
+        let mut at = header;
+        for i in 0..count {
+            let klen = word(bytes, 4 + i * 8)?;
+            let vlen = word(bytes, 8 + i * 8)?;
+            let key = bytes.get(at..at.checked_add(klen)?)?;
+            at = at.checked_add(klen)?.checked_add(1)?;
+            let value = bytes.get(at..at.checked_add(vlen)?)?;
+            at = at.checked_add(vlen)?.checked_add(1)?;
+            out.push((
+                String::from_utf8_lossy(key).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        }
+        Some(out)
+    }
+    decode(bytes).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip_through_the_wire_format() {
+        let pairs = vec![(":path", "/a"), ("x-k", "")];
+        let bytes = encode_pairs(&pairs);
+        assert_eq!(
+            decode_pairs(&bytes),
+            vec![
+                (":path".to_string(), "/a".to_string()),
+                ("x-k".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_pairs_decode_to_nothing() {
+        let bytes = encode_pairs(&[("key", "value")]);
+        assert!(decode_pairs(&bytes[..bytes.len() - 3]).is_empty());
+        assert!(decode_pairs(&[1, 0]).is_empty());
+        assert!(decode_pairs(&u32::MAX.to_le_bytes()).is_empty());
+    }
+
+    #[test]
+    fn ranges_reject_overflow_and_overrun() {
+        assert!(range("r", u64::from(u32::MAX), u64::from(u32::MAX), 100).is_err());
+        assert!(range("r", 90, 11, 100).is_err());
+        assert_eq!(range("r", 90, 10, 100).ok(), Some(90..100));
+        assert_eq!(range("r", 100, 0, 100).ok(), Some(100..100));
+    }
+}

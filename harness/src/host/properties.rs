@@ -1,0 +1,54 @@
+//! Properties: `proxy_get_property` and `proxy_set_property`.
+//!
+//! Reads go to the attribute model in [`crate::properties`]. Writes store filter state
+//! on the stream (Envoy keeps it as `wasm.<path>`), where later reads of the same
+//! one-segment path and the report find it; outside a stream there is no stream info
+//! and Envoy answers `NotFound`.
+
+use wasmtime::Caller;
+
+use super::memory::{copy_out, read};
+use super::state::HostState;
+use super::{HostResult, LoadError, Registrar, mem, status};
+use crate::abi::Status;
+
+/// Registers this file's imports.
+pub fn register(r: &mut Registrar<'_>) -> Result<(), LoadError> {
+    r.proxy("proxy_get_property", proxy_get_property)?;
+    r.proxy("proxy_set_property", proxy_set_property)?;
+    Ok(())
+}
+
+/// `proxy_get_property(path, path_size, value_ptr_ptr, value_size_ptr)`.
+pub fn proxy_get_property(
+    mut caller: Caller<'_, HostState>,
+    path_ptr: u32,
+    path_size: u32,
+    value_ptr_ptr: u32,
+    value_size_ptr: u32,
+) -> HostResult {
+    let path = mem!(read(&mut caller, "property path", path_ptr, path_size));
+    let state = caller.data();
+    let value = status!(crate::properties::get(&state.config, state.stream(), &path));
+    mem!(copy_out(&mut caller, &value, value_ptr_ptr, value_size_ptr));
+    Ok(Status::Ok.code())
+}
+
+/// `proxy_set_property(path, path_size, value, value_size)`.
+pub fn proxy_set_property(
+    mut caller: Caller<'_, HostState>,
+    path_ptr: u32,
+    path_size: u32,
+    value_ptr: u32,
+    value_size: u32,
+) -> HostResult {
+    let path = mem!(read(&mut caller, "property path", path_ptr, path_size));
+    let value = mem!(read(&mut caller, "property value", value_ptr, value_size));
+    match caller.data_mut().stream_mut() {
+        Some(stream) => {
+            stream.filter_state.insert(path, value);
+            Ok(Status::Ok.code())
+        }
+        None => Ok(Status::NotFound.code()),
+    }
+}

@@ -1,0 +1,524 @@
+//! The per-VM state every host function reaches through `Caller::data()`, and the state
+//! shared by all VMs of one replay (shared data, queues, metric values).
+//!
+//! Each worker VM owns one [`HostState`] inside its wasmtime `Store`; nothing is global.
+//! The replay driver fills stream state in before a callback (headers, body, the
+//! clock) and reads back what the module did (header changes, actions such as
+//! `continue_stream` or a local reply, callouts, log lines) after it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use wasmtime::{Memory, StoreLimits, TypedFunc};
+
+use crate::abi::{LogLevel, MetricType, StreamType};
+use crate::callouts::CalloutConfig;
+use crate::properties::StreamInfo;
+
+/// The configuration every VM of a replay shares.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// `root_id` of the plugin.
+    pub root_id: String,
+    /// `vm_id` of the VM (shared data and queues are scoped by it).
+    pub vm_id: String,
+    /// The plugin's name (`plugin_name` property).
+    pub plugin_name: String,
+    /// The VM configuration, read in `proxy_on_vm_start`.
+    pub vm_configuration: Vec<u8>,
+    /// The plugin configuration, read in `proxy_on_configure`.
+    pub plugin_configuration: Vec<u8>,
+    /// The VM's environment variables (WASI `environ_*`).
+    pub env: Vec<(String, String)>,
+    /// The host log level `proxy_get_log_level` reports.
+    pub log_level: LogLevel,
+    /// Callout stubs by cluster.
+    pub callouts: Arc<CalloutConfig>,
+    /// Seed of the WASI random generator (each worker derives its own).
+    pub seed: u64,
+    /// `node.*` properties: node id and cluster.
+    pub node_id: String,
+    /// `node.cluster`.
+    pub node_cluster: String,
+}
+
+/// A header or trailer map with Envoy's semantics: lowercase keys, insertion order,
+/// repeated keys allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap {
+    /// The entries, in order.
+    pub entries: Vec<(String, String)>,
+}
+
+impl HeaderMap {
+    /// A map of these pairs (keys lowercased).
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> HeaderMap {
+        HeaderMap {
+            entries: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        }
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let key = key.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Appends an entry (`addCopy`).
+    pub fn add(&mut self, key: &str, value: &str) {
+        self.entries
+            .push((key.to_ascii_lowercase(), value.to_string()));
+    }
+
+    /// Sets the first entry of `key` and drops the others, or appends (`setCopy`).
+    pub fn replace(&mut self, key: &str, value: &str) {
+        let key = key.to_ascii_lowercase();
+        let mut seen = false;
+        self.entries.retain_mut(|(k, v)| {
+            if *k != key {
+                return true;
+            }
+            if seen {
+                return false;
+            }
+            seen = true;
+            *v = value.to_string();
+            true
+        });
+        if !seen {
+            self.entries.push((key, value.to_string()));
+        }
+    }
+
+    /// Removes every entry of `key`.
+    pub fn remove(&mut self, key: &str) {
+        let key = key.to_ascii_lowercase();
+        self.entries.retain(|(k, _)| *k != key);
+    }
+
+    /// Keys plus values in bytes (Envoy's `byteSize`).
+    pub fn byte_size(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the map has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A local reply the module asked for with `proxy_send_local_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u32,
+    /// `response.code_details`.
+    pub details: String,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// The gRPC status (-1 for none).
+    pub grpc_status: i32,
+}
+
+/// An effect the host carries out after the callback returns, as Envoy defers
+/// `continueDecoding`, `sendLocalReply` and resets to after the VM call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `proxy_continue_stream` on a stream context.
+    Continue {
+        /// The stream context.
+        context: u32,
+        /// Which direction.
+        stream: StreamType,
+    },
+    /// `proxy_close_stream` on a stream context.
+    Close {
+        /// The stream context.
+        context: u32,
+        /// Which direction.
+        stream: StreamType,
+    },
+    /// `proxy_send_local_response` on a stream context.
+    LocalReply {
+        /// The stream context.
+        context: u32,
+        /// The reply.
+        reply: LocalReply,
+    },
+}
+
+/// Which callback is running, for the buffers and maps that exist only in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// No callback, or one without special buffers.
+    #[default]
+    Other,
+    /// `proxy_on_vm_start`.
+    VmStart,
+    /// `proxy_on_configure`.
+    Configure,
+    /// `proxy_on_http_call_response`.
+    HttpCallResponse,
+    /// One of the gRPC receive callbacks.
+    GrpcReceive,
+    /// `proxy_on_log`.
+    Log,
+}
+
+/// The state of one HTTP stream context that host functions read and change.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    /// Request headers, `None` once the module let them go (Envoy drops the pointer when
+    /// `on_request_headers` returns Continue).
+    pub request_headers: Option<HeaderMap>,
+    /// Request trailers, while available.
+    pub request_trailers: Option<HeaderMap>,
+    /// Response headers, while available.
+    pub response_headers: Option<HeaderMap>,
+    /// Response trailers, while available.
+    pub response_trailers: Option<HeaderMap>,
+    /// The request body the module sees in `on_request_body` (chunk plus buffered data).
+    pub request_body: Option<Vec<u8>>,
+    /// The response body the module sees in `on_response_body`.
+    pub response_body: Option<Vec<u8>>,
+    /// Everything the property model knows about this stream.
+    pub info: Arc<StreamInfo>,
+    /// Final copies of the maps for `proxy_on_log` (the access-log phase).
+    pub log_request_headers: HeaderMap,
+    /// Final response headers for the access-log phase.
+    pub log_response_headers: HeaderMap,
+    /// Final response trailers for the access-log phase.
+    pub log_response_trailers: HeaderMap,
+    /// Response status once known.
+    pub response_status: Option<u32>,
+    /// `response.code_details` once known.
+    pub response_details: String,
+    /// Filter state written by `proxy_set_property`, by path (NUL-separated segments).
+    pub filter_state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// A local reply already went out on this stream (a second one is refused).
+    pub local_reply_sent: bool,
+    /// Total request body bytes seen so far.
+    pub request_body_total: u64,
+    /// Total response body bytes seen so far.
+    pub response_body_total: u64,
+}
+
+/// A log line the module wrote (`proxy_log`, or stdout/stderr through WASI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The context whose call wrote it.
+    pub context: u32,
+    /// Its level.
+    pub level: LogLevel,
+    /// The message.
+    pub message: String,
+}
+
+/// An http or gRPC callout the module started in the current callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalloutRequest {
+    /// The token the module got.
+    pub token: u32,
+    /// The root context that owns the callout (Envoy starts callouts on the root).
+    pub root_context: u32,
+    /// The effective context when it was made (the stream, if any).
+    pub from_context: u32,
+    /// The cluster (upstream) name.
+    pub cluster: String,
+    /// http or grpc.
+    pub kind: CalloutKind,
+    /// The request headers (or gRPC initial metadata).
+    pub headers: Vec<(String, String)>,
+    /// The request body (or gRPC message).
+    pub body: Vec<u8>,
+    /// The request trailers.
+    pub trailers: Vec<(String, String)>,
+    /// The timeout the module asked for, in milliseconds (0: none).
+    pub timeout_ms: u32,
+}
+
+/// What kind of callout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutKind {
+    /// `proxy_http_call`.
+    Http,
+    /// `proxy_grpc_call` (service and method).
+    GrpcCall {
+        /// The gRPC service name.
+        service: String,
+        /// The method name.
+        method: String,
+    },
+    /// `proxy_grpc_stream` (service and method).
+    GrpcStream {
+        /// The gRPC service name.
+        service: String,
+        /// The method name.
+        method: String,
+    },
+}
+
+/// The answer being delivered to `proxy_on_http_call_response` or a gRPC callback.
+#[derive(Debug, Clone, Default)]
+pub struct CalloutAnswerState {
+    /// Response headers (or gRPC initial metadata).
+    pub headers: HeaderMap,
+    /// Response body (or gRPC message).
+    pub body: Vec<u8>,
+    /// Response trailers (or gRPC trailing metadata).
+    pub trailers: HeaderMap,
+}
+
+/// A metric defined by one VM: the name it resolves to in the shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDef {
+    /// Its type.
+    pub kind: MetricType,
+    /// Its name.
+    pub name: String,
+}
+
+/// A deterministic generator for WASI `random_get` (splitmix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Fills `out` with random bytes.
+    pub fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            let n = chunk.len();
+            chunk.copy_from_slice(bytes.get(..n).unwrap_or(&[]));
+        }
+    }
+}
+
+/// A shared queue.
+#[derive(Debug, Clone, Default)]
+pub struct Queue {
+    /// The worker whose root context registered it last (Envoy notifies that one).
+    pub worker: usize,
+    /// That root context.
+    pub context: u32,
+    /// Queued items.
+    pub items: VecDeque<Vec<u8>>,
+}
+
+/// A metric value in the shared store (Envoy's stats are per proxy, not per VM).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricValue {
+    /// Its type.
+    pub kind: Option<MetricType>,
+    /// Counter or gauge value, or the last recorded histogram value.
+    pub value: u64,
+    /// For histograms: how many values were recorded.
+    pub samples: u64,
+    /// For histograms: their sum.
+    pub sum: u64,
+}
+
+/// State shared by every VM of one replay, as Envoy shares it between worker threads.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Shared data by vm_id then key: value and cas.
+    pub data: BTreeMap<String, BTreeMap<Vec<u8>, (Vec<u8>, u32)>>,
+    /// The global cas counter.
+    pub next_cas: u32,
+    /// Queue tokens by (vm_id, name).
+    pub queue_tokens: BTreeMap<(String, String), u32>,
+    /// Queues by token.
+    pub queues: BTreeMap<u32, Queue>,
+    /// The next queue token.
+    pub next_queue_token: u32,
+    /// Queues that got an item and whose owner should run `proxy_on_queue_ready`.
+    pub ready: Vec<(usize, u32, u32)>,
+    /// Metric values by name.
+    pub metrics: BTreeMap<String, MetricValue>,
+}
+
+impl Shared {
+    /// The next cas value (never 0, as Envoy skips it).
+    pub fn next_cas(&mut self) -> u32 {
+        self.next_cas = self.next_cas.wrapping_add(1);
+        if self.next_cas == 0 {
+            self.next_cas = 1;
+        }
+        self.next_cas
+    }
+}
+
+/// A handle on the shared state.
+pub type SharedHandle = Arc<Mutex<Shared>>;
+
+/// Locks the shared state; a poisoned lock (a panic elsewhere) is still usable.
+pub fn lock(shared: &SharedHandle) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Everything a VM's host functions can reach.
+pub struct HostState {
+    /// Configuration shared by the VMs.
+    pub config: Arc<VmConfig>,
+    /// State shared by the VMs.
+    pub shared: SharedHandle,
+    /// Which worker this VM is.
+    pub worker: usize,
+    /// Whether the module speaks ABI 0.2.0 (not 0.2.1).
+    pub abi_0_2_0: bool,
+    /// The virtual clock, in nanoseconds since the Unix epoch.
+    pub now_ns: u64,
+    /// The virtual monotonic clock origin.
+    pub start_ns: u64,
+    /// The module's memory.
+    pub memory: Option<Memory>,
+    /// The module's allocator.
+    pub allocator: Option<TypedFunc<u32, u32>>,
+    /// Set while the allocator runs.
+    pub in_allocator: bool,
+    /// The root context of this VM.
+    pub root_context: u32,
+    /// The context the running callback was called for.
+    pub current: u32,
+    /// The context set by `proxy_set_effective_context` during this callback.
+    pub effective: Option<u32>,
+    /// Which callback runs.
+    pub phase: Phase,
+    /// Stream contexts alive in this VM.
+    pub streams: HashMap<u32, StreamState>,
+    /// The callout answer being delivered.
+    pub callout_answer: Option<CalloutAnswerState>,
+    /// Tick period asked for by the root context, in milliseconds (0: off).
+    pub tick_period_ms: u32,
+    /// Set when the module (re)set the tick period during the callback.
+    pub tick_changed: bool,
+    /// Effects to carry out after the callback.
+    pub actions: Vec<Action>,
+    /// Callouts started during the callback.
+    pub new_callouts: Vec<CalloutRequest>,
+    /// Callout tokens in flight, by token: the cluster.
+    pub open_callouts: BTreeMap<u32, String>,
+    /// gRPC calls and streams in flight, by token: the cluster.
+    pub open_grpc: BTreeMap<u32, String>,
+    /// gRPC tokens the module cancelled or closed during the callback.
+    pub cancelled_grpc: Vec<u32>,
+    /// What `proxy_get_status` returns: set when a callout fails or a gRPC call closes.
+    pub call_status: (u32, String),
+    /// The next http callout token.
+    pub next_http_token: u32,
+    /// The next gRPC token (odd: calls, even: streams).
+    pub next_grpc_token: u32,
+    /// Log lines written during the callback.
+    pub logs: Vec<LogLine>,
+    /// Metrics defined in this VM, by id.
+    pub metric_ids: BTreeMap<u32, MetricDef>,
+    /// The next metric id per type (Envoy increments by 4, the low bits hold the type).
+    pub next_metric_id: [u32; 3],
+    /// The WASI random generator.
+    pub rng: Rng,
+    /// Root contexts that returned false from `proxy_on_done` and may call `proxy_done`.
+    pub pending_done: BTreeSet<u32>,
+    /// Root contexts that called `proxy_done`.
+    pub done_called: BTreeSet<u32>,
+    /// A trap the host itself raised (for example `proc_exit`), to explain it.
+    pub host_trap: Option<String>,
+    /// Memory limits of the store.
+    pub limits: StoreLimits,
+}
+
+impl HostState {
+    /// The context host calls act on: the effective context if the module set one that
+    /// still exists, the called context otherwise.
+    pub fn context(&self) -> u32 {
+        match self.effective {
+            Some(id) if id == self.root_context || self.streams.contains_key(&id) => id,
+            _ => self.current,
+        }
+    }
+
+    /// The stream state of the acting context, if it is a stream.
+    pub fn stream(&self) -> Option<&StreamState> {
+        self.streams.get(&self.context())
+    }
+
+    /// The mutable stream state of the acting context, if it is a stream.
+    pub fn stream_mut(&mut self) -> Option<&mut StreamState> {
+        let id = self.context();
+        self.streams.get_mut(&id)
+    }
+
+    /// Records a log line for the acting context.
+    pub fn log(&mut self, level: LogLevel, message: String) {
+        let context = self.context();
+        self.logs.push(LogLine {
+            context,
+            level,
+            message,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_keeps_the_first_entry_and_drops_the_rest() {
+        let mut map = HeaderMap::from_pairs([
+            ("A".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+            ("a".to_string(), "3".to_string()),
+        ]);
+        map.replace("a", "x");
+        assert_eq!(
+            map.entries,
+            vec![
+                ("a".to_string(), "x".to_string()),
+                ("b".to_string(), "2".to_string())
+            ]
+        );
+        map.replace("c", "y");
+        assert_eq!(map.get("C"), Some("y"));
+        map.remove("a");
+        assert_eq!(map.get("a"), None);
+        assert_eq!(map.byte_size(), 4);
+    }
+
+    #[test]
+    fn the_generator_is_deterministic() {
+        let mut a = Rng::new(7);
+        let mut b = Rng::new(7);
+        let mut x = [0u8; 13];
+        let mut y = [0u8; 13];
+        a.fill(&mut x);
+        b.fill(&mut y);
+        assert_eq!(x, y);
+        assert_ne!(x, [0u8; 13]);
+    }
+}

@@ -1,0 +1,366 @@
+//! Envoy's attribute ("property") model, derived from each recorded request.
+//!
+//! `proxy_get_property` walks a NUL-separated path such as `request\0path`. Envoy answers
+//! from its CEL attribute wrappers and serializes the value natively: strings and bytes
+//! raw, integers as 8 little-endian bytes, booleans as one byte, timestamps and
+//! durations as int64 nanoseconds, maps as proxy-wasm pairs. This module holds the
+//! per-stream facts ([`StreamInfo`], built by the replay from a record and its
+//! overrides) and the lookup, so the host function stays a thin adapter.
+
+use std::collections::BTreeMap;
+
+use crate::abi::Status;
+use crate::host::memory::encode_pairs;
+use crate::host::state::{HeaderMap, StreamState, VmConfig};
+
+/// A property value before serialization.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string (or bytes), serialized raw.
+    Bytes(Vec<u8>),
+    /// A signed integer, 8 bytes little-endian.
+    Int(i64),
+    /// An unsigned integer, 8 bytes little-endian.
+    Uint(u64),
+    /// A boolean, one byte.
+    Bool(bool),
+    /// A double, 8 bytes little-endian.
+    Double(f64),
+    /// A timestamp: int64 nanoseconds since the epoch.
+    Timestamp(i64),
+    /// A string map, serialized as pairs.
+    Map(Vec<(String, String)>),
+}
+
+impl Value {
+    /// A string value.
+    pub fn str(s: &str) -> Value {
+        Value::Bytes(s.as_bytes().to_vec())
+    }
+
+    /// The bytes Envoy hands the module.
+    pub fn serialize(&self) -> Vec<u8> {
+        match self {
+            Value::Bytes(b) => b.clone(),
+            Value::Int(i) | Value::Timestamp(i) => i.to_le_bytes().to_vec(),
+            Value::Uint(u) => u.to_le_bytes().to_vec(),
+            Value::Bool(b) => vec![u8::from(*b)],
+            Value::Double(d) => d.to_le_bytes().to_vec(),
+            Value::Map(pairs) => encode_pairs(pairs),
+        }
+    }
+
+    /// A value from a JSON override: strings raw, integers int64 (unsigned past
+    /// i64::MAX), floats double, booleans, objects of strings as maps; null means "absent".
+    pub fn from_json(value: &serde_json::Value) -> Option<Value> {
+        Some(match value {
+            serde_json::Value::Null => return None,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Value::Int(i)
+                } else if let Some(u) = n.as_u64() {
+                    Value::Uint(u)
+                } else {
+                    Value::Double(n.as_f64().unwrap_or_default())
+                }
+            }
+            serde_json::Value::String(s) => Value::str(s),
+            serde_json::Value::Array(items) => Value::Map(
+                items
+                    .iter()
+                    .map(|v| (json_text(v), String::new()))
+                    .collect(),
+            ),
+            serde_json::Value::Object(map) => {
+                Value::Map(map.iter().map(|(k, v)| (k.clone(), json_text(v))).collect())
+            }
+        })
+    }
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Per-stream facts from the record that properties are derived from.
+#[derive(Debug, Clone, Default)]
+pub struct StreamInfo {
+    /// Request start, nanoseconds since the epoch.
+    pub start_ns: i64,
+    /// `x-request-id` or a generated id.
+    pub request_id: String,
+    /// `request.protocol`.
+    pub protocol: String,
+    /// Downstream peer `ip:port`.
+    pub source: Option<String>,
+    /// Local address `ip:port`.
+    pub destination: Option<String>,
+    /// Peer certificate URI SAN (implies mTLS).
+    pub peer_uri_san: Option<String>,
+    /// Downstream connection id.
+    pub connection_id: u64,
+    /// Requested server name (SNI).
+    pub sni: Option<String>,
+    /// `xds.route_name`.
+    pub route_name: String,
+    /// `xds.cluster_name`.
+    pub cluster_name: String,
+    /// The original request headers (for `request.*` once the live map is gone).
+    pub request_headers: HeaderMap,
+    /// Overrides from the record, by dotted path.
+    pub overrides: BTreeMap<String, Option<Value>>,
+}
+
+fn split_host_port(addr: &str) -> (String, Option<i64>) {
+    if let Some(rest) = addr.strip_prefix('[') {
+        if let Some((host, port)) = rest.split_once("]:") {
+            return (format!("[{host}]"), port.parse().ok());
+        }
+        return (addr.to_string(), None);
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host.to_string(), port.parse().ok()),
+        _ => (addr.to_string(), None),
+    }
+}
+
+fn headers_value(map: &HeaderMap, name: &str) -> Option<Value> {
+    let values: Vec<&str> = map
+        .entries
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if values.is_empty() {
+        None
+    } else {
+        Some(Value::str(&values.join(",")))
+    }
+}
+
+/// Looks a property up for the acting context (`stream` is `None` in a root context).
+pub fn get(config: &VmConfig, stream: Option<&StreamState>, path: &[u8]) -> Result<Vec<u8>, Status> {
+    let parts: Vec<String> = path
+        .split(|b| *b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let Some((first, rest)) = parts.split_first() else {
+        return Err(Status::NotFound);
+    };
+    if let Some(stream) = stream {
+        if let Some(value) = stream.info.overrides.get(&parts.join(".")) {
+            return value
+                .as_ref()
+                .map(Value::serialize)
+                .ok_or(Status::NotFound);
+        }
+    }
+    let value = match *first {
+        "plugin_name" if rest.is_empty() => Value::str(&config.plugin_name),
+        "plugin_root_id" if rest.is_empty() => Value::str(&config.root_id),
+        "plugin_vm_id" if rest.is_empty() => Value::str(&config.vm_id),
+        "node" => match rest {
+            ["id"] => Value::str(&config.node_id),
+            ["cluster"] => Value::str(&config.node_cluster),
+            _ => return Err(Status::NotFound),
+        },
+        _ => {
+            let Some(stream) = stream else {
+                return Err(Status::NotFound);
+            };
+            stream_value(stream, first, rest).ok_or(Status::NotFound)?
+        }
+    };
+    Ok(value.serialize())
+}
+
+fn stream_value(stream: &StreamState, first: &str, rest: &[&str]) -> Option<Value> {
+    let info = &stream.info;
+    let live_request = stream
+        .request_headers
+        .as_ref()
+        .unwrap_or(&info.request_headers);
+    let response_headers = stream
+        .response_headers
+        .as_ref()
+        .unwrap_or(&stream.log_response_headers);
+    match (first, rest) {
+        ("request", [field]) => request_field(stream, live_request, field),
+        ("request", ["headers", name]) => headers_value(live_request, &name.to_ascii_lowercase()),
+        ("response", [field]) => response_field(stream, response_headers, field),
+        ("response", ["headers", name]) => {
+            headers_value(response_headers, &name.to_ascii_lowercase())
+        }
+        ("response", ["trailers", name]) => {
+            let trailers = stream
+                .response_trailers
+                .as_ref()
+                .unwrap_or(&stream.log_response_trailers);
+            headers_value(trailers, &name.to_ascii_lowercase())
+        }
+        ("source", [field]) => peer_field(info.source.as_deref(), field),
+        ("destination", [field]) => peer_field(info.destination.as_deref(), field),
+        ("connection", [field]) => connection_field(info, field),
+        ("connection_id", []) => Some(Value::Uint(info.connection_id)),
+        ("xds", ["route_name"]) | ("route_name", []) => Some(Value::str(&info.route_name)),
+        ("xds", ["cluster_name"]) | ("cluster_name", []) => Some(Value::str(&info.cluster_name)),
+        ("filter_state", [key]) => key
+            .strip_prefix("wasm.")
+            .and_then(|name| stream.filter_state.get(name.as_bytes()))
+            .map(|v| Value::Bytes(v.clone())),
+        (name, []) => stream
+            .filter_state
+            .get(name.as_bytes())
+            .map(|v| Value::Bytes(v.clone())),
+        _ => None,
+    }
+}
+
+fn request_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Option<Value> {
+    let info = &stream.info;
+    let path = headers.get(":path").unwrap_or("");
+    Some(match field {
+        "path" => Value::str(headers.get(":path")?),
+        "url_path" => Value::str(path.split_once('?').map_or(path, |(p, _)| p)),
+        "query" => Value::str(path.split_once('?').map_or("", |(_, q)| q)),
+        "host" => Value::str(headers.get(":authority")?),
+        "scheme" => Value::str(headers.get(":scheme")?),
+        "method" => Value::str(headers.get(":method")?),
+        "referer" => Value::str(headers.get("referer")?),
+        "useragent" => Value::str(headers.get("user-agent")?),
+        "id" => Value::str(&info.request_id),
+        "protocol" => Value::str(&info.protocol),
+        "time" => Value::Timestamp(info.start_ns),
+        "headers" => Value::Map(headers.entries.clone()),
+        "size" => Value::Int(i64::try_from(stream.request_body_total).unwrap_or(i64::MAX)),
+        "total_size" => Value::Int(
+            i64::try_from(stream.request_body_total + headers.byte_size() as u64)
+                .unwrap_or(i64::MAX),
+        ),
+        _ => return None,
+    })
+}
+
+fn response_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Option<Value> {
+    Some(match field {
+        "code" => Value::Int(i64::from(stream.response_status?)),
+        "code_details" => {
+            stream.response_status?;
+            Value::str(&stream.response_details)
+        }
+        "flags" => Value::Uint(0),
+        "headers" => {
+            stream.response_status?;
+            Value::Map(headers.entries.clone())
+        }
+        "size" => Value::Int(i64::try_from(stream.response_body_total).unwrap_or(i64::MAX)),
+        "total_size" => Value::Int(
+            i64::try_from(stream.response_body_total + headers.byte_size() as u64)
+                .unwrap_or(i64::MAX),
+        ),
+        _ => return None,
+    })
+}
+
+fn peer_field(addr: Option<&str>, field: &str) -> Option<Value> {
+    let addr = addr?;
+    let (_, port) = split_host_port(addr);
+    match field {
+        "address" => Some(Value::str(addr)),
+        "port" => port.map(Value::Int),
+        _ => None,
+    }
+}
+
+fn connection_field(info: &StreamInfo, field: &str) -> Option<Value> {
+    Some(match field {
+        "id" => Value::Uint(info.connection_id),
+        "mtls" => Value::Bool(info.peer_uri_san.is_some()),
+        "uri_san_peer_certificate" => Value::str(info.peer_uri_san.as_deref()?),
+        "requested_server_name" => Value::str(info.sni.as_deref().unwrap_or("")),
+        "tls_version" => {
+            info.peer_uri_san.as_deref()?;
+            Value::str("TLSv1.3")
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn config() -> VmConfig {
+        VmConfig {
+            root_id: "root".into(),
+            vm_id: "vm".into(),
+            plugin_name: "plug".into(),
+            vm_configuration: vec![],
+            plugin_configuration: vec![],
+            env: vec![],
+            log_level: crate::abi::LogLevel::Info,
+            callouts: Arc::default(),
+            seed: 0,
+            node_id: "node".into(),
+            node_cluster: "c".into(),
+        }
+    }
+
+    fn stream() -> StreamState {
+        let headers = HeaderMap::from_pairs([
+            (":path".to_string(), "/a/b?x=1".to_string()),
+            (":method".to_string(), "GET".to_string()),
+            ("x-k".to_string(), "1".to_string()),
+            ("x-k".to_string(), "2".to_string()),
+        ]);
+        StreamState {
+            request_headers: Some(headers.clone()),
+            info: Arc::new(StreamInfo {
+                start_ns: 5,
+                source: Some("10.0.0.1:4242".into()),
+                request_headers: headers,
+                ..StreamInfo::default()
+            }),
+            ..StreamState::default()
+        }
+    }
+
+    #[test]
+    fn request_fields_are_encoded_as_envoy_does() {
+        let c = config();
+        let s = stream();
+        assert_eq!(get(&c, Some(&s), b"request\0url_path"), Ok(b"/a/b".to_vec()));
+        assert_eq!(get(&c, Some(&s), b"request\0query"), Ok(b"x=1".to_vec()));
+        assert_eq!(get(&c, Some(&s), b"request\0time"), Ok(5i64.to_le_bytes().to_vec()));
+        assert_eq!(get(&c, Some(&s), b"request\0headers\0x-k"), Ok(b"1,2".to_vec()));
+        assert_eq!(get(&c, Some(&s), b"source\0port"), Ok(4242i64.to_le_bytes().to_vec()));
+        assert_eq!(get(&c, Some(&s), b"connection\0mtls"), Ok(vec![0]));
+        assert_eq!(get(&c, Some(&s), b"response\0code"), Err(Status::NotFound));
+        assert_eq!(get(&c, None, b"request\0path"), Err(Status::NotFound));
+        assert_eq!(get(&c, None, b"plugin_root_id"), Ok(b"root".to_vec()));
+    }
+
+    #[test]
+    fn overrides_win_and_null_removes() {
+        let c = config();
+        let mut s = stream();
+        let mut info = (*s.info).clone();
+        info.overrides.insert("request.path".into(), Some(Value::str("/o")));
+        info.overrides.insert("source.address".into(), None);
+        s.info = Arc::new(info);
+        assert_eq!(get(&c, Some(&s), b"request\0path"), Ok(b"/o".to_vec()));
+        assert_eq!(get(&c, Some(&s), b"source\0address"), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn ipv6_peers_split_at_the_bracket() {
+        assert_eq!(split_host_port("[::1]:80"), ("[::1]".to_string(), Some(80)));
+        assert_eq!(split_host_port("::1"), ("::1".to_string(), None));
+    }
+}

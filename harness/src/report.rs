@@ -1,0 +1,398 @@
+//! What a replay produced: one [`Entry`] per recorded request and a [`Summary`], with
+//! the two renderings the CLI prints (a table for people, JSON Lines for machines and
+//! golden files). JSON output is deterministic: no wall-clock time, maps sorted, fields
+//! in a fixed order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// How a request ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The request went upstream and the (possibly changed) response came back.
+    Forwarded,
+    /// The module answered with `proxy_send_local_response`.
+    LocalReply,
+    /// A callback trapped; the fail-open/fail-closed policy decided.
+    Trapped,
+    /// The stream was paused and nothing could resume it.
+    Stalled,
+    /// The module reset the stream (`proxy_close_stream`).
+    Reset,
+}
+
+impl Outcome {
+    /// The name printed in tables and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::LocalReply => "local_reply",
+            Outcome::Trapped => "trapped",
+            Outcome::Stalled => "stalled",
+            Outcome::Reset => "reset",
+        }
+    }
+}
+
+/// One header the module added, removed or changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderChange {
+    /// `add`, `remove` or `set`.
+    pub op: String,
+    /// Header name.
+    pub name: String,
+    /// New value (none for `remove`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// The local reply a module sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalReplyReport {
+    /// Status.
+    pub status: u32,
+    /// `response.code_details`.
+    pub details: String,
+    /// Body (lossy UTF-8, at most 256 bytes).
+    pub body: String,
+}
+
+/// A callout the module made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalloutReport {
+    /// Cluster.
+    pub cluster: String,
+    /// `http`, `grpc` or `grpc_stream`.
+    pub kind: String,
+    /// `:method` (http) or `service/method` (gRPC).
+    pub method: String,
+    /// `:path` (http).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Request body size.
+    pub body_size: usize,
+    /// Start of the body (lossy UTF-8, at most 120 bytes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body_preview: String,
+    /// What the stub answered: a status, `timeout`, `reset`, or `none` (never answered).
+    pub answer: String,
+    /// Virtual milliseconds until the answer.
+    pub after_ms: u64,
+}
+
+/// One replayed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Index in the replayed traffic.
+    pub index: usize,
+    /// Recorded start time (RFC 3339).
+    pub time: String,
+    /// The worker VM that ran it.
+    pub worker: usize,
+    /// `:method`.
+    pub method: String,
+    /// `:authority`.
+    pub authority: String,
+    /// `:path`.
+    pub path: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The status the client saw (0: none).
+    pub status: u32,
+    /// Request header changes the module made before forwarding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_header_changes: Vec<HeaderChange>,
+    /// Response header changes the module made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_header_changes: Vec<HeaderChange>,
+    /// Whether the request body reached upstream changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request_body_changed: bool,
+    /// Whether the response body the client got changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub response_body_changed: bool,
+    /// The local reply, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_reply: Option<LocalReplyReport>,
+    /// Properties the module set (filter state), by path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    /// The published decision (`stakeguard.decision`), parsed as JSON when it is JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<serde_json::Value>,
+    /// Callouts made for this request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callouts: Vec<CalloutReport>,
+    /// Log lines of this request's context (`level: message`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    /// The trap and backtrace, if a callback trapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trap: Option<String>,
+    /// Host notes (VM restarts, ignored calls, defaults used).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Entry {
+    /// A short label of the decision: api, control and outcome/action when present.
+    pub fn decision_label(&self) -> Option<String> {
+        self.decision.as_ref().map(decision_label)
+    }
+}
+
+/// A short label for a decision value.
+pub fn decision_label(value: &serde_json::Value) -> String {
+    if let serde_json::Value::Object(map) = value {
+        let text = |k: &str| match map.get(k) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        let parts: Vec<String> = ["api", "control", "mode"]
+            .iter()
+            .filter_map(|k| text(k))
+            .chain(text("outcome").or_else(|| text("action")))
+            .collect();
+        if !parts.is_empty() {
+            return parts.join(" ");
+        }
+    }
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text.chars().take(80).collect()
+}
+
+/// A metric's final value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricReport {
+    /// counter, gauge or histogram.
+    pub kind: String,
+    /// Counter/gauge value; last recorded value for histograms.
+    pub value: u64,
+    /// Histogram sample count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+}
+
+/// Totals over the replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Requests replayed.
+    pub requests: usize,
+    /// Count by outcome.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Count by published decision label (requests with a decision only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decisions: BTreeMap<String, u64>,
+    /// Metrics the module defined, with final values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, MetricReport>,
+    /// Log lines by level.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logs: BTreeMap<String, u64>,
+    /// Log lines written outside any request (start, ticks, callouts, queues).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_logs: Vec<String>,
+    /// Traps outside any request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_traps: Vec<String>,
+    /// Ticks fired.
+    pub ticks: u64,
+    /// Callouts made.
+    pub callouts: u64,
+    /// VM restarts after traps.
+    pub vm_restarts: u64,
+    /// Streams that stalled.
+    pub stalled: u64,
+}
+
+/// A whole replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// One entry per request, in traffic order.
+    pub entries: Vec<Entry>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+/// The summary line of JSON Lines output.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SummaryLine {
+    /// The summary.
+    pub summary: Summary,
+}
+
+impl Report {
+    /// JSON Lines: one entry per line, then `{"summary": ...}`.
+    pub fn to_jsonl(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            out.push_str(&serde_json::to_string(e).unwrap_or_default());
+            out.push('\n');
+        }
+        let line = SummaryLine {
+            summary: self.summary.clone(),
+        };
+        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        out.push('\n');
+        out
+    }
+
+    /// A table for people, then the summary.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>5} {:<24} {:>2} {:<7} {:<24} {:<32} {:<11} {:>6}  details",
+            "#", "time", "w", "method", "host", "path", "outcome", "status"
+        );
+        for e in &self.entries {
+            let mut details = Vec::new();
+            if let Some(d) = e.decision_label() {
+                details.push(format!("decision: {d}"));
+            }
+            for c in &e.request_header_changes {
+                details.push(format!("req {}", change_text(c)));
+            }
+            for c in &e.response_header_changes {
+                details.push(format!("resp {}", change_text(c)));
+            }
+            for c in &e.callouts {
+                details.push(format!("callout {} {} {} -> {}", c.cluster, c.method, c.path, c.answer));
+            }
+            if let Some(t) = &e.trap {
+                details.push(format!("trap: {}", t.lines().next().unwrap_or("")));
+            }
+            details.extend(e.notes.iter().cloned());
+            let _ = writeln!(
+                out,
+                "{:>5} {:<24} {:>2} {:<7} {:<24} {:<32} {:<11} {:>6}  {}",
+                e.index,
+                e.time,
+                e.worker,
+                e.method,
+                clip(&e.authority, 24),
+                clip(&e.path, 32),
+                e.outcome.name(),
+                e.status,
+                details.join("; ")
+            );
+        }
+        let s = &self.summary;
+        let _ = writeln!(out, "\nsummary: {} requests", s.requests);
+        let join = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = writeln!(out, "  outcomes: {}", join(&s.outcomes));
+        if !s.decisions.is_empty() {
+            let _ = writeln!(out, "  decisions:");
+            for (k, v) in &s.decisions {
+                let _ = writeln!(out, "    {v:>6}  {k}");
+            }
+        }
+        if !s.metrics.is_empty() {
+            let _ = writeln!(out, "  metrics:");
+            for (k, m) in &s.metrics {
+                let _ = writeln!(out, "    {k} ({}) = {}", m.kind, m.value);
+            }
+        }
+        let _ = writeln!(out, "  logs: {}", join(&s.logs));
+        let _ = writeln!(
+            out,
+            "  ticks={} callouts={} vm_restarts={} stalled={}",
+            s.ticks, s.callouts, s.vm_restarts, s.stalled
+        );
+        for t in &s.root_traps {
+            let _ = writeln!(out, "  root trap: {t}");
+        }
+        out
+    }
+}
+
+fn change_text(c: &HeaderChange) -> String {
+    match (&c.op[..], &c.value) {
+        ("remove", _) => format!("-{}", c.name),
+        ("add", Some(v)) => format!("+{}: {}", c.name, clip(v, 40)),
+        (_, Some(v)) => format!("~{}: {}", c.name, clip(v, 40)),
+        (_, None) => format!("~{}", c.name),
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The changes from `before` to `after`, by header name in order of appearance.
+pub fn header_changes(before: &[(String, String)], after: &[(String, String)]) -> Vec<HeaderChange> {
+    let mut names: Vec<&str> = Vec::new();
+    for (k, _) in before.iter().chain(after.iter()) {
+        if !names.contains(&k.as_str()) {
+            names.push(k);
+        }
+    }
+    let values = |list: &[(String, String)], name: &str| -> Vec<String> {
+        list.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let (b, a) = (values(before, name), values(after, name));
+        if b == a {
+            continue;
+        }
+        let change = |op: &str, value: Option<String>| HeaderChange {
+            op: op.to_string(),
+            name: name.to_string(),
+            value,
+        };
+        if b.is_empty() {
+            out.extend(a.into_iter().map(|v| change("add", Some(v))));
+        } else if a.is_empty() {
+            out.push(change("remove", None));
+        } else if a.starts_with(&b) {
+            out.extend(a.into_iter().skip(b.len()).map(|v| change("add", Some(v))));
+        } else {
+            out.push(change("set", Some(a.join(", "))));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn header_changes_name_adds_removes_and_sets() {
+        let before = vec![p("a", "1"), p("b", "2"), p("c", "3")];
+        let after = vec![p("a", "1"), p("b", "x"), p("d", "4"), p("a", "5")];
+        let changes = header_changes(&before, &after);
+        let text: Vec<String> = changes.iter().map(change_text).collect();
+        assert_eq!(text, vec!["+a: 5", "~b: x", "-c", "+d: 4"]);
+    }
+
+    #[test]
+    fn decision_labels_pick_known_fields() {
+        let v = serde_json::json!({"api": "login", "control": "rate_limit", "outcome": "block", "x": 1});
+        assert_eq!(decision_label(&v), "login rate_limit block");
+        assert_eq!(decision_label(&serde_json::json!("allow")), "allow");
+    }
+}
