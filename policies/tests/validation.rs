@@ -276,3 +276,17 @@ fn text_that_is_not_json_is_refused_with_its_position() {
         error.errors[0].message
     );
 }
+
+#[test]
+fn the_policy_in_the_readme_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```json\n")
+        .expect("a json block in the README")
+        + "```json\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    if let Err(e) = Policy::from_json(&readme[start..end]) {
+        panic!("the README's policy is refused:\n{e}");
+    }
+}

@@ -1,0 +1,69 @@
+# stakeguard: `make demo` runs the main job, `make test` runs everything CI runs.
+# Every target installs what it needs itself, so both work on a fresh machine.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip1
+FILTER_WASM := target/$(WASM_TARGET)/release/stakeguard_filter.wasm
+CONFORMANCE_WASM := target/$(WASM_TARGET)/release/stakeguard_conformance.wasm
+STAKEGUARD := target/harness/stakeguard
+# The engine's tests run on wasm32 too, under Node's WASI (see scripts/wasi-run.mjs).
+WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
+
+.PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt \
+        test-native test-wasm bench schema oci clean-venv
+
+## The main job: build the filter and the harness, replay the bank's recorded traffic.
+demo: toolchain wasm cli
+	$(STAKEGUARD) replay --module $(FILTER_WASM) --policy policies/examples/bank.json \
+		envoy-examples/traffic/bank.jsonl
+
+## Everything CI runs: formatting, lints on both targets, all tests natively, the engine's
+## tests on wasm32, the harness and the real-Envoy tests.
+test: setup lint wasm conformance test-native test-wasm
+
+setup: toolchain envoy
+
+toolchain:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@command -v node >/dev/null || { echo "make: node is needed to run the wasm32 tests; apt-get install -y nodejs" >&2; exit 1; }
+
+envoy:
+	@bash scripts/ensure-envoy.sh
+
+alertmanager:
+	@bash scripts/ensure-alertmanager.sh
+
+wasm: toolchain
+	$(CARGO) build -p stakeguard-filter --target $(WASM_TARGET) --release
+	@ls -l $(FILTER_WASM) | awk '{print "stakeguard.wasm: " $$5 " bytes"}'
+
+conformance: toolchain
+	$(CARGO) build -p stakeguard-conformance --target $(WASM_TARGET) --release
+
+cli:
+	$(CARGO) build -p stakeguard-harness --profile harness --bin stakeguard
+
+lint: toolchain
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p stakeguard-policies -p stakeguard-filter -p stakeguard-conformance \
+		--target $(WASM_TARGET) -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+test-native: wasm conformance
+	$(CARGO) test --workspace
+
+test-wasm: toolchain
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" \
+		$(CARGO) test -p stakeguard-policies --target $(WASM_TARGET) --lib --tests
+
+## Benchmarks: ratios measured side by side in one run, never timed assertions in tests.
+bench: toolchain wasm
+	$(CARGO) bench -p stakeguard-policies --bench decide
+
+## Rewrites policies/policy.schema.json from the model.
+schema:
+	STAKEGUARD_UPDATE_SCHEMA=1 $(CARGO) test -p stakeguard-policies --test schema
