@@ -1,0 +1,115 @@
+//! Delays carried out by pausing the stream and resuming it from the tick; incidents sent
+//! as Alertmanager v2 alerts (here to the test upstream standing in for Alertmanager),
+//! deduplicated per window.
+
+use std::time::{Duration, Instant};
+
+use stakeguard_tests::client::Request;
+use stakeguard_tests::stats::sum;
+use stakeguard_tests::wait::eventually;
+use stakeguard_tests::{start_filter, test_policy};
+
+#[test]
+fn a_delay_holds_the_request_then_lets_it_through() {
+    let (upstream, envoy) = start_filter(&test_policy("e2e"));
+    let attempt = |id: &str| {
+        Request::post_json(
+            "/api/v1/password-reset",
+            r#"{"username":"eve","password":"wrong"}"#,
+        )
+        .header("x-request-id", id)
+        .header("x-upstream-status", "401")
+    };
+    let first = envoy.send(&attempt("reset-0"));
+    assert_eq!(first.status, 401, "{}", first.text());
+    let started = Instant::now();
+    let delayed = envoy.send(&attempt("reset-1"));
+    let took = started.elapsed();
+    assert_eq!(
+        delayed.status,
+        401,
+        "the delayed request still reaches the upstream: {}",
+        delayed.text()
+    );
+    assert!(
+        took >= Duration::from_millis(500),
+        "held for the delay, took {took:?}"
+    );
+    assert_eq!(upstream.count("/api/v1/password-reset"), 2);
+    let decision = envoy.access_log_entry("reset-1").unwrap()["decision"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        decision.contains("control=login outcome=delayed"),
+        "{decision}"
+    );
+}
+
+#[test]
+fn incidents_become_deduplicated_alertmanager_alerts() {
+    let (upstream, envoy) = start_filter(&test_policy("e2e"));
+    for n in 0..3 {
+        let r = envoy.send(
+            &Request::get("/api/v0/statements/1")
+                .header("authorization", "Bearer t")
+                .header("x-request-id", &format!("retired-{n}")),
+        );
+        assert_eq!(r.status, 410);
+    }
+    let alerts = eventually(|| {
+        let alerts: Vec<_> = upstream
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/api/v2/alerts")
+            .collect();
+        (!alerts.is_empty()).then_some(alerts)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no alert reached the alertmanager cluster:\n{}",
+            envoy.log()
+        )
+    });
+    let alert = &alerts[0];
+    assert_eq!(alert.method, "POST");
+    assert_eq!(alert.header("content-type"), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
+    let labels = &body[0]["labels"];
+    assert_eq!(labels["alertname"], "retired_api_called");
+    assert_eq!(labels["api"], "statements");
+    assert_eq!(labels["version"], "v0");
+    assert_eq!(labels["owner"], "team-accounts");
+    assert_eq!(labels["tier"], "critical");
+    assert_eq!(labels["severity"], "ticket");
+    assert_eq!(labels["control"], "lifecycle");
+    assert!(
+        body[0]["annotations"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("retired-")
+    );
+    // Same API, control, event and client within the window: deduplicated per worker (2
+    // workers: at most one alert each).
+    std::thread::sleep(Duration::from_millis(300));
+    let count = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v2/alerts")
+        .count();
+    assert!(
+        (1..=2).contains(&count),
+        "{count} alerts for 3 identical incidents"
+    );
+    let sent = eventually(|| {
+        let s = envoy.prometheus();
+        let sent = sum(&s, "stakeguard_alerts_sent", &[]);
+        (sent >= 1.0 && sent + sum(&s, "stakeguard_alerts_deduplicated", &[]) >= 3.0)
+            .then_some(sent)
+    });
+    assert!(
+        sent.is_some(),
+        "alerts sent + deduplicated = incidents: {:?}",
+        envoy.admin_get("/stats?filter=stakeguard.alerts")
+    );
+}
