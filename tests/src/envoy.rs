@@ -509,12 +509,14 @@ impl Drop for Envoy {
     }
 }
 
-/// Runs `envoy --mode validate` on a config file; returns whether it passed and what it
+/// Runs `envoy --mode validate` on a config file from the repository root (relative
+/// paths in it are taken from there); returns whether it passed and what it
 /// printed.
 pub fn validate(config: &Path) -> Result<(bool, String), String> {
     let out = Command::new(crate::envoy_binary()?)
         .args(["--mode", "validate", "-l", "warning", "-c"])
         .arg(config)
+        .current_dir(crate::repo_root())
         .output()
         .map_err(|e| format!("run envoy: {e}"))?;
     let text = format!(

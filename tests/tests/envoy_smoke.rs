@@ -86,3 +86,24 @@ fn the_test_upstream_answers_logins_by_password_and_scripted_replies() {
     );
     assert_eq!(overridden.status, 503);
 }
+
+#[test]
+fn the_standalone_example_validates_and_uses_the_tests_stats_tags() {
+    let path = stakeguard_tests::repo_root().join("envoy-examples/standalone/envoy.yaml");
+    let (ok, output) = stakeguard_tests::envoy::validate(&path).unwrap();
+    assert!(ok, "envoy --mode validate failed:\n{output}");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let tags = stakeguard_tests::envoy::stats_config();
+    for tag in tags["stats_tags"].as_array().unwrap() {
+        let regex = tag["regex"].as_str().unwrap();
+        let name = tag["tag_name"].as_str().unwrap();
+        assert!(
+            yaml.contains(&format!("tag_name: {name}")),
+            "tag {name} missing from the example"
+        );
+        assert!(
+            yaml.contains(regex),
+            "the example's regex for {name} differs from the tests' ({regex})"
+        );
+    }
+}
