@@ -23,7 +23,11 @@ pub struct BenchResult {
 }
 
 /// Replays `records` once to warm up, then `iterations` times, and measures.
-pub fn bench(harness: &Harness, records: &[Record], iterations: usize) -> Result<BenchResult, HarnessError> {
+pub fn bench(
+    harness: &Harness,
+    records: &[Record],
+    iterations: usize,
+) -> Result<BenchResult, HarnessError> {
     harness.replay(records)?;
     let start = Instant::now();
     for _ in 0..iterations {

@@ -155,7 +155,12 @@ impl CalloutConfig {
         }
         let status = stub.status.unwrap_or(200);
         let mut headers = vec![(":status".to_string(), status.to_string())];
-        headers.extend(stub.headers.as_ref().map(StubHeaders::pairs).unwrap_or_default());
+        headers.extend(
+            stub.headers
+                .as_ref()
+                .map(StubHeaders::pairs)
+                .unwrap_or_default(),
+        );
         let body = match (&stub.body_base64, &stub.body) {
             (Some(b64), _) => base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -168,7 +173,11 @@ impl CalloutConfig {
                 status,
                 headers,
                 body,
-                trailers: stub.trailers.as_ref().map(StubHeaders::pairs).unwrap_or_default(),
+                trailers: stub
+                    .trailers
+                    .as_ref()
+                    .map(StubHeaders::pairs)
+                    .unwrap_or_default(),
                 grpc_status: stub.grpc_status.unwrap_or(0),
             },
             stub.latency_ms,
@@ -182,8 +191,10 @@ mod tests {
 
     #[test]
     fn toml_and_json_configs_read_the_same() {
-        let toml = "[clusters.a]\nstatus = 201\nheaders = { x = \"1\" }\nbody = \"hi\"\nlatency_ms = 5\n";
-        let json = r#"{"clusters":{"a":{"status":201,"headers":[["x","1"]],"body":"hi","latency_ms":5}}}"#;
+        let toml =
+            "[clusters.a]\nstatus = 201\nheaders = { x = \"1\" }\nbody = \"hi\"\nlatency_ms = 5\n";
+        let json =
+            r#"{"clusters":{"a":{"status":201,"headers":[["x","1"]],"body":"hi","latency_ms":5}}}"#;
         let a = CalloutConfig::parse(toml).unwrap();
         let b = CalloutConfig::parse(json).unwrap();
         assert_eq!(a.answer("a"), b.answer("a"));

@@ -18,12 +18,21 @@ pub struct Difference {
     pub got: String,
 }
 
-fn walk(path: &str, expected: Option<&Value>, got: Option<&Value>, out: &mut Vec<(String, String, String)>) {
+fn walk(
+    path: &str,
+    expected: Option<&Value>,
+    got: Option<&Value>,
+    out: &mut Vec<(String, String, String)>,
+) {
     match (expected, got) {
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(&p, a.get(k), b.get(k), out);
             }
         }
@@ -66,7 +75,11 @@ pub fn compare(expected: &str, got: &str) -> Vec<Difference> {
         for (field, expected, got) in diffs {
             out.push(Difference {
                 place: place.clone(),
-                field: if field.is_empty() { "(line)".to_string() } else { field },
+                field: if field.is_empty() {
+                    "(line)".to_string()
+                } else {
+                    field
+                },
                 expected,
                 got,
             });
@@ -93,7 +106,8 @@ mod tests {
 
     #[test]
     fn differences_name_the_entry_and_field() {
-        let expected = "{\"index\":0,\"status\":200,\"logs\":[\"a\"]}\n{\"summary\":{\"requests\":1}}\n";
+        let expected =
+            "{\"index\":0,\"status\":200,\"logs\":[\"a\"]}\n{\"summary\":{\"requests\":1}}\n";
         let got = "{\"index\":0,\"status\":403,\"logs\":[\"a\"]}\n{\"summary\":{\"requests\":1}}\n";
         let d = compare(expected, got);
         assert_eq!(d.len(), 1);

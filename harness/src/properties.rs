@@ -143,7 +143,11 @@ fn headers_value(map: &HeaderMap, name: &str) -> Option<Value> {
 }
 
 /// Looks a property up for the acting context (`stream` is `None` in a root context).
-pub fn get(config: &VmConfig, stream: Option<&StreamState>, path: &[u8]) -> Result<Vec<u8>, Status> {
+pub fn get(
+    config: &VmConfig,
+    stream: Option<&StreamState>,
+    path: &[u8],
+) -> Result<Vec<u8>, Status> {
     let parts: Vec<String> = path
         .split(|b| *b == 0)
         .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -154,10 +158,7 @@ pub fn get(config: &VmConfig, stream: Option<&StreamState>, path: &[u8]) -> Resu
     };
     if let Some(stream) = stream {
         if let Some(value) = stream.info.overrides.get(&parts.join(".")) {
-            return value
-                .as_ref()
-                .map(Value::serialize)
-                .ok_or(Status::NotFound);
+            return value.as_ref().map(Value::serialize).ok_or(Status::NotFound);
         }
     }
     let value = match *first {
@@ -335,11 +336,23 @@ mod tests {
     fn request_fields_are_encoded_as_envoy_does() {
         let c = config();
         let s = stream();
-        assert_eq!(get(&c, Some(&s), b"request\0url_path"), Ok(b"/a/b".to_vec()));
+        assert_eq!(
+            get(&c, Some(&s), b"request\0url_path"),
+            Ok(b"/a/b".to_vec())
+        );
         assert_eq!(get(&c, Some(&s), b"request\0query"), Ok(b"x=1".to_vec()));
-        assert_eq!(get(&c, Some(&s), b"request\0time"), Ok(5i64.to_le_bytes().to_vec()));
-        assert_eq!(get(&c, Some(&s), b"request\0headers\0x-k"), Ok(b"1,2".to_vec()));
-        assert_eq!(get(&c, Some(&s), b"source\0port"), Ok(4242i64.to_le_bytes().to_vec()));
+        assert_eq!(
+            get(&c, Some(&s), b"request\0time"),
+            Ok(5i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(
+            get(&c, Some(&s), b"request\0headers\0x-k"),
+            Ok(b"1,2".to_vec())
+        );
+        assert_eq!(
+            get(&c, Some(&s), b"source\0port"),
+            Ok(4242i64.to_le_bytes().to_vec())
+        );
         assert_eq!(get(&c, Some(&s), b"connection\0mtls"), Ok(vec![0]));
         assert_eq!(get(&c, Some(&s), b"response\0code"), Err(Status::NotFound));
         assert_eq!(get(&c, None, b"request\0path"), Err(Status::NotFound));
@@ -351,7 +364,8 @@ mod tests {
         let c = config();
         let mut s = stream();
         let mut info = (*s.info).clone();
-        info.overrides.insert("request.path".into(), Some(Value::str("/o")));
+        info.overrides
+            .insert("request.path".into(), Some(Value::str("/o")));
         info.overrides.insert("source.address".into(), None);
         s.info = Arc::new(info);
         assert_eq!(get(&c, Some(&s), b"request\0path"), Ok(b"/o".to_vec()));

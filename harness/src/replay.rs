@@ -141,7 +141,13 @@ impl Harness {
     }
 
     /// Starts one VM and its root context (`on_vm_start`, `on_configure`) for `check`.
-    pub(crate) fn start_vm(&self, shared: SharedHandle, worker: usize, now_ns: u64, generation: u64) -> Result<Vm, LoadError> {
+    pub(crate) fn start_vm(
+        &self,
+        shared: SharedHandle,
+        worker: usize,
+        now_ns: u64,
+        generation: u64,
+    ) -> Result<Vm, LoadError> {
         Vm::new(
             &self.plugin,
             VmSetup {
@@ -331,7 +337,9 @@ impl<'h> Run<'h> {
             return Ok(());
         };
         let generation = worker.generation;
-        let vm = self.h.start_vm(self.shared.clone(), w, self.now, generation)?;
+        let vm = self
+            .h
+            .start_vm(self.shared.clone(), w, self.now, generation)?;
         worker.vm = Some(vm);
         worker.needs_restart = false;
         worker.next_tick = None;
@@ -352,11 +360,14 @@ impl<'h> Run<'h> {
             Ok::<(), String>(())
         })();
         self.after_call(w);
+        self.run_work();
         match result {
             Ok(()) => Ok(()),
             Err(message) if first => Err(HarnessError::PluginStart { worker: w, message }),
             Err(message) => {
-                self.summary.root_traps.push(format!("worker {w}: restart failed: {message}"));
+                self.summary
+                    .root_traps
+                    .push(format!("worker {w}: restart failed: {message}"));
                 if let Some(worker) = self.workers.get_mut(w) {
                     worker.vm = None;
                 }
@@ -502,7 +513,10 @@ impl<'h> Run<'h> {
             }
             None => {
                 let assigned = new(self);
-                self.connections.insert(format!("\u{0}anonymous-{}", self.connections.len()), assigned);
+                self.connections.insert(
+                    format!("\u{0}anonymous-{}", self.connections.len()),
+                    assigned,
+                );
                 assigned
             }
         }
@@ -749,7 +763,9 @@ impl<'h> Run<'h> {
     }
 
     fn request_headers(&mut self, w: usize, ctx: u32) -> Result<(), Trapped> {
-        let Some(s) = self.streams.get(&(w, ctx)) else { return Ok(()) };
+        let Some(s) = self.streams.get(&(w, ctx)) else {
+            return Ok(());
+        };
         let headers = s.request_headers.clone();
         let eos = s.request_chunks.is_empty() && s.request_trailers.is_empty();
         let n = headers.len() as u32;
@@ -787,7 +803,9 @@ impl<'h> Run<'h> {
     }
 
     fn request_body(&mut self, w: usize, ctx: u32, i: usize) -> Result<(), Trapped> {
-        let Some(s) = self.streams.get_mut(&(w, ctx)) else { return Ok(()) };
+        let Some(s) = self.streams.get_mut(&(w, ctx)) else {
+            return Ok(());
+        };
         let chunk = s.request_chunks.get(i).cloned().unwrap_or_default();
         let eos = i + 1 >= s.request_chunks.len() && s.request_trailers.is_empty();
         s.request_buffer.extend_from_slice(&chunk);
@@ -812,7 +830,9 @@ impl<'h> Run<'h> {
                 Self::after_request_step(s, Step::RequestBody(i));
             }
         } else if r == DATA_STOP_AND_BUFFER && !eos {
-            let kept = self.stream_state(w, ctx).and_then(|st| st.request_body.clone());
+            let kept = self
+                .stream_state(w, ctx)
+                .and_then(|st| st.request_body.clone());
             if let Some(s) = self.streams.get_mut(&(w, ctx)) {
                 s.request_buffer = kept.unwrap_or_default();
                 Self::after_request_step(s, Step::RequestBody(i));
@@ -827,7 +847,9 @@ impl<'h> Run<'h> {
     }
 
     fn forward_request_body(&mut self, w: usize, ctx: u32) {
-        let body = self.stream_state(w, ctx).and_then(|st| st.request_body.take());
+        let body = self
+            .stream_state(w, ctx)
+            .and_then(|st| st.request_body.take());
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let body = body.unwrap_or_else(|| s.request_buffer.clone());
             s.forwarded_request_body.extend_from_slice(&body);
@@ -836,7 +858,9 @@ impl<'h> Run<'h> {
     }
 
     fn request_trailers(&mut self, w: usize, ctx: u32) -> Result<(), Trapped> {
-        let Some(s) = self.streams.get(&(w, ctx)) else { return Ok(()) };
+        let Some(s) = self.streams.get(&(w, ctx)) else {
+            return Ok(());
+        };
         let trailers = s.request_trailers.clone();
         let n = trailers.len() as u32;
         if let Some(st) = self.stream_state(w, ctx) {
@@ -863,7 +887,9 @@ impl<'h> Run<'h> {
     }
 
     fn response_headers(&mut self, w: usize, ctx: u32) -> Result<(), Trapped> {
-        let Some(s) = self.streams.get(&(w, ctx)) else { return Ok(()) };
+        let Some(s) = self.streams.get(&(w, ctx)) else {
+            return Ok(());
+        };
         let headers = s.response.headers.clone();
         let eos = s.response.chunks.is_empty() && s.response.trailers.is_empty();
         let status = headers
@@ -911,7 +937,9 @@ impl<'h> Run<'h> {
     }
 
     fn response_body(&mut self, w: usize, ctx: u32, i: usize) -> Result<(), Trapped> {
-        let Some(s) = self.streams.get_mut(&(w, ctx)) else { return Ok(()) };
+        let Some(s) = self.streams.get_mut(&(w, ctx)) else {
+            return Ok(());
+        };
         let chunk = s.response.chunks.get(i).cloned().unwrap_or_default();
         let eos = i + 1 >= s.response.chunks.len() && s.response.trailers.is_empty();
         s.response_buffer.extend_from_slice(&chunk);
@@ -936,7 +964,9 @@ impl<'h> Run<'h> {
                 Self::after_response_step(s, Step::ResponseBody(i));
             }
         } else if r == DATA_STOP_AND_BUFFER && !eos {
-            let kept = self.stream_state(w, ctx).and_then(|st| st.response_body.clone());
+            let kept = self
+                .stream_state(w, ctx)
+                .and_then(|st| st.response_body.clone());
             if let Some(s) = self.streams.get_mut(&(w, ctx)) {
                 s.response_buffer = kept.unwrap_or_default();
                 Self::after_response_step(s, Step::ResponseBody(i));
@@ -951,7 +981,9 @@ impl<'h> Run<'h> {
     }
 
     fn forward_response_body(&mut self, w: usize, ctx: u32) {
-        let body = self.stream_state(w, ctx).and_then(|st| st.response_body.take());
+        let body = self
+            .stream_state(w, ctx)
+            .and_then(|st| st.response_body.take());
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let body = body.unwrap_or_else(|| s.response_buffer.clone());
             s.final_response_body.extend_from_slice(&body);
@@ -960,7 +992,9 @@ impl<'h> Run<'h> {
     }
 
     fn response_trailers(&mut self, w: usize, ctx: u32) -> Result<(), Trapped> {
-        let Some(s) = self.streams.get(&(w, ctx)) else { return Ok(()) };
+        let Some(s) = self.streams.get(&(w, ctx)) else {
+            return Ok(());
+        };
         let trailers = s.response.trailers.clone();
         let n = trailers.len() as u32;
         if let Some(st) = self.stream_state(w, ctx) {
@@ -996,7 +1030,9 @@ impl<'h> Run<'h> {
 
     /// `proxy_continue_stream` took effect.
     fn resume(&mut self, w: usize, ctx: u32, dir: StreamType) {
-        let Some(s) = self.streams.get_mut(&(w, ctx)) else { return };
+        let Some(s) = self.streams.get_mut(&(w, ctx)) else {
+            return;
+        };
         if s.waiting != Some(dir) {
             let slot = if dir == StreamType::Request { 0 } else { 1 };
             let in_direction = match s.step {
@@ -1068,11 +1104,14 @@ impl<'h> Run<'h> {
     }
 
     fn local_reply(&mut self, w: usize, ctx: u32, reply: LocalReply) {
-        let Some(s) = self.streams.get_mut(&(w, ctx)) else { return };
+        let Some(s) = self.streams.get_mut(&(w, ctx)) else {
+            return;
+        };
         if s.local_reply.is_some() {
-            s.entry
-                .notes
-                .push(format!("a second local reply ({}) was ignored", reply.status));
+            s.entry.notes.push(format!(
+                "a second local reply ({}) was ignored",
+                reply.status
+            ));
             return;
         }
         let response_started = matches!(
@@ -1097,7 +1136,11 @@ impl<'h> Run<'h> {
         });
         s.response = ResponseSource {
             headers: headers.clone(),
-            chunks: if reply.body.is_empty() { Vec::new() } else { vec![reply.body.clone()] },
+            chunks: if reply.body.is_empty() {
+                Vec::new()
+            } else {
+                vec![reply.body.clone()]
+            },
             trailers: Vec::new(),
         };
         s.original_response_headers = headers.clone();
@@ -1158,7 +1201,11 @@ impl<'h> Run<'h> {
             let now = self.now;
             if let Some(wk) = self.workers.get_mut(w) {
                 wk.tick_period_ns = u64::from(period) * 1_000_000;
-                wk.next_tick = if period == 0 { None } else { Some(now + wk.tick_period_ns) };
+                wk.next_tick = if period == 0 {
+                    None
+                } else {
+                    Some(now + wk.tick_period_ns)
+                };
             }
         }
         for c in callouts {
@@ -1194,14 +1241,34 @@ impl<'h> Run<'h> {
         let timeout_ms = u64::from(c.timeout_ms);
         let (answer, after_ms, label) = match stub {
             None => (None, 0, "none".to_string()),
-            Some((StubAnswer::Timeout, _)) if timeout_ms > 0 => (Some(Answer::Timeout), timeout_ms, "timeout".to_string()),
-            Some((StubAnswer::Timeout, _)) => (None, 0, "none (stub times out, no timeout set)".to_string()),
+            Some((StubAnswer::Timeout, _)) if timeout_ms > 0 => {
+                (Some(Answer::Timeout), timeout_ms, "timeout".to_string())
+            }
+            Some((StubAnswer::Timeout, _)) => {
+                (None, 0, "none (stub times out, no timeout set)".to_string())
+            }
             Some((_, latency)) if timeout_ms > 0 && latency > timeout_ms => {
                 (Some(Answer::Timeout), timeout_ms, "timeout".to_string())
             }
-            Some((StubAnswer::Reset, latency)) => (Some(Answer::Reset), latency, "reset".to_string()),
-            Some((StubAnswer::Response { status, headers, body, trailers, grpc_status }, latency)) => (
-                Some(Answer::Response { headers, body, trailers, grpc_status }),
+            Some((StubAnswer::Reset, latency)) => {
+                (Some(Answer::Reset), latency, "reset".to_string())
+            }
+            Some((
+                StubAnswer::Response {
+                    status,
+                    headers,
+                    body,
+                    trailers,
+                    grpc_status,
+                },
+                latency,
+            )) => (
+                Some(Answer::Response {
+                    headers,
+                    body,
+                    trailers,
+                    grpc_status,
+                }),
                 latency,
                 status.to_string(),
             ),
@@ -1217,8 +1284,20 @@ impl<'h> Run<'h> {
                 };
                 ("http", get(":method"), get(":path"), false, false)
             }
-            CalloutKind::GrpcCall { service, method } => ("grpc", format!("{service}/{method}"), String::new(), true, false),
-            CalloutKind::GrpcStream { service, method } => ("grpc_stream", format!("{service}/{method}"), String::new(), true, true),
+            CalloutKind::GrpcCall { service, method } => (
+                "grpc",
+                format!("{service}/{method}"),
+                String::new(),
+                true,
+                false,
+            ),
+            CalloutKind::GrpcStream { service, method } => (
+                "grpc_stream",
+                format!("{service}/{method}"),
+                String::new(),
+                true,
+                true,
+            ),
         };
         let report = CalloutReport {
             cluster: c.cluster.clone(),
@@ -1239,13 +1318,34 @@ impl<'h> Run<'h> {
         }
         if let Some(answer) = answer {
             let at = self.now + after_ms * 1_000_000;
-            self.schedule(at, Event::Callout { worker: w, generation, token: c.token, grpc, stream, answer });
+            self.schedule(
+                at,
+                Event::Callout {
+                    worker: w,
+                    generation,
+                    token: c.token,
+                    grpc,
+                    stream,
+                    answer,
+                },
+            );
         }
     }
 
     fn deliver(&mut self, event: Event) {
-        let Event::Callout { worker: w, generation, token, grpc, stream, answer } = event;
-        if self.workers.get(w).is_none_or(|wk| wk.generation != generation) {
+        let Event::Callout {
+            worker: w,
+            generation,
+            token,
+            grpc,
+            stream,
+            answer,
+        } = event;
+        if self
+            .workers
+            .get(w)
+            .is_none_or(|wk| wk.generation != generation)
+        {
             return;
         }
         self.set_clock(w);
@@ -1280,7 +1380,9 @@ impl<'h> Run<'h> {
                 Work::QueueReady(w, root, token) => {
                     self.set_clock(w);
                     let result = match self.vm(w) {
-                        Some(vm) if vm.state().root_context == root => vm.on_queue_ready(root, token),
+                        Some(vm) if vm.state().root_context == root => {
+                            vm.on_queue_ready(root, token)
+                        }
                         _ => Ok(()),
                     };
                     self.after_call(w);
@@ -1303,7 +1405,12 @@ impl<'h> Run<'h> {
             wk.needs_restart = true;
             wk.next_tick = None;
         }
-        let keys: Vec<(usize, u32)> = self.streams.keys().filter(|(sw, _)| *sw == w).copied().collect();
+        let keys: Vec<(usize, u32)> = self
+            .streams
+            .keys()
+            .filter(|(sw, _)| *sw == w)
+            .copied()
+            .collect();
         for (sw, c) in keys {
             if let Some(s) = self.streams.get_mut(&(sw, c)) {
                 s.failed = true;
@@ -1318,14 +1425,22 @@ impl<'h> Run<'h> {
 
     /// Ends a stream whose VM failed: 503 (fail closed) or pass-through (fail open).
     fn apply_fail_policy(&mut self, w: usize, ctx: u32, _why: Option<String>) {
-        let Some(mut s) = self.streams.remove(&(w, ctx)) else { return };
+        let Some(mut s) = self.streams.remove(&(w, ctx)) else {
+            return;
+        };
         s.entry.outcome = Outcome::Trapped;
         if s.local_reply.is_some() || s.final_response_headers.is_some() {
             // The client already has its answer.
-            s.entry.status = status_of(s.final_response_headers.as_deref().unwrap_or(&s.response.headers));
+            s.entry.status = status_of(
+                s.final_response_headers
+                    .as_deref()
+                    .unwrap_or(&s.response.headers),
+            );
         } else if self.h.config.fail_open {
             s.entry.status = status_of(&s.response.headers);
-            s.entry.notes.push("fail open: the stream went on without the filter".to_string());
+            s.entry
+                .notes
+                .push("fail open: the stream went on without the filter".to_string());
         } else {
             s.entry.status = 503;
             s.entry.local_reply = Some(LocalReplyReport {
@@ -1345,9 +1460,17 @@ impl<'h> Run<'h> {
 
     /// The stream is done: access log, done, delete, then its report entry.
     fn finish(&mut self, w: usize, ctx: u32) {
-        let Some(s) = self.streams.get(&(w, ctx)) else { return };
-        let req_final = s.forwarded_request_headers.clone().unwrap_or_else(|| s.request_headers.clone());
-        let resp_final = s.final_response_headers.clone().unwrap_or_else(|| s.response.headers.clone());
+        let Some(s) = self.streams.get(&(w, ctx)) else {
+            return;
+        };
+        let req_final = s
+            .forwarded_request_headers
+            .clone()
+            .unwrap_or_else(|| s.request_headers.clone());
+        let resp_final = s
+            .final_response_headers
+            .clone()
+            .unwrap_or_else(|| s.response.headers.clone());
         let trailers = s.final_response_trailers.clone();
         if let Some(st) = self.stream_state(w, ctx) {
             st.log_request_headers = HeaderMap::from_pairs(req_final);
@@ -1361,7 +1484,10 @@ impl<'h> Run<'h> {
         self.set_clock(w);
         let mut result = Ok(());
         if let Some(vm) = self.vm(w) {
-            result = vm.on_log(ctx).and_then(|_| vm.on_done(ctx)).and_then(|_| vm.on_delete(ctx));
+            result = vm
+                .on_log(ctx)
+                .and_then(|_| vm.on_done(ctx))
+                .and_then(|_| vm.on_delete(ctx));
         }
         self.after_call(w);
         let filter_state = self
@@ -1371,31 +1497,41 @@ impl<'h> Run<'h> {
             .and_then(|vm| vm.state_mut().streams.remove(&ctx))
             .map(|st| st.filter_state)
             .unwrap_or_default();
-        let Some(mut s) = self.streams.remove(&(w, ctx)) else { return };
+        let Some(mut s) = self.streams.remove(&(w, ctx)) else {
+            return;
+        };
         for (k, v) in filter_state {
             let key = String::from_utf8_lossy(&k).replace('\0', ".");
             let value = String::from_utf8_lossy(&v).into_owned();
             if key == "stakeguard.decision" {
                 s.entry.decision = Some(
-                    serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value.clone())),
+                    serde_json::from_str(&value)
+                        .unwrap_or(serde_json::Value::String(value.clone())),
                 );
             }
             s.entry.properties.insert(key, value);
         }
         let req_final = s.forwarded_request_headers.clone();
-        let resp_final = s.final_response_headers.clone().unwrap_or_else(|| s.response.headers.clone());
+        let resp_final = s
+            .final_response_headers
+            .clone()
+            .unwrap_or_else(|| s.response.headers.clone());
         if s.local_reply.is_none() {
             if let Some(req) = &req_final {
                 s.entry.request_header_changes = header_changes(&s.request_headers, req);
             }
-            s.entry.request_body_changed = req_final.is_some()
-                && s.forwarded_request_body != s.request_chunks.concat();
+            s.entry.request_body_changed =
+                req_final.is_some() && s.forwarded_request_body != s.request_chunks.concat();
         }
         s.entry.response_header_changes = header_changes(&s.original_response_headers, &resp_final);
         s.entry.response_body_changed = s.final_response_body != s.original_response_body;
         s.entry.status = if s.reset { 0 } else { status_of(&resp_final) };
         if !s.reset {
-            s.entry.outcome = if s.local_reply.is_some() { Outcome::LocalReply } else { Outcome::Forwarded };
+            s.entry.outcome = if s.local_reply.is_some() {
+                Outcome::LocalReply
+            } else {
+                Outcome::Forwarded
+            };
         }
         if let Err(t) = result {
             s.entry.trap = Some(format!("{}: {}", t.callback, t.message));
@@ -1409,7 +1545,12 @@ impl<'h> Run<'h> {
             if let Some(slot) = self.entries.get_mut(index) {
                 *slot = Some(s.entry);
             }
-            let keys: Vec<(usize, u32)> = self.streams.keys().filter(|(sw, _)| *sw == w).copied().collect();
+            let keys: Vec<(usize, u32)> = self
+                .streams
+                .keys()
+                .filter(|(sw, _)| *sw == w)
+                .copied()
+                .collect();
             for (sw, c) in keys {
                 if let Some(o) = self.streams.get_mut(&(sw, c)) {
                     o.failed = true;
@@ -1430,7 +1571,10 @@ impl<'h> Run<'h> {
         let entries: Vec<Entry> = self.entries.into_iter().flatten().collect();
         summary.requests = entries.len();
         for e in &entries {
-            *summary.outcomes.entry(e.outcome.name().to_string()).or_default() += 1;
+            *summary
+                .outcomes
+                .entry(e.outcome.name().to_string())
+                .or_default() += 1;
             if let Some(label) = e.decision_label() {
                 *summary.decisions.entry(label).or_default() += 1;
             }
@@ -1441,7 +1585,8 @@ impl<'h> Run<'h> {
                 MetricReport {
                     kind: m.kind.map_or("unknown", |k| k.name()).to_string(),
                     value: m.value,
-                    samples: (m.kind == Some(crate::abi::MetricType::Histogram)).then_some(m.samples),
+                    samples: (m.kind == Some(crate::abi::MetricType::Histogram))
+                        .then_some(m.samples),
                 },
             );
         }
@@ -1459,7 +1604,12 @@ fn status_of(headers: &[(String, String)]) -> u32 {
 
 fn deliver_http(vm: &mut Vm, root: u32, token: u32, answer: Answer) -> Result<(), Trapped> {
     let (headers, body, trailers) = match answer {
-        Answer::Response { headers, body, trailers, .. } => (headers, body, trailers),
+        Answer::Response {
+            headers,
+            body,
+            trailers,
+            ..
+        } => (headers, body, trailers),
         Answer::Timeout => {
             // Envoy's async client answers a timeout with the router's local reply.
             let body = b"upstream request timeout".to_vec();
@@ -1482,7 +1632,11 @@ fn deliver_http(vm: &mut Vm, root: u32, token: u32, answer: Answer) -> Result<()
             return r;
         }
     };
-    let (nh, nb, nt) = (headers.len() as u32, body.len() as u32, trailers.len() as u32);
+    let (nh, nb, nt) = (
+        headers.len() as u32,
+        body.len() as u32,
+        trailers.len() as u32,
+    );
     vm.state_mut().callout_answer = Some(CalloutAnswerState {
         headers: HeaderMap::from_pairs(headers),
         body,
@@ -1493,7 +1647,13 @@ fn deliver_http(vm: &mut Vm, root: u32, token: u32, answer: Answer) -> Result<()
     r
 }
 
-fn deliver_grpc(vm: &mut Vm, root: u32, token: u32, stream: bool, answer: Answer) -> Result<(), Trapped> {
+fn deliver_grpc(
+    vm: &mut Vm,
+    root: u32,
+    token: u32,
+    stream: bool,
+    answer: Answer,
+) -> Result<(), Trapped> {
     let close = |vm: &mut Vm, status: u32, message: &str| {
         vm.state_mut().call_status = (status, message.to_string());
         let r = vm.on_grpc_close(root, token, status);
@@ -1503,8 +1663,16 @@ fn deliver_grpc(vm: &mut Vm, root: u32, token: u32, stream: bool, answer: Answer
     match answer {
         Answer::Timeout => close(vm, 4, "deadline exceeded"),
         Answer::Reset => close(vm, 14, "upstream reset"),
-        Answer::Response { headers, body, trailers, grpc_status } => {
-            let headers: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| !k.starts_with(':')).collect();
+        Answer::Response {
+            headers,
+            body,
+            trailers,
+            grpc_status,
+        } => {
+            let headers: Vec<(String, String)> = headers
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .collect();
             vm.state_mut().callout_answer = Some(CalloutAnswerState {
                 headers: HeaderMap::from_pairs(headers.clone()),
                 body: body.clone(),
@@ -1523,7 +1691,11 @@ fn deliver_grpc(vm: &mut Vm, root: u32, token: u32, stream: bool, answer: Answer
             vm.state_mut().callout_answer = None;
             r?;
             if stream || grpc_status != 0 {
-                close(vm, grpc_status, if grpc_status == 0 { "" } else { "stub status" })?;
+                close(
+                    vm,
+                    grpc_status,
+                    if grpc_status == 0 { "" } else { "stub status" },
+                )?;
             }
             Ok(())
         }

@@ -264,7 +264,10 @@ impl Report {
                 details.push(format!("resp {}", change_text(c)));
             }
             for c in &e.callouts {
-                details.push(format!("callout {} {} {} -> {}", c.cluster, c.method, c.path, c.answer));
+                details.push(format!(
+                    "callout {} {} {} -> {}",
+                    c.cluster, c.method, c.path, c.answer
+                ));
             }
             if let Some(t) = &e.trap {
                 details.push(format!("trap: {}", t.lines().next().unwrap_or("")));
@@ -338,7 +341,10 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// The changes from `before` to `after`, by header name in order of appearance.
-pub fn header_changes(before: &[(String, String)], after: &[(String, String)]) -> Vec<HeaderChange> {
+pub fn header_changes(
+    before: &[(String, String)],
+    after: &[(String, String)],
+) -> Vec<HeaderChange> {
     let mut names: Vec<&str> = Vec::new();
     for (k, _) in before.iter().chain(after.iter()) {
         if !names.contains(&k.as_str()) {
@@ -346,7 +352,10 @@ pub fn header_changes(before: &[(String, String)], after: &[(String, String)]) -
         }
     }
     let values = |list: &[(String, String)], name: &str| -> Vec<String> {
-        list.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+        list.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     };
     let mut out = Vec::new();
     for name in names {

@@ -34,7 +34,8 @@ impl Plugin {
         config.wasm_backtrace_details(WasmBacktraceDetails::Enable);
         config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
-        let module = Module::new(&engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(&engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let exports: BTreeSet<String> = module.exports().map(|e| e.name().to_string()).collect();
         let abi_0_2_0 = if exports.contains("proxy_abi_version_0_2_1") {
             false
@@ -138,7 +139,7 @@ pub fn describe_trap(error: &wasmtime::Error, host_trap: Option<String>) -> Stri
             "the callback ran out of fuel; an infinite loop? (raise --fuel for heavy modules)"
                 .to_string()
         }
-        (None, Some(trap)) => format!("wasm trap: {trap}"),
+        (None, Some(trap)) => trap.to_string(),
         (None, None) => format!("{}", error.root_cause()),
     };
     if let Some(bt) = error.downcast_ref::<WasmBacktrace>() {
@@ -146,10 +147,9 @@ pub fn describe_trap(error: &wasmtime::Error, host_trap: Option<String>) -> Stri
             .frames()
             .iter()
             .map(|f| {
-                let name = f.func_name().map_or_else(
-                    || format!("<func {}>", f.func_index()),
-                    |n| n.to_string(),
-                );
+                let name = f
+                    .func_name()
+                    .map_or_else(|| format!("<func {}>", f.func_index()), |n| n.to_string());
                 format!("  {name}")
             })
             .collect();
@@ -369,8 +369,14 @@ impl Vm {
     /// `proxy_on_context_create(context, parent)`.
     pub fn on_context_create(&mut self, context: u32, parent: u32) -> Result<(), Trapped> {
         let f = self.exports.on_context_create.clone();
-        self.call("proxy_on_context_create", f, context, Phase::Other, (context, parent))
-            .map(|_| ())
+        self.call(
+            "proxy_on_context_create",
+            f,
+            context,
+            Phase::Other,
+            (context, parent),
+        )
+        .map(|_| ())
     }
 
     /// Creates the root context: `proxy_on_context_create(root, 0)`.
@@ -397,7 +403,13 @@ impl Vm {
         let size = self.state().config.plugin_configuration.len() as u32;
         let f = self.exports.on_configure.clone();
         Ok(self
-            .call("proxy_on_configure", f, root, Phase::Configure, (root, size))?
+            .call(
+                "proxy_on_configure",
+                f,
+                root,
+                Phase::Configure,
+                (root, size),
+            )?
             .is_none_or(|r| r != 0))
     }
 
@@ -405,7 +417,8 @@ impl Vm {
     pub fn on_tick(&mut self) -> Result<(), Trapped> {
         let root = self.state().root_context;
         let f = self.exports.on_tick.clone();
-        self.call("proxy_on_tick", f, root, Phase::Other, root).map(|_| ())
+        self.call("proxy_on_tick", f, root, Phase::Other, root)
+            .map(|_| ())
     }
 
     /// `proxy_on_queue_ready(root, token)`.
@@ -419,7 +432,13 @@ impl Vm {
     pub fn on_request_headers(&mut self, ctx: u32, n: u32, eos: bool) -> Result<u32, Trapped> {
         let f = self.exports.on_request_headers.clone();
         Ok(self
-            .call("proxy_on_request_headers", f, ctx, Phase::Other, (ctx, n, u32::from(eos)))?
+            .call(
+                "proxy_on_request_headers",
+                f,
+                ctx,
+                Phase::Other,
+                (ctx, n, u32::from(eos)),
+            )?
             .unwrap_or(0))
     }
 
@@ -427,7 +446,13 @@ impl Vm {
     pub fn on_request_body(&mut self, ctx: u32, size: u32, eos: bool) -> Result<u32, Trapped> {
         let f = self.exports.on_request_body.clone();
         Ok(self
-            .call("proxy_on_request_body", f, ctx, Phase::Other, (ctx, size, u32::from(eos)))?
+            .call(
+                "proxy_on_request_body",
+                f,
+                ctx,
+                Phase::Other,
+                (ctx, size, u32::from(eos)),
+            )?
             .unwrap_or(0))
     }
 
@@ -443,7 +468,13 @@ impl Vm {
     pub fn on_response_headers(&mut self, ctx: u32, n: u32, eos: bool) -> Result<u32, Trapped> {
         let f = self.exports.on_response_headers.clone();
         Ok(self
-            .call("proxy_on_response_headers", f, ctx, Phase::Other, (ctx, n, u32::from(eos)))?
+            .call(
+                "proxy_on_response_headers",
+                f,
+                ctx,
+                Phase::Other,
+                (ctx, n, u32::from(eos)),
+            )?
             .unwrap_or(0))
     }
 
@@ -451,7 +482,13 @@ impl Vm {
     pub fn on_response_body(&mut self, ctx: u32, size: u32, eos: bool) -> Result<u32, Trapped> {
         let f = self.exports.on_response_body.clone();
         Ok(self
-            .call("proxy_on_response_body", f, ctx, Phase::Other, (ctx, size, u32::from(eos)))?
+            .call(
+                "proxy_on_response_body",
+                f,
+                ctx,
+                Phase::Other,
+                (ctx, size, u32::from(eos)),
+            )?
             .unwrap_or(0))
     }
 
@@ -484,31 +521,65 @@ impl Vm {
     }
 
     /// `proxy_on_grpc_receive_initial_metadata(root, token, n)`.
-    pub fn on_grpc_initial_metadata(&mut self, root: u32, token: u32, n: u32) -> Result<(), Trapped> {
+    pub fn on_grpc_initial_metadata(
+        &mut self,
+        root: u32,
+        token: u32,
+        n: u32,
+    ) -> Result<(), Trapped> {
         let f = self.exports.on_grpc_receive_initial_metadata.clone();
-        self.call("proxy_on_grpc_receive_initial_metadata", f, root, Phase::GrpcReceive, (root, token, n))
-            .map(|_| ())
+        self.call(
+            "proxy_on_grpc_receive_initial_metadata",
+            f,
+            root,
+            Phase::GrpcReceive,
+            (root, token, n),
+        )
+        .map(|_| ())
     }
 
     /// `proxy_on_grpc_receive(root, token, size)`.
     pub fn on_grpc_receive(&mut self, root: u32, token: u32, size: u32) -> Result<(), Trapped> {
         let f = self.exports.on_grpc_receive.clone();
-        self.call("proxy_on_grpc_receive", f, root, Phase::GrpcReceive, (root, token, size))
-            .map(|_| ())
+        self.call(
+            "proxy_on_grpc_receive",
+            f,
+            root,
+            Phase::GrpcReceive,
+            (root, token, size),
+        )
+        .map(|_| ())
     }
 
     /// `proxy_on_grpc_receive_trailing_metadata(root, token, n)`.
-    pub fn on_grpc_trailing_metadata(&mut self, root: u32, token: u32, n: u32) -> Result<(), Trapped> {
+    pub fn on_grpc_trailing_metadata(
+        &mut self,
+        root: u32,
+        token: u32,
+        n: u32,
+    ) -> Result<(), Trapped> {
         let f = self.exports.on_grpc_receive_trailing_metadata.clone();
-        self.call("proxy_on_grpc_receive_trailing_metadata", f, root, Phase::GrpcReceive, (root, token, n))
-            .map(|_| ())
+        self.call(
+            "proxy_on_grpc_receive_trailing_metadata",
+            f,
+            root,
+            Phase::GrpcReceive,
+            (root, token, n),
+        )
+        .map(|_| ())
     }
 
     /// `proxy_on_grpc_close(root, token, status)`.
     pub fn on_grpc_close(&mut self, root: u32, token: u32, status: u32) -> Result<(), Trapped> {
         let f = self.exports.on_grpc_close.clone();
-        self.call("proxy_on_grpc_close", f, root, Phase::Other, (root, token, status))
-            .map(|_| ())
+        self.call(
+            "proxy_on_grpc_close",
+            f,
+            root,
+            Phase::Other,
+            (root, token, status),
+        )
+        .map(|_| ())
     }
 
     /// `proxy_on_done(ctx)`; true when absent.
@@ -522,12 +593,14 @@ impl Vm {
     /// `proxy_on_log(ctx)`.
     pub fn on_log(&mut self, ctx: u32) -> Result<(), Trapped> {
         let f = self.exports.on_log.clone();
-        self.call("proxy_on_log", f, ctx, Phase::Log, ctx).map(|_| ())
+        self.call("proxy_on_log", f, ctx, Phase::Log, ctx)
+            .map(|_| ())
     }
 
     /// `proxy_on_delete(ctx)`.
     pub fn on_delete(&mut self, ctx: u32) -> Result<(), Trapped> {
         let f = self.exports.on_delete.clone();
-        self.call("proxy_on_delete", f, ctx, Phase::Other, ctx).map(|_| ())
+        self.call("proxy_on_delete", f, ctx, Phase::Other, ctx)
+            .map(|_| ())
     }
 }

@@ -7,7 +7,10 @@ use clap::Args;
 use stakeguard_harness::Harness;
 use stakeguard_harness::bench::bench;
 
-use super::{CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic, resolve_policy};
+use super::{
+    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic,
+    resolve_policy,
+};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]

@@ -38,7 +38,10 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
         println!("trap: {trap}");
     }
     if result.ok() {
-        println!("ok: {} accepted the configuration", args.module.module.display());
+        println!(
+            "ok: {} accepted the configuration",
+            args.module.module.display()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         let why = if result.trap.is_some() {

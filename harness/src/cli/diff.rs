@@ -9,7 +9,10 @@ use clap::Args;
 use stakeguard_harness::Harness;
 use stakeguard_harness::report::{Entry, Report};
 
-use super::{CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic, resolve_policy};
+use super::{
+    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic,
+    resolve_policy,
+};
 
 /// Arguments of `diff`.
 #[derive(Debug, Args)]
@@ -42,7 +45,10 @@ pub struct Change {
 }
 
 fn fate(e: &Entry) -> String {
-    let decision = e.decision_label().map(|d| format!(" [{d}]")).unwrap_or_default();
+    let decision = e
+        .decision_label()
+        .map(|d| format!(" [{d}]"))
+        .unwrap_or_default();
     format!("{} {}{}", e.outcome.name(), e.status, decision)
 }
 
@@ -60,7 +66,9 @@ pub fn changes(old: &Report, new: &Report) -> Vec<Change> {
         let (fa, fb) = (fate(a), fate(b));
         if fa != fb {
             out.push(Change {
-                group: group(b).or_else(|| group(a)).unwrap_or_else(|| "(no decision)".to_string()),
+                group: group(b)
+                    .or_else(|| group(a))
+                    .unwrap_or_else(|| "(no decision)".to_string()),
                 request: format!("#{} {} {}{}", a.index, a.method, a.authority, a.path),
                 old: fa,
                 new: fb,
@@ -73,7 +81,9 @@ pub fn changes(old: &Report, new: &Report) -> Vec<Change> {
 /// Runs `diff`.
 pub fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
     let [old, new] = args.policy.as_slice() else {
-        return Err(CliError::Usage("give --policy exactly twice: the old policy, then the new one".to_string()));
+        return Err(CliError::Usage(
+            "give --policy exactly twice: the old policy, then the new one".to_string(),
+        ));
     };
     let module = read_module(&args.module)?;
     let records = read_traffic(&args.traffic)?;

@@ -9,7 +9,10 @@ use std::io::IsTerminal;
 
 use stakeguard_harness::{Harness, HarnessError, golden};
 
-use super::{CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic, resolve_policy};
+use super::{
+    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic,
+    resolve_policy,
+};
 
 /// Arguments of `replay`.
 #[derive(Debug, Args)]
@@ -50,7 +53,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
         bar
     });
     let report = match &progress {
-        Some(bar) => harness.replay_with_progress(&records, &mut |done| bar.set_position(done as u64))?,
+        Some(bar) => {
+            harness.replay_with_progress(&records, &mut |done| bar.set_position(done as u64))?
+        }
         None => harness.replay(&records)?,
     };
     if let Some(bar) = progress {
@@ -72,7 +77,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
         }
         let expected = std::fs::read_to_string(path).map_err(|source| {
             CliError::Harness(HarnessError::Io {
-                context: format!("failed to read golden file {}; create it with --update-expect", path.display()),
+                context: format!(
+                    "failed to read golden file {}; create it with --update-expect",
+                    path.display()
+                ),
                 source,
             })
         })?;

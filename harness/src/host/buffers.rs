@@ -146,7 +146,13 @@ mod tests {
         assert_eq!(body, b"hello world!");
         assert_eq!(edit_body(&mut body, 0, 1000, b"x"), Status::Ok);
         assert_eq!(body, b"x");
-        assert_eq!(edit_body(&mut b"abc".to_vec(), 1, 1, b"x"), Status::BadArgument);
-        assert_eq!(edit_body(&mut b"abc".to_vec(), 0, 1, b"x"), Status::BadArgument);
+        assert_eq!(
+            edit_body(&mut b"abc".to_vec(), 1, 1, b"x"),
+            Status::BadArgument
+        );
+        assert_eq!(
+            edit_body(&mut b"abc".to_vec(), 0, 1, b"x"),
+            Status::BadArgument
+        );
     }
 }

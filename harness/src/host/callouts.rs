@@ -43,10 +43,25 @@ pub fn proxy_http_call(
     timeout_ms: u32,
     token_ptr: u32,
 ) -> HostResult {
-    let cluster = mem!(read_string(&mut caller, "cluster name", cluster_ptr, cluster_size));
+    let cluster = mem!(read_string(
+        &mut caller,
+        "cluster name",
+        cluster_ptr,
+        cluster_size
+    ));
     let body = mem!(read(&mut caller, "callout body", body_ptr, body_size));
-    let headers = mem!(read(&mut caller, "callout headers", headers_ptr, headers_size));
-    let trailers = mem!(read(&mut caller, "callout trailers", trailers_ptr, trailers_size));
+    let headers = mem!(read(
+        &mut caller,
+        "callout headers",
+        headers_ptr,
+        headers_size
+    ));
+    let trailers = mem!(read(
+        &mut caller,
+        "callout trailers",
+        trailers_ptr,
+        trailers_size
+    ));
     mem!(write_u32(&mut caller, "return token", token_ptr, 0));
     let headers = decode_pairs(&headers);
     let trailers = decode_pairs(&trailers);

@@ -19,8 +19,14 @@ pub fn register(r: &mut Registrar<'_>) -> Result<(), LoadError> {
     r.proxy("proxy_get_header_map_pairs", proxy_get_header_map_pairs)?;
     r.proxy("proxy_get_header_map_size", proxy_get_header_map_size)?;
     r.proxy("proxy_add_header_map_value", proxy_add_header_map_value)?;
-    r.proxy("proxy_replace_header_map_value", proxy_replace_header_map_value)?;
-    r.proxy("proxy_remove_header_map_value", proxy_remove_header_map_value)?;
+    r.proxy(
+        "proxy_replace_header_map_value",
+        proxy_replace_header_map_value,
+    )?;
+    r.proxy(
+        "proxy_remove_header_map_value",
+        proxy_remove_header_map_value,
+    )?;
     r.proxy("proxy_set_header_map_pairs", proxy_set_header_map_pairs)?;
     Ok(())
 }
@@ -47,22 +53,28 @@ fn const_map(state: &HostState, t: MapType) -> Option<&HeaderMap> {
         }
         MapType::RequestHeaders => {
             let s = state.stream()?;
-            s.request_headers
-                .as_ref()
-                .or(if log { Some(&s.log_request_headers) } else { None })
+            s.request_headers.as_ref().or(if log {
+                Some(&s.log_request_headers)
+            } else {
+                None
+            })
         }
         MapType::RequestTrailers => state.stream()?.request_trailers.as_ref(),
         MapType::ResponseHeaders => {
             let s = state.stream()?;
-            s.response_headers
-                .as_ref()
-                .or(if log { Some(&s.log_response_headers) } else { None })
+            s.response_headers.as_ref().or(if log {
+                Some(&s.log_response_headers)
+            } else {
+                None
+            })
         }
         MapType::ResponseTrailers => {
             let s = state.stream()?;
-            s.response_trailers
-                .as_ref()
-                .or(if log { Some(&s.log_response_trailers) } else { None })
+            s.response_trailers.as_ref().or(if log {
+                Some(&s.log_response_trailers)
+            } else {
+                None
+            })
         }
         _ => None,
     }
@@ -150,7 +162,12 @@ pub fn proxy_add_header_map_value(
 ) -> HostResult {
     let t = status!(map_type(map));
     let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
-    let value = mem!(read_string(&mut caller, "header value", value_ptr, value_size));
+    let value = mem!(read_string(
+        &mut caller,
+        "header value",
+        value_ptr,
+        value_size
+    ));
     match mut_map(caller.data_mut(), t) {
         Some(m) => {
             m.add(&key, &value);
@@ -171,7 +188,12 @@ pub fn proxy_replace_header_map_value(
 ) -> HostResult {
     let t = status!(map_type(map));
     let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
-    let value = mem!(read_string(&mut caller, "header value", value_ptr, value_size));
+    let value = mem!(read_string(
+        &mut caller,
+        "header value",
+        value_ptr,
+        value_size
+    ));
     match mut_map(caller.data_mut(), t) {
         Some(m) => {
             m.replace(&key, &value);

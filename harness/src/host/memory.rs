@@ -182,7 +182,14 @@ pub fn alloc(caller: &mut Caller<'_, HostState>, size: u32) -> Result<u32, Memor
     let address = result.map_err(MemoryError::Trap)?;
     let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
     let memory_size = memory.data_size(&*caller);
-    if address == 0 || range("allocated block", u64::from(address), u64::from(size), memory_size).is_err()
+    if address == 0
+        || range(
+            "allocated block",
+            u64::from(address),
+            u64::from(size),
+            memory_size,
+        )
+        .is_err()
     {
         return Err(MemoryError::AllocFailed {
             size: u64::from(size),

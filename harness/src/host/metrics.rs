@@ -120,6 +120,11 @@ pub fn proxy_get_metric(mut caller: Caller<'_, HostState>, id: u32, value_ptr: u
             .map(|m| m.value)
             .unwrap_or(0)
     };
-    mem!(write_u64(&mut caller, "return metric value", value_ptr, value));
+    mem!(write_u64(
+        &mut caller,
+        "return metric value",
+        value_ptr,
+        value
+    ));
     Ok(Status::Ok.code())
 }

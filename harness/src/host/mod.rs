@@ -111,7 +111,9 @@ impl<'a> Registrar<'a> {
 }
 
 /// The linker with every host function, and the names it defines.
-pub fn linker(engine: &wasmtime::Engine) -> Result<(Linker<HostState>, BTreeSet<(String, String)>), LoadError> {
+pub fn linker(
+    engine: &wasmtime::Engine,
+) -> Result<(Linker<HostState>, BTreeSet<(String, String)>), LoadError> {
     let mut linker = Linker::new(engine);
     let names = {
         let mut r = Registrar {
@@ -155,7 +157,9 @@ pub fn check_imports(
         }
         if !names.contains(&(m.to_string(), f.to_string())) {
             if m == "env" && ONLY_0_1_0.contains(&f) {
-                return Err(missing("; it belongs to ABI 0.1.0, which the harness does not speak"));
+                return Err(missing(
+                    "; it belongs to ABI 0.1.0, which the harness does not speak",
+                ));
             }
             return Err(missing(""));
         }

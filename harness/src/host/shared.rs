@@ -64,7 +64,12 @@ pub fn proxy_set_shared_data(
     cas: u32,
 ) -> HostResult {
     let key = mem!(read(&mut caller, "shared data key", key_ptr, key_size));
-    let value = mem!(read(&mut caller, "shared data value", value_ptr, value_size));
+    let value = mem!(read(
+        &mut caller,
+        "shared data value",
+        value_ptr,
+        value_size
+    ));
     let state = caller.data();
     let mut shared = lock(&state.shared);
     let current = shared
@@ -134,7 +139,10 @@ pub fn proxy_resolve_shared_queue(
         } else {
             vm_id
         };
-        lock(&state.shared).queue_tokens.get(&(vm_id, name)).copied()
+        lock(&state.shared)
+            .queue_tokens
+            .get(&(vm_id, name))
+            .copied()
     };
     let Some(token) = token else {
         return Ok(Status::NotFound.code());

@@ -86,9 +86,19 @@ pub fn proxy_send_local_response(
     headers_size: u32,
     grpc_status: i32,
 ) -> HostResult {
-    let details = mem!(read_string(&mut caller, "response code details", details_ptr, details_size));
+    let details = mem!(read_string(
+        &mut caller,
+        "response code details",
+        details_ptr,
+        details_size
+    ));
     let body = mem!(read(&mut caller, "local reply body", body_ptr, body_size));
-    let headers = mem!(read(&mut caller, "local reply headers", headers_ptr, headers_size));
+    let headers = mem!(read(
+        &mut caller,
+        "local reply headers",
+        headers_ptr,
+        headers_size
+    ));
     let state = caller.data_mut();
     let context = state.context();
     if state.streams.contains_key(&context) {
@@ -115,7 +125,12 @@ pub fn proxy_get_status(
 ) -> HostResult {
     let (code, message) = caller.data().call_status.clone();
     mem!(write_u32(&mut caller, "return status code", code_ptr, code));
-    mem!(copy_out(&mut caller, message.as_bytes(), message_ptr_ptr, message_size_ptr));
+    mem!(copy_out(
+        &mut caller,
+        message.as_bytes(),
+        message_ptr_ptr,
+        message_size_ptr
+    ));
     Ok(Status::Ok.code())
 }
 
@@ -153,14 +168,29 @@ pub fn proxy_call_foreign_function(
     results_ptr_ptr: u32,
     results_size_ptr: u32,
 ) -> HostResult {
-    let name = mem!(read_string(&mut caller, "foreign function name", name_ptr, name_size));
-    mem!(read(&mut caller, "foreign function arguments", args_ptr, args_size));
+    let name = mem!(read_string(
+        &mut caller,
+        "foreign function name",
+        name_ptr,
+        name_size
+    ));
+    mem!(read(
+        &mut caller,
+        "foreign function arguments",
+        args_ptr,
+        args_size
+    ));
     if name == "clear_route_cache" {
         if results_ptr_ptr != 0 {
             mem!(write_u32(&mut caller, "return results", results_ptr_ptr, 0));
         }
         if results_size_ptr != 0 {
-            mem!(write_u32(&mut caller, "return results size", results_size_ptr, 0));
+            mem!(write_u32(
+                &mut caller,
+                "return results size",
+                results_size_ptr,
+                0
+            ));
         }
         return Ok(Status::Ok.code());
     }

@@ -77,7 +77,12 @@ fn is_std_stream(fd: u32) -> bool {
 }
 
 /// Gathers the iovecs and logs them; returns the byte count or an errno.
-fn write_iovs(caller: &mut Caller<'_, HostState>, fd: u32, iovs: u32, iovs_len: u32) -> Result<u32, u32> {
+fn write_iovs(
+    caller: &mut Caller<'_, HostState>,
+    fd: u32,
+    iovs: u32,
+    iovs_len: u32,
+) -> Result<u32, u32> {
     let level = match fd {
         1 => LogLevel::Info,
         2 => LogLevel::Error,
@@ -108,7 +113,13 @@ fn write_iovs(caller: &mut Caller<'_, HostState>, fd: u32, iovs: u32, iovs_len: 
 }
 
 /// `fd_write(fd, iovs, iovs_len, nwritten_ptr)`: stdout at info, stderr at error.
-pub fn fd_write(mut caller: Caller<'_, HostState>, fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> WasiResult {
+pub fn fd_write(
+    mut caller: Caller<'_, HostState>,
+    fd: u32,
+    iovs: u32,
+    iovs_len: u32,
+    nwritten: u32,
+) -> WasiResult {
     let written = match write_iovs(&mut caller, fd, iovs, iovs_len) {
         Ok(w) => w,
         Err(e) => return Ok(e),
@@ -132,17 +143,36 @@ pub fn fd_pwrite(
 }
 
 /// `fd_read`: no files can be read.
-pub fn fd_read(_: Caller<'_, HostState>, _fd: u32, _iovs: u32, _len: u32, _nread: u32) -> WasiResult {
+pub fn fd_read(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _iovs: u32,
+    _len: u32,
+    _nread: u32,
+) -> WasiResult {
     Ok(errno::NOSYS)
 }
 
 /// `fd_pread`: no files can be read.
-pub fn fd_pread(_: Caller<'_, HostState>, _fd: u32, _iovs: u32, _len: u32, _offset: u64, _nread: u32) -> WasiResult {
+pub fn fd_pread(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _iovs: u32,
+    _len: u32,
+    _offset: u64,
+    _nread: u32,
+) -> WasiResult {
     Ok(errno::NOSYS)
 }
 
 /// `fd_seek`: Envoy logs and answers success without writing the offset.
-pub fn fd_seek(_: Caller<'_, HostState>, _fd: u32, _offset: i64, _whence: u32, _new: u32) -> WasiResult {
+pub fn fd_seek(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _offset: i64,
+    _whence: u32,
+    _new: u32,
+) -> WasiResult {
     Ok(errno::SUCCESS)
 }
 
@@ -182,8 +212,17 @@ pub fn fd_fdstat_set_flags(_: Caller<'_, HostState>, _fd: u32, _flags: u32) -> W
 }
 
 /// `fd_fdstat_set_rights`: accepted on stdout and stderr.
-pub fn fd_fdstat_set_rights(_: Caller<'_, HostState>, fd: u32, _base: u64, _inh: u64) -> WasiResult {
-    Ok(if is_std_stream(fd) { errno::SUCCESS } else { errno::BADF })
+pub fn fd_fdstat_set_rights(
+    _: Caller<'_, HostState>,
+    fd: u32,
+    _base: u64,
+    _inh: u64,
+) -> WasiResult {
+    Ok(if is_std_stream(fd) {
+        errno::SUCCESS
+    } else {
+        errno::BADF
+    })
 }
 
 /// `fd_prestat_get`: there are no preopened directories.
@@ -192,7 +231,12 @@ pub fn fd_prestat_get(_: Caller<'_, HostState>, _fd: u32, _buf: u32) -> WasiResu
 }
 
 /// `fd_prestat_dir_name`: not supported.
-pub fn fd_prestat_dir_name(_: Caller<'_, HostState>, _fd: u32, _path: u32, _len: u32) -> WasiResult {
+pub fn fd_prestat_dir_name(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _path: u32,
+    _len: u32,
+) -> WasiResult {
     Ok(errno::NOSYS)
 }
 
@@ -203,31 +247,66 @@ pub fn fd_filestat_get(_: Caller<'_, HostState>, _fd: u32, _buf: u32) -> WasiRes
 
 /// `fd_filestat_set_size`: accepted on stdout and stderr.
 pub fn fd_filestat_set_size(_: Caller<'_, HostState>, fd: u32, _size: u64) -> WasiResult {
-    Ok(if is_std_stream(fd) { errno::SUCCESS } else { errno::BADF })
+    Ok(if is_std_stream(fd) {
+        errno::SUCCESS
+    } else {
+        errno::BADF
+    })
 }
 
 /// `fd_filestat_set_times`: accepted on stdout and stderr.
-pub fn fd_filestat_set_times(_: Caller<'_, HostState>, fd: u32, _a: u64, _m: u64, _f: u32) -> WasiResult {
-    Ok(if is_std_stream(fd) { errno::SUCCESS } else { errno::BADF })
+pub fn fd_filestat_set_times(
+    _: Caller<'_, HostState>,
+    fd: u32,
+    _a: u64,
+    _m: u64,
+    _f: u32,
+) -> WasiResult {
+    Ok(if is_std_stream(fd) {
+        errno::SUCCESS
+    } else {
+        errno::BADF
+    })
 }
 
 /// `fd_advise`: a hint, always accepted.
-pub fn fd_advise(_: Caller<'_, HostState>, _fd: u32, _offset: u64, _len: u64, _advice: u32) -> WasiResult {
+pub fn fd_advise(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _offset: u64,
+    _len: u64,
+    _advice: u32,
+) -> WasiResult {
     Ok(errno::SUCCESS)
 }
 
 /// `fd_allocate`: accepted on stdout and stderr.
 pub fn fd_allocate(_: Caller<'_, HostState>, fd: u32, _offset: u64, _len: u64) -> WasiResult {
-    Ok(if is_std_stream(fd) { errno::SUCCESS } else { errno::BADF })
+    Ok(if is_std_stream(fd) {
+        errno::SUCCESS
+    } else {
+        errno::BADF
+    })
 }
 
 /// `fd_sync` and `fd_datasync`: accepted on stdout and stderr.
 pub fn fd_sync(_: Caller<'_, HostState>, fd: u32) -> WasiResult {
-    Ok(if is_std_stream(fd) { errno::SUCCESS } else { errno::BADF })
+    Ok(if is_std_stream(fd) {
+        errno::SUCCESS
+    } else {
+        errno::BADF
+    })
 }
 
 /// `fd_readdir`: nothing is a directory.
-pub fn fd_readdir(mut caller: Caller<'_, HostState>, _fd: u32, _buf: u32, _len: u32, _cookie: u64, nread: u32) -> WasiResult {
+pub fn fd_readdir(
+    mut caller: Caller<'_, HostState>,
+    _fd: u32,
+    _buf: u32,
+    _len: u32,
+    _cookie: u64,
+    nread: u32,
+) -> WasiResult {
     if write_u32(&mut caller, "nread", nread, 0).is_err() {
         return Ok(errno::FAULT);
     }
@@ -236,7 +315,11 @@ pub fn fd_readdir(mut caller: Caller<'_, HostState>, _fd: u32, _buf: u32, _len: 
 
 /// `fd_renumber`: stdout and stderr cannot be renumbered.
 pub fn fd_renumber(_: Caller<'_, HostState>, fd: u32, to: u32) -> WasiResult {
-    Ok(if is_std_stream(fd) && is_std_stream(to) { errno::NOTSUP } else { errno::BADF })
+    Ok(if is_std_stream(fd) && is_std_stream(to) {
+        errno::NOTSUP
+    } else {
+        errno::BADF
+    })
 }
 
 /// `environ_get(environ_ptr, buf_ptr)`: `KEY=VALUE\0` strings and their pointers.
@@ -287,7 +370,12 @@ pub fn args_sizes_get(mut caller: Caller<'_, HostState>, argc: u32, size: u32) -
 }
 
 /// `clock_time_get(clock_id, precision, time_ptr)`: realtime and monotonic, virtual.
-pub fn clock_time_get(mut caller: Caller<'_, HostState>, clock: u32, _precision: u64, time: u32) -> WasiResult {
+pub fn clock_time_get(
+    mut caller: Caller<'_, HostState>,
+    clock: u32,
+    _precision: u64,
+    time: u32,
+) -> WasiResult {
     let state = caller.data();
     let now = match clock {
         0 => state.now_ns,
@@ -335,7 +423,13 @@ pub fn sched_yield(_: Caller<'_, HostState>) -> WasiResult {
 }
 
 /// `poll_oneoff(in, out, nsubscriptions, nevents_ptr)`: no events, success (Go needs it).
-pub fn poll_oneoff(mut caller: Caller<'_, HostState>, _in: u32, _out: u32, _n: u32, nevents: u32) -> WasiResult {
+pub fn poll_oneoff(
+    mut caller: Caller<'_, HostState>,
+    _in: u32,
+    _out: u32,
+    _n: u32,
+    nevents: u32,
+) -> WasiResult {
     match write_u32(&mut caller, "nevents", nevents, 0) {
         Ok(()) => Ok(errno::SUCCESS),
         Err(_) => Ok(errno::FAULT),
@@ -367,7 +461,14 @@ pub fn path_open(
 }
 
 /// `path_filestat_get`: not supported.
-pub fn path_filestat_get(_: Caller<'_, HostState>, _fd: u32, _flags: u32, _path: u32, _len: u32, _buf: u32) -> WasiResult {
+pub fn path_filestat_get(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _flags: u32,
+    _path: u32,
+    _len: u32,
+    _buf: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 
@@ -377,23 +478,55 @@ pub fn path_fd_only(_: Caller<'_, HostState>, _fd: u32, _path: u32, _len: u32) -
 }
 
 /// `path_rename`: not supported.
-pub fn path_rename(_: Caller<'_, HostState>, _fd: u32, _p: u32, _l: u32, _nfd: u32, _np: u32, _nl: u32) -> WasiResult {
+pub fn path_rename(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _p: u32,
+    _l: u32,
+    _nfd: u32,
+    _np: u32,
+    _nl: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 
 /// `path_link`: not supported.
 #[expect(clippy::too_many_arguments, reason = "the WASI signature")]
-pub fn path_link(_: Caller<'_, HostState>, _fd: u32, _f: u32, _p: u32, _l: u32, _nfd: u32, _np: u32, _nl: u32) -> WasiResult {
+pub fn path_link(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _f: u32,
+    _p: u32,
+    _l: u32,
+    _nfd: u32,
+    _np: u32,
+    _nl: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 
 /// `path_symlink`: not supported.
-pub fn path_symlink(_: Caller<'_, HostState>, _p: u32, _l: u32, _fd: u32, _np: u32, _nl: u32) -> WasiResult {
+pub fn path_symlink(
+    _: Caller<'_, HostState>,
+    _p: u32,
+    _l: u32,
+    _fd: u32,
+    _np: u32,
+    _nl: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 
 /// `path_readlink`: writes 0 bytes read, then not supported.
-pub fn path_readlink(mut caller: Caller<'_, HostState>, _fd: u32, _p: u32, _l: u32, _buf: u32, _len: u32, nread: u32) -> WasiResult {
+pub fn path_readlink(
+    mut caller: Caller<'_, HostState>,
+    _fd: u32,
+    _p: u32,
+    _l: u32,
+    _buf: u32,
+    _len: u32,
+    nread: u32,
+) -> WasiResult {
     if write_u32(&mut caller, "nread", nread, 0).is_err() {
         return Ok(errno::FAULT);
     }
@@ -402,7 +535,16 @@ pub fn path_readlink(mut caller: Caller<'_, HostState>, _fd: u32, _p: u32, _l: u
 
 /// `path_filestat_set_times`: not supported.
 #[expect(clippy::too_many_arguments, reason = "the WASI signature")]
-pub fn path_filestat_set_times(_: Caller<'_, HostState>, _fd: u32, _f: u32, _p: u32, _l: u32, _a: u64, _m: u64, _fl: u32) -> WasiResult {
+pub fn path_filestat_set_times(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _f: u32,
+    _p: u32,
+    _l: u32,
+    _a: u64,
+    _m: u64,
+    _fl: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 
@@ -412,12 +554,27 @@ pub fn sock_accept(_: Caller<'_, HostState>, _fd: u32, _flags: u32, _out: u32) -
 }
 
 /// `sock_recv`: not supported.
-pub fn sock_recv(_: Caller<'_, HostState>, _fd: u32, _d: u32, _l: u32, _f: u32, _n: u32, _of: u32) -> WasiResult {
+pub fn sock_recv(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _d: u32,
+    _l: u32,
+    _f: u32,
+    _n: u32,
+    _of: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 
 /// `sock_send`: not supported.
-pub fn sock_send(_: Caller<'_, HostState>, _fd: u32, _d: u32, _l: u32, _f: u32, _n: u32) -> WasiResult {
+pub fn sock_send(
+    _: Caller<'_, HostState>,
+    _fd: u32,
+    _d: u32,
+    _l: u32,
+    _f: u32,
+    _n: u32,
+) -> WasiResult {
     Ok(errno::NOTSUP)
 }
 

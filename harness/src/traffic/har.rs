@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Record, RecordRequest, RecordResponse, decode_base64, entry_error, regular_headers, split_url};
+use super::{
+    Record, RecordRequest, RecordResponse, decode_base64, entry_error, regular_headers, split_url,
+};
 use crate::error::TrafficError;
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +91,12 @@ fn pairs(list: Vec<NameValue>) -> Vec<(String, String)> {
 
 fn convert(path: &Path, index: usize, value: serde_json::Value) -> Result<Record, TrafficError> {
     let fail = |field: &str, message: String| entry_error(path, index, None, field, message);
-    let entry: Entry = serde_path_to_error::deserialize(value)
-        .map_err(|e| fail(&format!("log.entries[{index}].{}", e.path()), e.inner().to_string()))?;
+    let entry: Entry = serde_path_to_error::deserialize(value).map_err(|e| {
+        fail(
+            &format!("log.entries[{index}].{}", e.path()),
+            e.inner().to_string(),
+        )
+    })?;
     let at = |f: &str| format!("log.entries[{index}].{f}");
     let time_ns = super::time::parse_rfc3339(&entry.started_date_time)
         .map_err(|e| fail(&at("startedDateTime"), e))?;
@@ -104,8 +110,12 @@ fn convert(path: &Path, index: usize, value: serde_json::Value) -> Result<Record
     let response = match entry.response {
         // Devtools write status 0 for requests that never got an answer.
         Some(r) if r.status > 0 => {
-            let status = u16::try_from(r.status)
-                .map_err(|_| fail(&at("response.status"), format!("{} is not an HTTP status", r.status)))?;
+            let status = u16::try_from(r.status).map_err(|_| {
+                fail(
+                    &at("response.status"),
+                    format!("{} is not an HTTP status", r.status),
+                )
+            })?;
             let body = match r.content {
                 Some(c) => text_body(c.text, c.encoding.as_deref())
                     .map_err(|e| fail(&at("response.content.text"), e))?,

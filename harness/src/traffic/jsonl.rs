@@ -110,7 +110,8 @@ fn convert(line: Line) -> Result<Record, (String, String)> {
         Some(r) => Some(RecordResponse {
             status: r.status,
             headers: regular_headers(r.headers),
-            body: body(r.body, r.body_base64).map_err(|e| ("response.body_base64".to_string(), e))?,
+            body: body(r.body, r.body_base64)
+                .map_err(|e| ("response.body_base64".to_string(), e))?,
             trailers: r.trailers,
         }),
     };
@@ -160,7 +161,9 @@ pub fn read(path: &Path, text: &str) -> (Vec<Record>, Vec<TrafficError>) {
                 r.origin = format!("{}:{}", path.display(), n + 1);
                 records.push(r);
             }
-            Err((field, message)) => errors.push(entry_error(path, index, Some(n + 1), &field, message)),
+            Err((field, message)) => {
+                errors.push(entry_error(path, index, Some(n + 1), &field, message))
+            }
         }
     }
     (records, errors)
@@ -177,7 +180,10 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         let r = &records[0];
         assert_eq!(r.connection.as_deref(), Some("7"));
-        assert_eq!(r.request.headers, vec![("x-a".to_string(), "1".to_string())]);
+        assert_eq!(
+            r.request.headers,
+            vec![("x-a".to_string(), "1".to_string())]
+        );
         assert_eq!(r.request.body, b"hi");
         assert_eq!(r.response.as_ref().unwrap().status, 201);
         assert_eq!(r.origin, "t.jsonl:1");
@@ -189,6 +195,9 @@ mod tests {
         let (records, errors) = read(Path::new("t.jsonl"), text);
         assert_eq!(records.len(), 1);
         let message = errors[0].to_string();
-        assert!(message.contains("t.jsonl: entry 1 (line 3): request.headers[0]"), "{message}");
+        assert!(
+            message.contains("t.jsonl: entry 1 (line 3): request.headers[0]"),
+            "{message}"
+        );
     }
 }

@@ -204,7 +204,9 @@ pub fn split_url(url: &str) -> Result<(String, String, String), String> {
 }
 
 /// Drops pseudo-headers and `host` (Envoy folds it into `:authority`), lowercases names.
-pub(crate) fn regular_headers<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Vec<(String, String)> {
+pub(crate) fn regular_headers<I: IntoIterator<Item = (String, String)>>(
+    pairs: I,
+) -> Vec<(String, String)> {
     pairs
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -220,7 +222,11 @@ mod tests {
     fn urls_split_into_pseudo_headers() {
         assert_eq!(
             split_url("HTTPS://user@api.example.com:8443/a/b?x=1#frag").unwrap(),
-            ("https".into(), "api.example.com:8443".into(), "/a/b?x=1".into())
+            (
+                "https".into(),
+                "api.example.com:8443".into(),
+                "/a/b?x=1".into()
+            )
         );
         assert_eq!(
             split_url("http://h?q").unwrap(),

@@ -15,9 +15,14 @@ use crate::error::TrafficError;
 
 /// Whether a JSON object is a tap trace.
 pub fn is_tap_object(map: &Map<String, Value>) -> bool {
-    ["http_buffered_trace", "httpBufferedTrace", "http_streamed_trace_segment", "httpStreamedTraceSegment"]
-        .iter()
-        .any(|k| map.contains_key(*k))
+    [
+        "http_buffered_trace",
+        "httpBufferedTrace",
+        "http_streamed_trace_segment",
+        "httpStreamedTraceSegment",
+    ]
+    .iter()
+    .any(|k| map.contains_key(*k))
 }
 
 /// Gets `snake` or its camelCase twin.
@@ -42,15 +47,18 @@ fn field<'a>(v: &'a Value, snake: &str) -> Option<&'a Value> {
 
 fn headers(v: Option<&Value>, at: &str) -> Result<Vec<(String, String)>, (String, String)> {
     let Some(v) = v else { return Ok(Vec::new()) };
-    let list = v
-        .as_array()
-        .ok_or_else(|| (at.to_string(), "expected a list of {key, value}".to_string()))?;
+    let list = v.as_array().ok_or_else(|| {
+        (
+            at.to_string(),
+            "expected a list of {key, value}".to_string(),
+        )
+    })?;
     let mut out = Vec::new();
     for (i, h) in list.iter().enumerate() {
         let key = h.get("key").and_then(Value::as_str);
-        let value = field(h, "value").and_then(Value::as_str).or_else(|| {
-            field(h, "raw_value").and_then(Value::as_str)
-        });
+        let value = field(h, "value")
+            .and_then(Value::as_str)
+            .or_else(|| field(h, "raw_value").and_then(Value::as_str));
         match key {
             Some(k) => out.push((k.to_string(), value.unwrap_or("").to_string())),
             None => return Err((format!("{at}[{i}].key"), "missing header key".to_string())),
@@ -73,7 +81,8 @@ fn body(v: Option<&Value>, at: &str) -> Result<Vec<u8>, (String, String)> {
 fn address(conn: Option<&Value>, which: &str) -> Option<String> {
     let sa = field(field(conn?, which)?, "socket_address")?;
     let ip = sa.get("address")?.as_str()?;
-    let port = field(sa, "port_value").and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()));
+    let port =
+        field(sa, "port_value").and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()));
     Some(match port {
         Some(p) if ip.contains(':') => format!("[{ip}]:{p}"),
         Some(p) => format!("{ip}:{p}"),
@@ -100,11 +109,16 @@ fn build(parts: Parts, origin: String) -> Result<Record, (String, String)> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     };
-    let method = get(":method").ok_or(("request.headers".to_string(), "no :method header".to_string()))?;
-    let path = get(":path").ok_or(("request.headers".to_string(), "no :path header".to_string()))?;
-    let authority = get(":authority")
-        .or_else(|| get("host"))
-        .ok_or(("request.headers".to_string(), "no :authority or host header".to_string()))?;
+    let method = get(":method").ok_or((
+        "request.headers".to_string(),
+        "no :method header".to_string(),
+    ))?;
+    let path =
+        get(":path").ok_or(("request.headers".to_string(), "no :path header".to_string()))?;
+    let authority = get(":authority").or_else(|| get("host")).ok_or((
+        "request.headers".to_string(),
+        "no :authority or host header".to_string(),
+    ))?;
     let scheme = get(":scheme").unwrap_or_else(|| "http".to_string());
     let response = match parts.response_headers {
         None => None,
@@ -113,7 +127,10 @@ fn build(parts: Parts, origin: String) -> Result<Record, (String, String)> {
                 .iter()
                 .find(|(k, _)| k == ":status")
                 .and_then(|(_, v)| v.parse::<u16>().ok())
-                .ok_or(("response.headers".to_string(), "no valid :status header".to_string()))?;
+                .ok_or((
+                    "response.headers".to_string(),
+                    "no valid :status header".to_string(),
+                ))?;
             Some(RecordResponse {
                 status,
                 headers: regular_headers(h),
@@ -153,15 +170,30 @@ fn buffered(trace: &Value, origin: String) -> Result<Record, (String, String)> {
     let req = field(trace, "request");
     let resp = field(trace, "response");
     let parts = Parts {
-        request_headers: headers(req.and_then(|r| field(r, "headers")), "http_buffered_trace.request.headers")?,
-        request_body: body(req.and_then(|r| field(r, "body")), "http_buffered_trace.request.body")?,
-        request_trailers: headers(req.and_then(|r| field(r, "trailers")), "http_buffered_trace.request.trailers")?,
+        request_headers: headers(
+            req.and_then(|r| field(r, "headers")),
+            "http_buffered_trace.request.headers",
+        )?,
+        request_body: body(
+            req.and_then(|r| field(r, "body")),
+            "http_buffered_trace.request.body",
+        )?,
+        request_trailers: headers(
+            req.and_then(|r| field(r, "trailers")),
+            "http_buffered_trace.request.trailers",
+        )?,
         response_headers: match resp.and_then(|r| field(r, "headers")) {
             Some(h) => Some(headers(Some(h), "http_buffered_trace.response.headers")?),
             None => None,
         },
-        response_body: body(resp.and_then(|r| field(r, "body")), "http_buffered_trace.response.body")?,
-        response_trailers: headers(resp.and_then(|r| field(r, "trailers")), "http_buffered_trace.response.trailers")?,
+        response_body: body(
+            resp.and_then(|r| field(r, "body")),
+            "http_buffered_trace.response.body",
+        )?,
+        response_trailers: headers(
+            resp.and_then(|r| field(r, "trailers")),
+            "http_buffered_trace.response.trailers",
+        )?,
         time: time_of(req),
         connection: field(trace, "downstream_connection").cloned(),
     };
@@ -183,7 +215,13 @@ pub fn read(path: &Path, text: &str) -> Result<(Vec<Record>, Vec<TrafficError>),
                 match serde_json::from_str::<Value>(line) {
                     Ok(v) => values.push((Some(n + 1), v)),
                     Err(e) => {
-                        return Err(entry_error(path, values.len(), Some(n + 1), "(entry)", e.to_string()));
+                        return Err(entry_error(
+                            path,
+                            values.len(),
+                            Some(n + 1),
+                            "(entry)",
+                            e.to_string(),
+                        ));
                     }
                 }
             }
@@ -205,7 +243,13 @@ pub fn read(path: &Path, text: &str) -> Result<(Vec<Record>, Vec<TrafficError>),
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
                 _ => {
-                    errors.push(entry_error(path, index, line, "http_streamed_trace_segment.trace_id", "missing trace id"));
+                    errors.push(entry_error(
+                        path,
+                        index,
+                        line,
+                        "http_streamed_trace_segment.trace_id",
+                        "missing trace id",
+                    ));
                     continue;
                 }
             };
@@ -213,37 +257,57 @@ pub fn read(path: &Path, text: &str) -> Result<(Vec<Record>, Vec<TrafficError>),
                 order.push(id.clone());
             }
             let (_, _, parts) = streams.entry(id).or_insert_with(|| {
-                (index, line, Parts {
-                    request_headers: Vec::new(),
-                    request_body: Vec::new(),
-                    request_trailers: Vec::new(),
-                    response_headers: None,
-                    response_body: Vec::new(),
-                    response_trailers: Vec::new(),
-                    time: None,
-                    connection: None,
-                })
+                (
+                    index,
+                    line,
+                    Parts {
+                        request_headers: Vec::new(),
+                        request_body: Vec::new(),
+                        request_trailers: Vec::new(),
+                        response_headers: None,
+                        response_body: Vec::new(),
+                        response_trailers: Vec::new(),
+                        time: None,
+                        connection: None,
+                    },
+                )
             });
             let at = "http_streamed_trace_segment";
             let r = (|| -> Result<(), (String, String)> {
                 if let Some(h) = field(seg, "request_headers") {
-                    parts.request_headers = headers(field(h, "headers"), &format!("{at}.request_headers.headers"))?;
+                    parts.request_headers = headers(
+                        field(h, "headers"),
+                        &format!("{at}.request_headers.headers"),
+                    )?;
                     parts.time = parts.time.or(time_of(Some(h)));
                 }
                 if let Some(b) = field(seg, "request_body_chunk") {
-                    parts.request_body.extend(body(Some(b), &format!("{at}.request_body_chunk"))?);
+                    parts
+                        .request_body
+                        .extend(body(Some(b), &format!("{at}.request_body_chunk"))?);
                 }
                 if let Some(h) = field(seg, "request_trailers") {
-                    parts.request_trailers = headers(field(h, "headers"), &format!("{at}.request_trailers.headers"))?;
+                    parts.request_trailers = headers(
+                        field(h, "headers"),
+                        &format!("{at}.request_trailers.headers"),
+                    )?;
                 }
                 if let Some(h) = field(seg, "response_headers") {
-                    parts.response_headers = Some(headers(field(h, "headers"), &format!("{at}.response_headers.headers"))?);
+                    parts.response_headers = Some(headers(
+                        field(h, "headers"),
+                        &format!("{at}.response_headers.headers"),
+                    )?);
                 }
                 if let Some(b) = field(seg, "response_body_chunk") {
-                    parts.response_body.extend(body(Some(b), &format!("{at}.response_body_chunk"))?);
+                    parts
+                        .response_body
+                        .extend(body(Some(b), &format!("{at}.response_body_chunk"))?);
                 }
                 if let Some(h) = field(seg, "response_trailers") {
-                    parts.response_trailers = headers(field(h, "headers"), &format!("{at}.response_trailers.headers"))?;
+                    parts.response_trailers = headers(
+                        field(h, "headers"),
+                        &format!("{at}.response_trailers.headers"),
+                    )?;
                 }
                 if let Some(c) = field(seg, "connection") {
                     parts.connection = Some(c.clone());
@@ -254,14 +318,26 @@ pub fn read(path: &Path, text: &str) -> Result<(Vec<Record>, Vec<TrafficError>),
                 errors.push(entry_error(path, index, line, &f, m));
             }
         } else {
-            errors.push(entry_error(path, index, line, "(entry)", "neither http_buffered_trace nor http_streamed_trace_segment"));
+            errors.push(entry_error(
+                path,
+                index,
+                line,
+                "(entry)",
+                "neither http_buffered_trace nor http_streamed_trace_segment",
+            ));
         }
     }
     for id in order {
         if let Some((index, line, parts)) = streams.remove(&id) {
             match build(parts, format!("{}#trace-{id}", path.display())) {
                 Ok(r) => records.push((index, r)),
-                Err((f, m)) => errors.push(entry_error(path, index, line, &format!("trace {id}: {f}"), m)),
+                Err((f, m)) => errors.push(entry_error(
+                    path,
+                    index,
+                    line,
+                    &format!("trace {id}: {f}"),
+                    m,
+                )),
             }
         }
     }

@@ -104,7 +104,10 @@ mod tests {
     fn timestamps_round_trip() {
         let ns = parse_rfc3339("2026-11-29T10:00:00.250Z").unwrap();
         assert_eq!(format_rfc3339(ns), "2026-11-29T10:00:00.250Z");
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z").unwrap(), 1_000_000_000);
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:01Z").unwrap(),
+            1_000_000_000
+        );
         assert_eq!(
             parse_rfc3339("2026-11-29T12:00:00+02:00").unwrap(),
             parse_rfc3339("2026-11-29T10:00:00Z").unwrap()
