@@ -105,6 +105,11 @@ impl Drop for TempDir {
     }
 }
 
+/// [`filter_wasm`], failing the test with its message (run `make wasm`) when missing.
+pub fn require_filter_wasm() -> PathBuf {
+    filter_wasm().unwrap_or_else(|e| fail(&e))
+}
+
 /// A policy document from `tests/policies/<name>.json`.
 pub fn test_policy(name: &str) -> String {
     let path = repo_root()

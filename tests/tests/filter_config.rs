@@ -5,7 +5,7 @@
 use stakeguard_tests::envoy::{Envoy, EnvoyConfig};
 use stakeguard_tests::stats::sum;
 use stakeguard_tests::upstream::Upstream;
-use stakeguard_tests::{filter_wasm, wait::eventually};
+use stakeguard_tests::wait::eventually;
 
 const MINIMAL: &str = r#"{
   "revision": "cfg-1",
@@ -14,7 +14,7 @@ const MINIMAL: &str = r#"{
 }"#;
 
 fn module() -> std::path::PathBuf {
-    filter_wasm().unwrap_or_else(|e| panic!("{e}"))
+    stakeguard_tests::require_filter_wasm()
 }
 
 #[test]
