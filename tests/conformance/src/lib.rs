@@ -360,7 +360,8 @@ impl HttpContext for Stream {
             "/pause" => {
                 let key = "conformance.paused";
                 let id = self.id.to_string();
-                set_shared(at, key, &id, 0, "0");
+                let s = unsafe { raw::set_shared(key.as_ptr(), key.len(), id.as_ptr(), id.len(), 0) };
+                show(at, "set_shared_data(\"conformance.paused\", <context id>)", s, None);
                 line(&format!("{at}: paused, waiting for a tick"));
                 Action::Pause
             }
