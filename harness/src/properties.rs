@@ -156,10 +156,10 @@ pub fn get(
     let Some((first, rest)) = parts.split_first() else {
         return Err(Status::NotFound);
     };
-    if let Some(stream) = stream {
-        if let Some(value) = stream.info.overrides.get(&parts.join(".")) {
-            return value.as_ref().map(Value::serialize).ok_or(Status::NotFound);
-        }
+    if let Some(stream) = stream
+        && let Some(value) = stream.info.overrides.get(&parts.join("."))
+    {
+        return value.as_ref().map(Value::serialize).ok_or(Status::NotFound);
     }
     let value = match *first {
         "plugin_name" if rest.is_empty() => Value::str(&config.plugin_name),

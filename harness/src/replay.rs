@@ -725,11 +725,11 @@ impl<'h> Run<'h> {
         let next = match from {
             Step::RequestHeaders if !s.request_chunks.is_empty() => Step::RequestBody(0),
             Step::RequestHeaders | Step::RequestBody(_) => {
-                if let Step::RequestBody(i) = from {
-                    if i + 1 < s.request_chunks.len() {
-                        s.step = Step::RequestBody(i + 1);
-                        return;
-                    }
+                if let Step::RequestBody(i) = from
+                    && i + 1 < s.request_chunks.len()
+                {
+                    s.step = Step::RequestBody(i + 1);
+                    return;
                 }
                 if s.request_trailers.is_empty() {
                     Step::ResponseHeaders
@@ -795,10 +795,10 @@ impl<'h> Run<'h> {
             .stream_state(w, ctx)
             .and_then(|st| st.request_headers.take())
             .map(|m| m.entries);
-        if let Some(s) = self.streams.get_mut(&(w, ctx)) {
-            if s.forwarded_request_headers.is_none() {
-                s.forwarded_request_headers = headers.or_else(|| Some(s.request_headers.clone()));
-            }
+        if let Some(s) = self.streams.get_mut(&(w, ctx))
+            && s.forwarded_request_headers.is_none()
+        {
+            s.forwarded_request_headers = headers.or_else(|| Some(s.request_headers.clone()));
         }
     }
 
@@ -929,10 +929,10 @@ impl<'h> Run<'h> {
             .stream_state(w, ctx)
             .and_then(|st| st.response_headers.take())
             .map(|m| m.entries);
-        if let Some(s) = self.streams.get_mut(&(w, ctx)) {
-            if s.final_response_headers.is_none() {
-                s.final_response_headers = headers.or_else(|| Some(s.response.headers.clone()));
-            }
+        if let Some(s) = self.streams.get_mut(&(w, ctx))
+            && s.final_response_headers.is_none()
+        {
+            s.final_response_headers = headers.or_else(|| Some(s.response.headers.clone()));
         }
     }
 
@@ -1042,10 +1042,8 @@ impl<'h> Run<'h> {
                 Step::Finish => false,
                 _ => dir == StreamType::Response,
             };
-            if in_direction {
-                if let Some(p) = s.continue_pending.get_mut(slot) {
-                    *p = true;
-                }
+            if in_direction && let Some(p) = s.continue_pending.get_mut(slot) {
+                *p = true;
             }
             return;
         }
@@ -1094,11 +1092,11 @@ impl<'h> Run<'h> {
             Step::Finish => {}
         }
         // Envoy drops the request maps on any continue.
-        if let Some(st) = self.stream_state(w, ctx) {
-            if dir == StreamType::Request || st.request_headers.is_some() {
-                st.request_headers = None;
-                st.request_trailers = None;
-            }
+        if let Some(st) = self.stream_state(w, ctx)
+            && (dir == StreamType::Request || st.request_headers.is_some())
+        {
+            st.request_headers = None;
+            st.request_trailers = None;
         }
         self.work.push_back(Work::Resume(w, ctx));
     }

@@ -91,6 +91,9 @@ pub struct Trapped {
     pub message: String,
 }
 
+/// `proxy_on_http_call_response(root, token, headers, body_size, trailers)`.
+type HttpCallResponseFn = TypedFunc<(u32, u32, u32, u32, u32), ()>;
+
 /// The module's exports, looked up once.
 struct Exports {
     on_context_create: Option<TypedFunc<(u32, u32), ()>>,
@@ -104,7 +107,7 @@ struct Exports {
     on_response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
     on_response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     on_response_trailers: Option<TypedFunc<(u32, u32), u32>>,
-    on_http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    on_http_call_response: Option<HttpCallResponseFn>,
     on_grpc_receive_initial_metadata: Option<TypedFunc<(u32, u32, u32), ()>>,
     on_grpc_receive: Option<TypedFunc<(u32, u32, u32), ()>>,
     on_grpc_receive_trailing_metadata: Option<TypedFunc<(u32, u32, u32), ()>>,

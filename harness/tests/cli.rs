@@ -2,6 +2,13 @@
 //! files), `diff` between two policies, and `bench`, with a WAT module whose behavior
 //! follows its configuration.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::path::PathBuf;
@@ -39,9 +46,14 @@ struct Files {
 
 impl Files {
     fn new(name: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!("stakeguard-cli-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("stakeguard-cli-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("m.wat"), common::wat_module(POLICY_MODULE, POLICY_BODY)).unwrap();
+        std::fs::write(
+            dir.join("m.wat"),
+            common::wat_module(POLICY_MODULE, POLICY_BODY),
+        )
+        .unwrap();
         let traffic = format!("{}\n{}\n", common::get("/a"), common::get("/b"));
         std::fs::write(dir.join("t.jsonl"), traffic).unwrap();
         Files { dir }
@@ -53,7 +65,10 @@ impl Files {
 }
 
 fn stakeguard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stakeguard")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stakeguard"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -66,42 +81,85 @@ fn check_prints_the_module_logs_and_fails_on_a_rejected_configuration() {
     let f = Files::new("check");
     let (code, out, _) = stakeguard(&["check", "allow", "--module", &f.path("m.wat")]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("error: allow") && out.contains("ok: "), "{out}");
+    assert!(
+        out.contains("error: allow") && out.contains("ok: "),
+        "{out}"
+    );
     let (code, out, _) = stakeguard(&["check", "xbad", "--module", &f.path("m.wat")]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("rejected: proxy_on_configure returned false"), "{out}");
+    assert!(
+        out.contains("rejected: proxy_on_configure returned false"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_missing_default_module_hints_at_make_wasm() {
     let f = Files::new("missing");
-    let (code, _, err) = stakeguard(&["replay", "--module", &f.path("nope.wasm"), &f.path("t.jsonl")]);
+    let (code, _, err) = stakeguard(&[
+        "replay",
+        "--module",
+        &f.path("nope.wasm"),
+        &f.path("t.jsonl"),
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("failed to read module") && err.contains("make wasm"), "{err}");
+    assert!(
+        err.contains("failed to read module") && err.contains("make wasm"),
+        "{err}"
+    );
 }
 
 #[test]
 fn replay_compares_with_a_golden_file_and_can_update_it() {
     let f = Files::new("golden");
     let golden = f.path("golden.jsonl");
-    let base = ["replay", "--module", &f.path("m.wat"), "--format", "jsonl", "--expect", &golden];
-    let (code, _, err) = stakeguard(&[&base[..], &["--policy", "allow", "--update-expect", &f.path("t.jsonl")]].concat());
+    let base = [
+        "replay",
+        "--module",
+        &f.path("m.wat"),
+        "--format",
+        "jsonl",
+        "--expect",
+        &golden,
+    ];
+    let (code, _, err) = stakeguard(
+        &[
+            &base[..],
+            &["--policy", "allow", "--update-expect", &f.path("t.jsonl")],
+        ]
+        .concat(),
+    );
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = stakeguard(&[&base[..], &["--policy", "allow", &f.path("t.jsonl")]].concat());
+    let (code, out, err) =
+        stakeguard(&[&base[..], &["--policy", "allow", &f.path("t.jsonl")]].concat());
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, std::fs::read_to_string(&golden).unwrap());
-    let (code, _, err) = stakeguard(&[&base[..], &["--policy", "deny", &f.path("t.jsonl")]].concat());
+    let (code, _, err) =
+        stakeguard(&[&base[..], &["--policy", "deny", &f.path("t.jsonl")]].concat());
     assert_eq!(code, 1);
     assert!(err.contains("line 1 (entry 0): outcome"), "{err}");
-    assert!(err.contains("expected: \"forwarded\"") && err.contains("got:      \"local_reply\""), "{err}");
+    assert!(
+        err.contains("expected: \"forwarded\"") && err.contains("got:      \"local_reply\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn replay_prints_a_table_with_decisions_and_a_summary() {
     let f = Files::new("table");
-    let (code, out, err) = stakeguard(&["replay", "--module", &f.path("m.wat"), "--policy", "deny", &f.path("t.jsonl")]);
+    let (code, out, err) = stakeguard(&[
+        "replay",
+        "--module",
+        &f.path("m.wat"),
+        "--policy",
+        "deny",
+        &f.path("t.jsonl"),
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("local_reply    403  decision: demo auth block"), "{out}");
+    assert!(
+        out.contains("local_reply    403  decision: demo auth block"),
+        "{out}"
+    );
     assert!(out.contains("outcomes: local_reply=2"), "{out}");
     assert!(out.contains("2  demo auth block"), "{out}");
 }
@@ -112,18 +170,39 @@ fn diff_lists_the_requests_whose_fate_changed_by_api_and_control() {
     let policy = f.path("deny.policy");
     std::fs::write(&policy, "deny from a file").unwrap();
     let (code, out, err) = stakeguard(&[
-        "diff", "--module", &f.path("m.wat"), "--policy", "allow", "--policy", &policy, &f.path("t.jsonl"),
+        "diff",
+        "--module",
+        &f.path("m.wat"),
+        "--policy",
+        "allow",
+        "--policy",
+        &policy,
+        &f.path("t.jsonl"),
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("demo/auth: 2 request(s) changed"), "{out}");
-    assert!(out.contains("old: forwarded 200") && out.contains("new: local_reply 403 [demo auth block]"), "{out}");
+    assert!(
+        out.contains("old: forwarded 200")
+            && out.contains("new: local_reply 403 [demo auth block]"),
+        "{out}"
+    );
     assert!(out.contains("2 of 2 requests changed"), "{out}");
 }
 
 #[test]
 fn bench_reports_requests_per_second() {
     let f = Files::new("bench");
-    let (code, out, err) = stakeguard(&["bench", "--module", &f.path("m.wat"), "--iterations", "3", &f.path("t.jsonl")]);
+    let (code, out, err) = stakeguard(&[
+        "bench",
+        "--module",
+        &f.path("m.wat"),
+        "--iterations",
+        "3",
+        &f.path("t.jsonl"),
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("2 requests x 3 iterations") && out.contains("requests/s"), "{out}");
+    assert!(
+        out.contains("2 requests x 3 iterations") && out.contains("requests/s"),
+        "{out}"
+    );
 }

@@ -1,6 +1,13 @@
 //! The conformance module's transcript under the harness, checked against a golden file
 //! (set `UPDATE_GOLDEN=1` to rewrite it), and the host behaviors it exercises.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use stakeguard_harness::callouts::CalloutConfig;
@@ -23,7 +30,8 @@ fn the_transcript_matches_the_golden_file() {
     let traffic = std::fs::read_to_string(common::data("conformance.jsonl")).unwrap();
     let report = common::replay(&module, config(1), &traffic);
     let got = report.to_jsonl();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/conformance.jsonl");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/conformance.jsonl");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).unwrap();
     }
@@ -49,23 +57,44 @@ fn headers_bodies_and_local_replies_follow_envoy() {
     let forward = &report.entries[0];
     assert_eq!(forward.outcome, Outcome::Forwarded);
     assert_eq!(forward.status, 200);
-    assert!(forward.request_body_changed, "the module prepended and appended to the body");
+    assert!(
+        forward.request_body_changed,
+        "the module prepended and appended to the body"
+    );
     let changes: Vec<String> = forward
         .request_header_changes
         .iter()
         .map(|c| format!("{} {}", c.op, c.name))
         .collect();
-    assert_eq!(changes, vec!["remove x-conformance-remove-me", "add x-conformance"]);
-    assert_eq!(forward.properties.get("conformance.result").map(String::as_str), Some("seen"));
+    assert_eq!(
+        changes,
+        vec!["remove x-conformance-remove-me", "add x-conformance"]
+    );
+    assert_eq!(
+        forward
+            .properties
+            .get("conformance.result")
+            .map(String::as_str),
+        Some("seen")
+    );
     let logs = forward.logs.join("\n");
-    assert!(logs.contains("on_request_body: get_buffer_bytes(0, 0, 4294967295) -> Ok = \"<hello>\""), "{logs}");
-    assert!(logs.contains("on_request_body: get_header_map_value(0, \":path\") -> BadArgument"), "{logs}");
+    assert!(
+        logs.contains("on_request_body: get_buffer_bytes(0, 0, 4294967295) -> Ok = \"<hello>\""),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("on_request_body: get_header_map_value(0, \":path\") -> BadArgument"),
+        "{logs}"
+    );
 
     let local = &report.entries[1];
     assert_eq!(local.outcome, Outcome::LocalReply);
     assert_eq!(local.status, 403);
     let reply = local.local_reply.as_ref().unwrap();
-    assert_eq!((reply.details.as_str(), reply.body.as_str()), ("conformance_local", "denied by conformance"));
+    assert_eq!(
+        (reply.details.as_str(), reply.body.as_str()),
+        ("conformance_local", "denied by conformance")
+    );
     assert!(local.logs.iter().any(|l| l.contains("get_header_map_value(2, \"x-conformance-local\") -> Ok = \"yes\"")));
 }
 
@@ -81,19 +110,41 @@ fn callouts_are_answered_by_the_stub_on_the_virtual_clock() {
     assert_eq!(callout.callouts[0].answer, "200");
     assert_eq!(callout.callouts[0].after_ms, 1500);
     let logs = callout.logs.join("\n");
-    assert!(logs.contains("http_call(\"conformance_upstream\", \"/check\", headers=false) -> BadArgument"));
-    assert!(logs.contains("on_http_call_response: get_buffer_bytes(4, 0, 4294967295) -> Ok = \"allowed\""));
+    assert!(
+        logs.contains(
+            "http_call(\"conformance_upstream\", \"/check\", headers=false) -> BadArgument"
+        )
+    );
+    assert!(
+        logs.contains(
+            "on_http_call_response: get_buffer_bytes(4, 0, 4294967295) -> Ok = \"allowed\""
+        )
+    );
     // The stub is slower than the module's 5 s timeout: Envoy answers 504.
     let mut slow = config(1);
-    slow.callouts = CalloutConfig::parse("[clusters.conformance_upstream]\nlatency_ms = 9000\n").unwrap();
+    slow.callouts =
+        CalloutConfig::parse("[clusters.conformance_upstream]\nlatency_ms = 9000\n").unwrap();
     let report = common::replay(&module, slow, &common::get("/callout"));
     assert_eq!(report.entries[0].callouts[0].answer, "timeout");
-    assert!(report.entries[0].logs.iter().any(|l| l.contains("get_header_map_value(6, \":status\") -> Ok = \"504\"")));
+    assert!(
+        report.entries[0]
+            .logs
+            .iter()
+            .any(|l| l.contains("get_header_map_value(6, \":status\") -> Ok = \"504\""))
+    );
     // A reset reaches the module as a response without headers and status BrokenConnection.
     let mut reset = config(1);
-    reset.callouts = CalloutConfig::parse("[clusters.conformance_upstream]\nreset = true\n").unwrap();
+    reset.callouts =
+        CalloutConfig::parse("[clusters.conformance_upstream]\nreset = true\n").unwrap();
     let report = common::replay(&module, reset, &common::get("/callout"));
-    assert!(report.entries[0].logs.iter().any(|l| l.contains("get_status -> Ok = 11")), "{:?}", report.entries[0].logs);
+    assert!(
+        report.entries[0]
+            .logs
+            .iter()
+            .any(|l| l.contains("get_status -> Ok = 11")),
+        "{:?}",
+        report.entries[0].logs
+    );
 }
 
 #[test]
@@ -117,7 +168,14 @@ fn a_paused_stream_resumes_on_a_tick_and_an_abandoned_one_stalls() {
     assert_eq!(paused.outcome, Outcome::Forwarded, "{paused:?}");
     assert_eq!(paused.status, 200);
     // Logged after set_effective_context, so it belongs to the stream.
-    assert!(paused.logs.iter().any(|l| l.contains("on_tick: continue_stream(request) -> Ok")), "{:?}", paused.logs);
+    assert!(
+        paused
+            .logs
+            .iter()
+            .any(|l| l.contains("on_tick: continue_stream(request) -> Ok")),
+        "{:?}",
+        paused.logs
+    );
     let stalled = &report.entries[1];
     assert_eq!(stalled.outcome, Outcome::Stalled);
     assert_eq!(report.summary.stalled, 1);

@@ -1,6 +1,13 @@
 //! Hostile and broken modules in inline WAT: out-of-bounds pointers, a bad allocator,
 //! infinite loops, traps with backtraces, missing imports and exports, ABI 0.2.0.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use stakeguard_harness::report::Outcome;
@@ -24,7 +31,12 @@ fn out_of_bounds_pointers_get_invalid_memory_access() {
     (i32.const 0))"#;
     let module = common::wat_module(&format!("{LOG}\n{GET_HEADER}"), body);
     let report = common::replay(&module, HarnessConfig::default(), &common::get("/"));
-    assert_eq!(report.entries[0].outcome, Outcome::Forwarded, "{:?}", report.entries[0].trap);
+    assert_eq!(
+        report.entries[0].outcome,
+        Outcome::Forwarded,
+        "{:?}",
+        report.entries[0].trap
+    );
 }
 
 #[test]
@@ -40,8 +52,17 @@ fn a_bad_allocator_address_is_invalid_memory_access() {
     (if (i32.ne (call $get (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 32) (i32.const 36)) (i32.const 6)) (then unreachable))
     (i32.const 0)))"#
     );
-    let report = common::replay(module.as_bytes(), HarnessConfig::default(), &common::get("/"));
-    assert_eq!(report.entries[0].outcome, Outcome::Forwarded, "{:?}", report.entries[0].trap);
+    let report = common::replay(
+        module.as_bytes(),
+        HarnessConfig::default(),
+        &common::get("/"),
+    );
+    assert_eq!(
+        report.entries[0].outcome,
+        Outcome::Forwarded,
+        "{:?}",
+        report.entries[0].trap
+    );
 }
 
 fn looping_module() -> Vec<u8> {
@@ -65,10 +86,22 @@ fn an_infinite_loop_runs_out_of_fuel_and_fails_closed() {
     let first = &report.entries[0];
     assert_eq!(first.outcome, Outcome::Trapped);
     assert_eq!(first.status, 503);
-    assert_eq!(first.local_reply.as_ref().unwrap().details, "wasm_fail_stream");
-    assert!(first.trap.as_ref().unwrap().contains("ran out of fuel"), "{:?}", first.trap);
+    assert_eq!(
+        first.local_reply.as_ref().unwrap().details,
+        "wasm_fail_stream"
+    );
+    assert!(
+        first.trap.as_ref().unwrap().contains("ran out of fuel"),
+        "{:?}",
+        first.trap
+    );
     // The worker got a fresh VM for the next stream (which loops again).
-    assert!(report.entries[1].notes.iter().any(|n| n.contains("fresh VM")));
+    assert!(
+        report.entries[1]
+            .notes
+            .iter()
+            .any(|n| n.contains("fresh VM"))
+    );
     assert_eq!(report.summary.vm_restarts, 1);
 }
 
@@ -104,17 +137,36 @@ fn a_trap_reports_the_wasm_backtrace_with_function_names() {
 #[test]
 fn a_missing_import_is_a_load_error_naming_module_and_field() {
     let module = common::wat_module(r#"(import "env" "proxy_no_such_thing" (func))"#, "");
-    let err = Harness::new(&module, HarnessConfig::default()).err().unwrap();
+    let err = Harness::new(&module, HarnessConfig::default())
+        .err()
+        .unwrap();
     assert!(matches!(err, LoadError::MissingImport { .. }));
-    assert!(err.to_string().contains("`env.proxy_no_such_thing`"), "{err}");
-    let module = common::wat_module(r#"(import "wasi_snapshot_preview1" "path_nope" (func))"#, "");
-    let err = Harness::new(&module, HarnessConfig::default()).err().unwrap();
-    assert!(err.to_string().contains("`wasi_snapshot_preview1.path_nope`"), "{err}");
+    assert!(
+        err.to_string().contains("`env.proxy_no_such_thing`"),
+        "{err}"
+    );
+    let module = common::wat_module(
+        r#"(import "wasi_snapshot_preview1" "path_nope" (func))"#,
+        "",
+    );
+    let err = Harness::new(&module, HarnessConfig::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("`wasi_snapshot_preview1.path_nope`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn modules_without_marker_or_allocator_are_refused() {
-    let err = Harness::new(b"(module (memory (export \"memory\") 1))", HarnessConfig::default()).err().unwrap();
+    let err = Harness::new(
+        b"(module (memory (export \"memory\") 1))",
+        HarnessConfig::default(),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, LoadError::Abi { .. }), "{err}");
     let err = Harness::new(
         b"(module (memory (export \"memory\") 1) (func (export \"proxy_abi_version_0_2_1\")))",
@@ -137,10 +189,15 @@ fn an_abi_0_2_0_module_runs_and_may_not_import_0_2_1_functions() {
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))"#
         )
     };
-    let report = common::replay(module("").as_bytes(), HarnessConfig::default(), &common::get("/"));
+    let report = common::replay(
+        module("").as_bytes(),
+        HarnessConfig::default(),
+        &common::get("/"),
+    );
     assert_eq!(report.entries[0].outcome, Outcome::Forwarded);
     let err = Harness::new(
-        module(r#"(import "env" "proxy_get_log_level" (func (param i32) (result i32)))"#).as_bytes(),
+        module(r#"(import "env" "proxy_get_log_level" (func (param i32) (result i32)))"#)
+            .as_bytes(),
         HarnessConfig::default(),
     )
     .err()
@@ -151,6 +208,8 @@ fn an_abi_0_2_0_module_runs_and_may_not_import_0_2_1_functions() {
 #[test]
 fn an_import_with_the_wrong_type_is_a_load_error() {
     let module = common::wat_module(r#"(import "env" "proxy_log" (func (param i64)))"#, "");
-    let err = Harness::new(&module, HarnessConfig::default()).err().unwrap();
+    let err = Harness::new(&module, HarnessConfig::default())
+        .err()
+        .unwrap();
     assert!(matches!(err, LoadError::BadSignature { .. }), "{err}");
 }

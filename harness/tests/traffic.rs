@@ -1,6 +1,13 @@
 //! The traffic readers on hand-written samples: HAR 1.2, Envoy tap traces (buffered and
 //! streamed), stakeguard JSON Lines, and bad input naming file, entry, line and field.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use stakeguard_harness::traffic::{read_file, read_file_lenient};
@@ -14,7 +21,10 @@ fn har_entries_become_records_with_pseudo_headers_from_the_url() {
     assert_eq!(login.request.scheme, "https");
     assert_eq!(login.request.authority, "bank.example.com");
     assert_eq!(login.request.path, "/api/v2/login?next=%2Fhome");
-    assert_eq!(login.request.headers, vec![("content-type".to_string(), "application/json".to_string())]);
+    assert_eq!(
+        login.request.headers,
+        vec![("content-type".to_string(), "application/json".to_string())]
+    );
     assert_eq!(login.request.body, br#"{"username":"ana"}"#);
     assert_eq!(login.connection.as_deref(), Some("1001"));
     let response = login.response.as_ref().unwrap();
@@ -31,13 +41,22 @@ fn har_entries_become_records_with_pseudo_headers_from_the_url() {
 fn buffered_tap_traces_carry_headers_bodies_and_peers() {
     let records = read_file(&common::data("tap-buffered.json")).unwrap();
     let r = &records[0];
-    assert_eq!((r.request.method.as_str(), r.request.path.as_str()), ("GET", "/api/v2/accounts/42"));
-    assert_eq!(r.request.headers, vec![("x-user-id".to_string(), "ana".to_string())]);
+    assert_eq!(
+        (r.request.method.as_str(), r.request.path.as_str()),
+        ("GET", "/api/v2/accounts/42")
+    );
+    assert_eq!(
+        r.request.headers,
+        vec![("x-user-id".to_string(), "ana".to_string())]
+    );
     assert_eq!(r.source.as_deref(), Some("192.0.2.7:51234"));
     assert_eq!(r.connection.as_deref(), Some("192.0.2.7:51234"));
     assert_eq!(r.destination.as_deref(), Some("10.0.0.2:10000"));
     let resp = r.response.as_ref().unwrap();
-    assert_eq!((resp.status, resp.body.as_slice()), (200, br#"{"balance":10}"#.as_slice()));
+    assert_eq!(
+        (resp.status, resp.body.as_slice()),
+        (200, br#"{"balance":10}"#.as_slice())
+    );
 }
 
 #[test]
@@ -52,14 +71,25 @@ fn streamed_tap_segments_are_joined_by_trace_id() {
 
 #[test]
 fn a_bad_jsonl_entry_names_file_entry_line_and_field() {
-    let err = read_file(&common::data("bad.jsonl")).unwrap_err().to_string();
-    assert!(err.contains("bad.jsonl: entry 1 (line 2): request.headers[0]"), "{err}");
+    let err = read_file(&common::data("bad.jsonl"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.jsonl: entry 1 (line 2): request.headers[0]"),
+        "{err}"
+    );
     let (records, errors) = read_file_lenient(&common::data("bad.jsonl")).unwrap();
     assert_eq!(records.len(), 1);
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(messages.len(), 3, "{messages:?}");
-    assert!(messages[1].contains("entry 2 (line 3): time: `not a time` is not an RFC 3339 timestamp"), "{messages:?}");
-    assert!(messages[2].contains("entry 3 (line 4)") && messages[2].contains("bodyy"), "{messages:?}");
+    assert!(
+        messages[1].contains("entry 2 (line 3): time: `not a time` is not an RFC 3339 timestamp"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].contains("entry 3 (line 4)") && messages[2].contains("bodyy"),
+        "{messages:?}"
+    );
 }
 
 #[test]
@@ -67,7 +97,12 @@ fn a_bad_har_entry_names_the_entry_and_field() {
     let (records, errors) = read_file_lenient(&common::data("bad.har")).unwrap();
     assert_eq!(records.len(), 1);
     let message = errors[0].to_string();
-    assert!(message.contains("bad.har: entry 1: log.entries[1].request.url: `/relative` is not an absolute URL"), "{message}");
+    assert!(
+        message.contains(
+            "bad.har: entry 1: log.entries[1].request.url: `/relative` is not an absolute URL"
+        ),
+        "{message}"
+    );
 }
 
 #[test]
@@ -76,6 +111,16 @@ fn unknown_formats_and_missing_files_say_so() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("x.txt");
     std::fs::write(&path, "GET / HTTP/1.1\r\n").unwrap();
-    assert!(read_file(&path).unwrap_err().to_string().contains("unknown format"));
-    assert!(read_file(&dir.join("missing.jsonl")).unwrap_err().to_string().contains("failed to read traffic file"));
+    assert!(
+        read_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown format")
+    );
+    assert!(
+        read_file(&dir.join("missing.jsonl"))
+            .unwrap_err()
+            .to_string()
+            .contains("failed to read traffic file")
+    );
 }

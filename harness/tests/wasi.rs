@@ -1,6 +1,13 @@
 //! WASI preview1 as Envoy offers it: stdout/stderr to the log, the virtual clock, the
 //! seeded random generator, the VM environment, refusals for files, proc_exit.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use stakeguard_harness::HarnessConfig;
@@ -68,15 +75,25 @@ fn stdout_and_stderr_are_logged_and_other_calls_answer_as_envoy() {
 
 #[test]
 fn random_bytes_follow_the_seed() {
-    let random = |seed| common::replay(&module(""), config(seed), &common::get("/")).entries[0].logs[2].clone();
+    let random = |seed| {
+        common::replay(&module(""), config(seed), &common::get("/")).entries[0].logs[2].clone()
+    };
     assert_eq!(random(1), random(1));
     assert_ne!(random(1), random(2));
 }
 
 #[test]
 fn proc_exit_traps_with_its_code() {
-    let report = common::replay(&module("(call $exit (i32.const 3))"), config(1), &common::get("/"));
+    let report = common::replay(
+        &module("(call $exit (i32.const 3))"),
+        config(1),
+        &common::get("/"),
+    );
     let e = &report.entries[0];
     assert_eq!(e.outcome, Outcome::Trapped);
-    assert!(e.trap.as_ref().unwrap().contains("proc_exit(3)"), "{:?}", e.trap);
+    assert!(
+        e.trap.as_ref().unwrap().contains("proc_exit(3)"),
+        "{:?}",
+        e.trap
+    );
 }

@@ -110,10 +110,14 @@ impl<'a> Registrar<'a> {
     }
 }
 
+/// Names of host functions: (module, field).
+pub type ImportNames = BTreeSet<(String, String)>;
+
+/// A linker with every host function, and the names it defines.
+pub type HostLinker = (Linker<HostState>, ImportNames);
+
 /// The linker with every host function, and the names it defines.
-pub fn linker(
-    engine: &wasmtime::Engine,
-) -> Result<(Linker<HostState>, BTreeSet<(String, String)>), LoadError> {
+pub fn linker(engine: &wasmtime::Engine) -> Result<HostLinker, LoadError> {
     let mut linker = Linker::new(engine);
     let names = {
         let mut r = Registrar {
@@ -137,7 +141,7 @@ pub fn linker(
 /// Checks every import of `module` against the host, naming the first one missing.
 pub fn check_imports(
     module: &Module,
-    names: &BTreeSet<(String, String)>,
+    names: &ImportNames,
     abi_0_2_0: bool,
 ) -> Result<(), LoadError> {
     for import in module.imports() {

@@ -12,7 +12,7 @@
 use wasmtime::Caller;
 
 use super::memory::{copy_out, read, read_string, write_u32};
-use super::state::{HostState, Queue, lock};
+use super::state::{HostState, lock};
 use super::{HostResult, LoadError, Registrar, mem};
 use crate::abi::Status;
 
@@ -77,10 +77,11 @@ pub fn proxy_set_shared_data(
         .get(&state.config.vm_id)
         .and_then(|m| m.get(&key))
         .map(|(_, c)| *c);
-    if let Some(current) = current {
-        if cas != 0 && cas != current {
-            return Ok(Status::CasMismatch.code());
-        }
+    if let Some(current) = current
+        && cas != 0
+        && cas != current
+    {
+        return Ok(Status::CasMismatch.code());
     }
     let next = shared.next_cas();
     shared
@@ -112,7 +113,7 @@ pub fn proxy_register_shared_queue(
                 t
             }
         };
-        let queue = shared.queues.entry(token).or_insert_with(Queue::default);
+        let queue = shared.queues.entry(token).or_default();
         queue.worker = state.worker;
         queue.context = state.root_context;
         token

@@ -344,11 +344,17 @@ pub struct MetricValue {
     pub sum: u64,
 }
 
+/// A queue notification: worker, root context, token.
+pub type QueueReady = (usize, u32, u32);
+
+/// Shared data of one vm_id: value and cas by key.
+pub type SharedMap = BTreeMap<Vec<u8>, (Vec<u8>, u32)>;
+
 /// State shared by every VM of one replay, as Envoy shares it between worker threads.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Shared data by vm_id then key: value and cas.
-    pub data: BTreeMap<String, BTreeMap<Vec<u8>, (Vec<u8>, u32)>>,
+    pub data: BTreeMap<String, SharedMap>,
     /// The global cas counter.
     pub next_cas: u32,
     /// Queue tokens by (vm_id, name).
@@ -358,7 +364,7 @@ pub struct Shared {
     /// The next queue token.
     pub next_queue_token: u32,
     /// Queues that got an item and whose owner should run `proxy_on_queue_ready`.
-    pub ready: Vec<(usize, u32, u32)>,
+    pub ready: Vec<QueueReady>,
     /// Metric values by name.
     pub metrics: BTreeMap<String, MetricValue>,
 }

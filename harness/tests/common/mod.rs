@@ -1,7 +1,7 @@
 //! Helpers shared by the harness's integration tests: building the conformance module
 //! once, replaying JSON Lines text, and small WAT modules.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +26,15 @@ pub fn conformance_wasm() -> Vec<u8> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "-q", "-p", "stakeguard-conformance", "--target", "wasm32-wasip1", "--release"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "stakeguard-conformance",
+                "--target",
+                "wasm32-wasip1",
+                "--release",
+            ])
             .env("CARGO_TARGET_DIR", &target)
             .status()
             .expect("run cargo build for the conformance module");
@@ -45,12 +53,17 @@ pub fn records(jsonl: &str) -> Vec<Record> {
 
 /// Replays `jsonl` through `module` with `config`.
 pub fn replay(module: &[u8], config: HarnessConfig, jsonl: &str) -> Report {
-    Harness::new(module, config).expect("load module").replay(&records(jsonl)).expect("replay")
+    Harness::new(module, config)
+        .expect("load module")
+        .replay(&records(jsonl))
+        .expect("replay")
 }
 
 /// A test data file.
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A minimal 0.2.1 module in WAT: memory, a bump allocator, the ABI marker, plus `body`

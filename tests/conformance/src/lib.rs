@@ -47,23 +47,43 @@ fn text(bytes: Option<Vec<u8>>) -> Option<String> {
 
 fn get_header(at: &str, map: u32, key: &str) {
     let (s, v) = returned(|p, n| unsafe { raw::get_header(map, key.as_ptr(), key.len(), p, n) });
-    show(at, &format!("get_header_map_value({map}, {key:?})"), s, text(v));
+    show(
+        at,
+        &format!("get_header_map_value({map}, {key:?})"),
+        s,
+        text(v),
+    );
 }
 
 fn get_pairs(at: &str, map: u32) {
     let (s, v) = returned(|p, n| unsafe { raw::get_pairs(map, p, n) });
     let count = v.as_deref().map_or(0, pair_count);
-    show(at, &format!("get_header_map_pairs({map})"), s, Some(format!("{count} pairs")));
+    show(
+        at,
+        &format!("get_header_map_pairs({map})"),
+        s,
+        Some(format!("{count} pairs")),
+    );
 }
 
 fn get_buffer(at: &str, t: u32, start: usize, max: usize) {
     let (s, v) = returned(|p, n| unsafe { raw::get_buffer(t, start, max, p, n) });
-    show(at, &format!("get_buffer_bytes({t}, {start}, {max})"), s, text(v).or(Some("none".into())));
+    show(
+        at,
+        &format!("get_buffer_bytes({t}, {start}, {max})"),
+        s,
+        text(v).or(Some("none".into())),
+    );
 }
 
 fn set_buffer(at: &str, t: u32, start: usize, size: usize, value: &str) {
     let s = unsafe { raw::set_buffer(t, start, size, value.as_ptr(), value.len()) };
-    show(at, &format!("set_buffer_bytes({t}, {start}, {size}, {value:?})"), s, None);
+    show(
+        at,
+        &format!("set_buffer_bytes({t}, {start}, {size}, {value:?})"),
+        s,
+        None,
+    );
 }
 
 fn get_property(at: &str, path: &[&str]) {
@@ -79,19 +99,29 @@ fn set_property(at: &str, path: &str, value: &str) {
 
 fn get_shared(at: &str, key: &str) -> u32 {
     let mut cas = 0u32;
-    let (s, v) = returned(|p, n| unsafe { raw::get_shared(key.as_ptr(), key.len(), p, n, &mut cas) });
+    let (s, v) =
+        returned(|p, n| unsafe { raw::get_shared(key.as_ptr(), key.len(), p, n, &mut cas) });
     show(at, &format!("get_shared_data({key:?})"), s, text(v));
     cas
 }
 
 fn set_shared(at: &str, key: &str, value: &str, cas: u32, label: &str) {
     let s = unsafe { raw::set_shared(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
-    show(at, &format!("set_shared_data({key:?}, {value:?}, cas={label})"), s, None);
+    show(
+        at,
+        &format!("set_shared_data({key:?}, {value:?}, cas={label})"),
+        s,
+        None,
+    );
 }
 
 fn http_call(at: &str, cluster: &str, path: &str, with_headers: bool) -> u32 {
     let headers = if with_headers {
-        pairs(&[(":method", "GET"), (":path", path), (":authority", "conformance")])
+        pairs(&[
+            (":method", "GET"),
+            (":path", path),
+            (":authority", "conformance"),
+        ])
     } else {
         pairs(&[(":method", "GET")])
     };
@@ -110,7 +140,12 @@ fn http_call(at: &str, cluster: &str, path: &str, with_headers: bool) -> u32 {
             &mut token,
         )
     };
-    show(at, &format!("http_call({cluster:?}, {path:?}, headers={with_headers})"), s, None);
+    show(
+        at,
+        &format!("http_call({cluster:?}, {path:?}, headers={with_headers})"),
+        s,
+        None,
+    );
     if s == 0 { token } else { 0 }
 }
 
@@ -148,7 +183,12 @@ impl RootContext for Root {
         show(at, "get_log_level", s, None);
         let mut now = 0u64;
         let s = unsafe { raw::get_time(&mut now) };
-        show(at, "get_current_time_nanoseconds", s, Some(format!("nonzero={}", now > 0)));
+        show(
+            at,
+            "get_current_time_nanoseconds",
+            s,
+            Some(format!("nonzero={}", now > 0)),
+        );
         let s = unsafe { raw::log(9, "x".as_ptr(), 1) };
         show(at, "log(level 9)", s, None);
         // Metrics.
@@ -156,29 +196,74 @@ impl RootContext for Root {
         let (mut a, mut b) = (0u32, 0u32);
         let s1 = unsafe { raw::define_metric(0, name.as_ptr(), name.len(), &mut a) };
         let s2 = unsafe { raw::define_metric(0, name.as_ptr(), name.len(), &mut b) };
-        show(at, "define_metric(counter) twice", s1.max(s2), Some(format!("same id={}", a == b)));
+        show(
+            at,
+            "define_metric(counter) twice",
+            s1.max(s2),
+            Some(format!("same id={}", a == b)),
+        );
         let mut bad = 0u32;
         let s = unsafe { raw::define_metric(7, name.as_ptr(), name.len(), &mut bad) };
         show(at, "define_metric(type 7)", s, None);
-        show(at, "increment_metric(counter, 0)", unsafe { raw::increment_metric(a, 0) }, None);
-        show(at, "increment_metric(counter, 2)", unsafe { raw::increment_metric(a, 2) }, None);
+        show(
+            at,
+            "increment_metric(counter, 0)",
+            unsafe { raw::increment_metric(a, 0) },
+            None,
+        );
+        show(
+            at,
+            "increment_metric(counter, 2)",
+            unsafe { raw::increment_metric(a, 2) },
+            None,
+        );
         let mut v = 0u64;
         let s = unsafe { raw::get_metric(b, &mut v) };
         show(at, "get_metric(second id)", s, Some(v.to_string()));
         let gauge = "conformance_gauge";
         let mut g = 0u32;
         unsafe { raw::define_metric(1, gauge.as_ptr(), gauge.len(), &mut g) };
-        show(at, "record_metric(gauge, 7)", unsafe { raw::record_metric(g, 7) }, None);
-        show(at, "increment_metric(gauge, -3)", unsafe { raw::increment_metric(g, -3) }, None);
+        show(
+            at,
+            "record_metric(gauge, 7)",
+            unsafe { raw::record_metric(g, 7) },
+            None,
+        );
+        show(
+            at,
+            "increment_metric(gauge, -3)",
+            unsafe { raw::increment_metric(g, -3) },
+            None,
+        );
         let s = unsafe { raw::get_metric(g, &mut v) };
         show(at, "get_metric(gauge)", s, Some(v.to_string()));
         let hist = "conformance_histogram";
         let mut h = 0u32;
         unsafe { raw::define_metric(2, hist.as_ptr(), hist.len(), &mut h) };
-        show(at, "record_metric(histogram, 5)", unsafe { raw::record_metric(h, 5) }, None);
-        show(at, "increment_metric(histogram, 1)", unsafe { raw::increment_metric(h, 1) }, None);
-        show(at, "get_metric(histogram)", unsafe { raw::get_metric(h, &mut v) }, None);
-        show(at, "record_metric(unknown id)", unsafe { raw::record_metric(4000, 1) }, None);
+        show(
+            at,
+            "record_metric(histogram, 5)",
+            unsafe { raw::record_metric(h, 5) },
+            None,
+        );
+        show(
+            at,
+            "increment_metric(histogram, 1)",
+            unsafe { raw::increment_metric(h, 1) },
+            None,
+        );
+        show(
+            at,
+            "get_metric(histogram)",
+            unsafe { raw::get_metric(h, &mut v) },
+            None,
+        );
+        show(
+            at,
+            "record_metric(unknown id)",
+            unsafe { raw::record_metric(4000, 1) },
+            None,
+        );
         // Shared data.
         get_shared(at, "conformance.missing");
         set_shared(at, "conformance.key", "v1", 0, "0");
@@ -191,31 +276,67 @@ impl RootContext for Root {
         // Queues.
         let mut token = 0u32;
         let (vm, name) = ("", "conformance.nosuch");
-        let s = unsafe { raw::resolve_queue(vm.as_ptr(), 0, name.as_ptr(), name.len(), &mut token) };
+        let s =
+            unsafe { raw::resolve_queue(vm.as_ptr(), 0, name.as_ptr(), name.len(), &mut token) };
         show(at, "resolve_shared_queue(missing)", s, None);
         let q = "conformance.queue";
         let s = unsafe { raw::register_queue(q.as_ptr(), q.len(), &mut self.queue) };
         show(at, "register_shared_queue", s, None);
         let s = unsafe { raw::resolve_queue(vm.as_ptr(), 0, q.as_ptr(), q.len(), &mut token) };
-        show(at, "resolve_shared_queue(registered)", s, Some(format!("same token={}", token == self.queue)));
+        show(
+            at,
+            "resolve_shared_queue(registered)",
+            s,
+            Some(format!("same token={}", token == self.queue)),
+        );
         let (s, _) = returned(|p, n| unsafe { raw::dequeue(self.queue, p, n) });
         show(at, "dequeue_shared_queue(empty)", s, None);
         let (s, _) = returned(|p, n| unsafe { raw::dequeue(0xdead, p, n) });
         show(at, "dequeue_shared_queue(unknown)", s, None);
-        show(at, "enqueue_shared_queue(unknown)", unsafe { raw::enqueue(0xdead, "x".as_ptr(), 1) }, None);
+        show(
+            at,
+            "enqueue_shared_queue(unknown)",
+            unsafe { raw::enqueue(0xdead, "x".as_ptr(), 1) },
+            None,
+        );
         // Callouts, context, misc.
         http_call(at, "no_such_cluster", "/", true);
         let mut gt = 0u32;
         let (c, svc, m) = ("no_such_cluster", "svc", "Method");
         let s = unsafe {
-            raw::grpc_call(c.as_ptr(), c.len(), svc.as_ptr(), svc.len(), m.as_ptr(), m.len(), [].as_ptr(), 0, [].as_ptr(), 0, 1000, &mut gt)
+            raw::grpc_call(
+                c.as_ptr(),
+                c.len(),
+                svc.as_ptr(),
+                svc.len(),
+                m.as_ptr(),
+                m.len(),
+                [].as_ptr(),
+                0,
+                [].as_ptr(),
+                0,
+                1000,
+                &mut gt,
+            )
         };
         show(at, "grpc_call(no_such_cluster)", s, None);
-        show(at, "grpc_cancel(unknown)", unsafe { raw::grpc_cancel(0xdead) }, None);
-        show(at, "set_effective_context(unknown)", unsafe { raw::set_effective_context(0xdead) }, None);
+        show(
+            at,
+            "grpc_cancel(unknown)",
+            unsafe { raw::grpc_cancel(0xdead) },
+            None,
+        );
+        show(
+            at,
+            "set_effective_context(unknown)",
+            unsafe { raw::set_effective_context(0xdead) },
+            None,
+        );
         show(at, "done", unsafe { raw::done() }, None);
         let f = "conformance_no_such_function";
-        let (s, _) = returned(|p, n| unsafe { raw::call_foreign(f.as_ptr(), f.len(), [].as_ptr(), 0, p, n) });
+        let (s, _) = returned(|p, n| unsafe {
+            raw::call_foreign(f.as_ptr(), f.len(), [].as_ptr(), 0, p, n)
+        });
         show(at, "call_foreign_function(unknown)", s, None);
         get_property(at, &["plugin_root_id"]);
         get_property(at, &["plugin_vm_id"]);
@@ -225,7 +346,12 @@ impl RootContext for Root {
         get_pairs(at, REQUEST_HEADERS);
         get_header(at, REQUEST_HEADERS, ":path");
         get_header(at, 42, ":path");
-        show(at, "continue_stream(9)", unsafe { raw::continue_stream(9) }, None);
+        show(
+            at,
+            "continue_stream(9)",
+            unsafe { raw::continue_stream(9) },
+            None,
+        );
         true
     }
 
@@ -238,11 +364,26 @@ impl RootContext for Root {
         let mut len = 0usize;
         let mut flags = 0u32;
         let s = unsafe { raw::get_buffer_status(PLUGIN_CONFIGURATION, &mut len, &mut flags) };
-        show(at, "get_buffer_status(plugin_configuration)", s, Some(len.to_string()));
+        show(
+            at,
+            "get_buffer_status(plugin_configuration)",
+            s,
+            Some(len.to_string()),
+        );
         set_buffer(at, PLUGIN_CONFIGURATION, 0, 0, "x");
-        show(at, "set_tick_period_milliseconds(1000)", unsafe { raw::set_tick(1000) }, None);
+        show(
+            at,
+            "set_tick_period_milliseconds(1000)",
+            unsafe { raw::set_tick(1000) },
+            None,
+        );
         // The queue gets an item; proxy_on_queue_ready follows.
-        show(at, "enqueue_shared_queue", unsafe { raw::enqueue(self.queue, "item".as_ptr(), 4) }, None);
+        show(
+            at,
+            "enqueue_shared_queue",
+            unsafe { raw::enqueue(self.queue, "item".as_ptr(), 4) },
+            None,
+        );
         true
     }
 
@@ -251,17 +392,33 @@ impl RootContext for Root {
         line(&format!("on_tick: tick {}", self.ticks));
         // A stream paused on `/pause` left its context id in shared data: resume it.
         let key = "conformance.paused";
-        let (s, v) = returned(|p, n| unsafe { raw::get_shared(key.as_ptr(), key.len(), p, n, &mut 0) });
+        let (s, v) =
+            returned(|p, n| unsafe { raw::get_shared(key.as_ptr(), key.len(), p, n, &mut 0) });
         if let (0, Some(id)) = (s, v) {
             let id = String::from_utf8_lossy(&id).parse::<u32>().unwrap_or(0);
             if id != 0 {
                 unsafe { raw::set_shared(key.as_ptr(), key.len(), "0".as_ptr(), 1, 0) };
-                show("on_tick", "set_effective_context(paused stream)", unsafe { raw::set_effective_context(id) }, None);
-                show("on_tick", "continue_stream(request)", unsafe { raw::continue_stream(0) }, None);
+                show(
+                    "on_tick",
+                    "set_effective_context(paused stream)",
+                    unsafe { raw::set_effective_context(id) },
+                    None,
+                );
+                show(
+                    "on_tick",
+                    "continue_stream(request)",
+                    unsafe { raw::continue_stream(0) },
+                    None,
+                );
             }
         }
         if self.ticks >= 2 {
-            show("on_tick", "set_tick_period_milliseconds(0)", unsafe { raw::set_tick(0) }, None);
+            show(
+                "on_tick",
+                "set_tick_period_milliseconds(0)",
+                unsafe { raw::set_tick(0) },
+                None,
+            );
         }
     }
 
@@ -275,7 +432,10 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { id: context_id, path: String::new() }))
+        Some(Box::new(Stream {
+            id: context_id,
+            path: String::new(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -286,13 +446,20 @@ impl RootContext for Root {
 impl Context for Stream {
     fn on_http_call_response(&mut self, _token: u32, headers: usize, body: usize, trailers: usize) {
         let at = "on_http_call_response";
-        line(&format!("{at}: headers={headers} body={body} trailers={trailers}"));
+        line(&format!(
+            "{at}: headers={headers} body={body} trailers={trailers}"
+        ));
         get_header(at, HTTP_CALL_RESPONSE_HEADERS, ":status");
         get_buffer(at, HTTP_CALL_RESPONSE_BODY, 0, usize::MAX);
         let mut code = 0u32;
         let (s, _) = returned(|p, n| unsafe { raw::get_status(&mut code, p, n) });
         show(at, "get_status", s, Some(code.to_string()));
-        show(at, "continue_stream(request)", unsafe { raw::continue_stream(0) }, None);
+        show(
+            at,
+            "continue_stream(request)",
+            unsafe { raw::continue_stream(0) },
+            None,
+        );
     }
 
     fn on_done(&mut self) -> bool {
@@ -304,24 +471,57 @@ impl Context for Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, headers: usize, eos: bool) -> Action {
         let at = "on_request_headers";
-        let (_, path) = returned(|p, n| unsafe { raw::get_header(REQUEST_HEADERS, ":path".as_ptr(), 5, p, n) });
-        self.path = path.map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default();
-        line(&format!("{at}: path={} headers={headers} end_of_stream={eos}", self.path));
+        let (_, path) =
+            returned(|p, n| unsafe { raw::get_header(REQUEST_HEADERS, ":path".as_ptr(), 5, p, n) });
+        self.path = path
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .unwrap_or_default();
+        line(&format!(
+            "{at}: path={} headers={headers} end_of_stream={eos}",
+            self.path
+        ));
         get_header(at, REQUEST_HEADERS, ":method");
         get_header(at, REQUEST_HEADERS, "x-conformance-missing");
         get_header(at, RESPONSE_HEADERS, ":status");
         get_header(at, 8, ":path");
         let (k, v) = ("x-conformance", "added");
-        show(at, "add_header_map_value", unsafe { raw::add_header(REQUEST_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len()) }, None);
+        show(
+            at,
+            "add_header_map_value",
+            unsafe { raw::add_header(REQUEST_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len()) },
+            None,
+        );
         let v2 = "replaced";
-        show(at, "replace_header_map_value", unsafe { raw::replace_header(REQUEST_HEADERS, k.as_ptr(), k.len(), v2.as_ptr(), v2.len()) }, None);
+        show(
+            at,
+            "replace_header_map_value",
+            unsafe {
+                raw::replace_header(REQUEST_HEADERS, k.as_ptr(), k.len(), v2.as_ptr(), v2.len())
+            },
+            None,
+        );
         get_header(at, REQUEST_HEADERS, k);
         let r = "x-conformance-remove-me";
-        show(at, "remove_header_map_value", unsafe { raw::remove_header(REQUEST_HEADERS, r.as_ptr(), r.len()) }, None);
+        show(
+            at,
+            "remove_header_map_value",
+            unsafe { raw::remove_header(REQUEST_HEADERS, r.as_ptr(), r.len()) },
+            None,
+        );
         get_header(at, REQUEST_HEADERS, r);
-        show(at, "add_header_map_value(response headers)", unsafe { raw::add_header(RESPONSE_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len()) }, None);
+        show(
+            at,
+            "add_header_map_value(response headers)",
+            unsafe { raw::add_header(RESPONSE_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len()) },
+            None,
+        );
         let mut size = 0u32;
-        show(at, "get_header_map_size(request headers)", unsafe { raw::get_map_size(REQUEST_HEADERS, &mut size) }, None);
+        show(
+            at,
+            "get_header_map_size(request headers)",
+            unsafe { raw::get_map_size(REQUEST_HEADERS, &mut size) },
+            None,
+        );
         get_pairs(at, RESPONSE_HEADERS);
         get_buffer(at, REQUEST_BODY, 0, 10);
         get_buffer(at, HTTP_CALL_RESPONSE_BODY, 0, 10);
@@ -335,12 +535,28 @@ impl HttpContext for Stream {
         set_property(at, "conformance.result", "seen");
         get_property(at, &["conformance.result"]);
         get_shared(at, "conformance.key");
-        show(at, "continue_stream(9)", unsafe { raw::continue_stream(9) }, None);
+        show(
+            at,
+            "continue_stream(9)",
+            unsafe { raw::continue_stream(9) },
+            None,
+        );
         match self.path.as_str() {
             "/local" => {
                 let headers = pairs(&[("x-conformance-local", "yes")]);
                 let (d, b) = ("conformance_local", "denied by conformance");
-                let s = unsafe { raw::send_local_response(403, d.as_ptr(), d.len(), b.as_ptr(), b.len(), headers.as_ptr(), headers.len(), -1) };
+                let s = unsafe {
+                    raw::send_local_response(
+                        403,
+                        d.as_ptr(),
+                        d.len(),
+                        b.as_ptr(),
+                        b.len(),
+                        headers.as_ptr(),
+                        headers.len(),
+                        -1,
+                    )
+                };
                 show(at, "send_local_response(403)", s, None);
                 Action::Pause
             }
@@ -349,19 +565,38 @@ impl HttpContext for Stream {
                 // Through the SDK, which must know the token to route the answer here.
                 let r = self.dispatch_http_call(
                     "conformance_upstream",
-                    vec![(":method", "GET"), (":path", "/check"), (":authority", "conformance")],
+                    vec![
+                        (":method", "GET"),
+                        (":path", "/check"),
+                        (":authority", "conformance"),
+                    ],
                     None,
                     vec![],
                     std::time::Duration::from_secs(5),
                 );
-                show(at, "dispatch_http_call(conformance_upstream)", r.map_or_else(|s| s as u32, |_| 0), None);
-                if r.is_ok() { Action::Pause } else { Action::Continue }
+                show(
+                    at,
+                    "dispatch_http_call(conformance_upstream)",
+                    r.map_or_else(|s| s as u32, |_| 0),
+                    None,
+                );
+                if r.is_ok() {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
             }
             "/pause" => {
                 let key = "conformance.paused";
                 let id = self.id.to_string();
-                let s = unsafe { raw::set_shared(key.as_ptr(), key.len(), id.as_ptr(), id.len(), 0) };
-                show(at, "set_shared_data(\"conformance.paused\", <context id>)", s, None);
+                let s =
+                    unsafe { raw::set_shared(key.as_ptr(), key.len(), id.as_ptr(), id.len(), 0) };
+                show(
+                    at,
+                    "set_shared_data(\"conformance.paused\", <context id>)",
+                    s,
+                    None,
+                );
                 line(&format!("{at}: paused, waiting for a tick"));
                 Action::Pause
             }
@@ -395,7 +630,12 @@ impl HttpContext for Stream {
         get_header(at, REQUEST_HEADERS, ":path");
         get_property(at, &["response", "code"]);
         let (k, v) = ("x-conformance-response", "yes");
-        show(at, "add_header_map_value", unsafe { raw::add_header(RESPONSE_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len()) }, None);
+        show(
+            at,
+            "add_header_map_value",
+            unsafe { raw::add_header(RESPONSE_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len()) },
+            None,
+        );
         Action::Continue
     }
 

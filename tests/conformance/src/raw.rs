@@ -37,13 +37,20 @@ unsafe extern "C" {
     #[link_name = "proxy_set_property"]
     pub fn set_property(k: *const u8, kn: usize, v: *const u8, vn: usize) -> u32;
     #[link_name = "proxy_get_shared_data"]
-    pub fn get_shared(k: *const u8, kn: usize, p: *mut *mut u8, n: *mut usize, cas: *mut u32) -> u32;
+    pub fn get_shared(
+        k: *const u8,
+        kn: usize,
+        p: *mut *mut u8,
+        n: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
     #[link_name = "proxy_set_shared_data"]
     pub fn set_shared(k: *const u8, kn: usize, v: *const u8, vn: usize, cas: u32) -> u32;
     #[link_name = "proxy_register_shared_queue"]
     pub fn register_queue(k: *const u8, kn: usize, token: *mut u32) -> u32;
     #[link_name = "proxy_resolve_shared_queue"]
-    pub fn resolve_queue(vm: *const u8, vn: usize, k: *const u8, kn: usize, token: *mut u32) -> u32;
+    pub fn resolve_queue(vm: *const u8, vn: usize, k: *const u8, kn: usize, token: *mut u32)
+    -> u32;
     #[link_name = "proxy_enqueue_shared_queue"]
     pub fn enqueue(token: u32, v: *const u8, vn: usize) -> u32;
     #[link_name = "proxy_dequeue_shared_queue"]
@@ -98,7 +105,14 @@ unsafe extern "C" {
     #[link_name = "proxy_done"]
     pub fn done() -> u32;
     #[link_name = "proxy_call_foreign_function"]
-    pub fn call_foreign(f: *const u8, fnn: usize, a: *const u8, an: usize, p: *mut *mut u8, n: *mut usize) -> u32;
+    pub fn call_foreign(
+        f: *const u8,
+        fnn: usize,
+        a: *const u8,
+        an: usize,
+        p: *mut *mut u8,
+        n: *mut usize,
+    ) -> u32;
     #[link_name = "proxy_define_metric"]
     pub fn define_metric(t: u32, k: *const u8, kn: usize, id: *mut u32) -> u32;
     #[link_name = "proxy_increment_metric"]
