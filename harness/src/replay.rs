@@ -91,6 +91,22 @@ impl Default for HarnessConfig {
     }
 }
 
+fn vm_config(config: &HarnessConfig) -> VmConfig {
+    VmConfig {
+        root_id: config.root_id.clone(),
+        vm_id: config.vm_id.clone(),
+        plugin_name: config.plugin_name.clone(),
+        vm_configuration: config.vm_configuration.clone(),
+        plugin_configuration: config.plugin_configuration.clone(),
+        env: config.env.clone(),
+        log_level: config.log_level,
+        callouts: Arc::new(config.callouts.clone()),
+        seed: config.seed,
+        node_id: "stakeguard-harness".to_string(),
+        node_cluster: "stakeguard".to_string(),
+    }
+}
+
 /// A module loaded for replays: compiled once, instantiated per worker per replay.
 pub struct Harness {
     plugin: Plugin,
@@ -102,19 +118,7 @@ impl Harness {
     /// Compiles and links a module (wasm or wat bytes).
     pub fn new(module: &[u8], config: HarnessConfig) -> Result<Harness, LoadError> {
         let plugin = Plugin::load(module)?;
-        let vm_config = Arc::new(VmConfig {
-            root_id: config.root_id.clone(),
-            vm_id: config.vm_id.clone(),
-            plugin_name: config.plugin_name.clone(),
-            vm_configuration: config.vm_configuration.clone(),
-            plugin_configuration: config.plugin_configuration.clone(),
-            env: config.env.clone(),
-            log_level: config.log_level,
-            callouts: Arc::new(config.callouts.clone()),
-            seed: config.seed,
-            node_id: "stakeguard-harness".to_string(),
-            node_cluster: "stakeguard".to_string(),
-        });
+        let vm_config = Arc::new(vm_config(&config));
         Ok(Harness {
             plugin,
             config,
@@ -125,6 +129,15 @@ impl Harness {
     /// The configuration.
     pub fn config(&self) -> &HarnessConfig {
         &self.config
+    }
+
+    /// This module (already compiled and linked) with another configuration.
+    pub fn reconfigure(&self, config: HarnessConfig) -> Harness {
+        Harness {
+            plugin: self.plugin.clone(),
+            vm_config: Arc::new(vm_config(&config)),
+            config,
+        }
     }
 
     /// A copy of this harness with another plugin configuration (same compiled module).

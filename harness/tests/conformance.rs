@@ -26,9 +26,8 @@ fn config(workers: usize) -> HarnessConfig {
 
 #[test]
 fn the_transcript_matches_the_golden_file() {
-    let module = common::conformance_wasm();
     let traffic = std::fs::read_to_string(common::data("conformance.jsonl")).unwrap();
-    let report = common::replay(&module, config(1), &traffic);
+    let report = common::replay_conformance(config(1), &traffic);
     let got = report.to_jsonl();
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/conformance.jsonl");
@@ -42,18 +41,16 @@ fn the_transcript_matches_the_golden_file() {
 
 #[test]
 fn the_same_replay_gives_the_same_output() {
-    let module = common::conformance_wasm();
     let traffic = std::fs::read_to_string(common::data("conformance.jsonl")).unwrap();
-    let a = common::replay(&module, config(2), &traffic).to_jsonl();
-    let b = common::replay(&module, config(2), &traffic).to_jsonl();
+    let a = common::replay_conformance(config(2), &traffic).to_jsonl();
+    let b = common::replay_conformance(config(2), &traffic).to_jsonl();
     assert_eq!(a, b);
 }
 
 #[test]
 fn headers_bodies_and_local_replies_follow_envoy() {
-    let module = common::conformance_wasm();
     let traffic = std::fs::read_to_string(common::data("conformance.jsonl")).unwrap();
-    let report = common::replay(&module, config(1), &traffic);
+    let report = common::replay_conformance(config(1), &traffic);
     let forward = &report.entries[0];
     assert_eq!(forward.outcome, Outcome::Forwarded);
     assert_eq!(forward.status, 200);
@@ -100,9 +97,8 @@ fn headers_bodies_and_local_replies_follow_envoy() {
 
 #[test]
 fn callouts_are_answered_by_the_stub_on_the_virtual_clock() {
-    let module = common::conformance_wasm();
     let traffic = std::fs::read_to_string(common::data("conformance.jsonl")).unwrap();
-    let report = common::replay(&module, config(1), &traffic);
+    let report = common::replay_conformance(config(1), &traffic);
     let callout = &report.entries[2];
     assert_eq!(callout.outcome, Outcome::Forwarded);
     assert_eq!(callout.status, 204);
@@ -124,7 +120,7 @@ fn callouts_are_answered_by_the_stub_on_the_virtual_clock() {
     let mut slow = config(1);
     slow.callouts =
         CalloutConfig::parse("[clusters.conformance_upstream]\nlatency_ms = 9000\n").unwrap();
-    let report = common::replay(&module, slow, &common::get("/callout"));
+    let report = common::replay_conformance(slow, &common::get("/callout"));
     assert_eq!(report.entries[0].callouts[0].answer, "timeout");
     assert!(
         report.entries[0]
@@ -136,7 +132,7 @@ fn callouts_are_answered_by_the_stub_on_the_virtual_clock() {
     let mut reset = config(1);
     reset.callouts =
         CalloutConfig::parse("[clusters.conformance_upstream]\nreset = true\n").unwrap();
-    let report = common::replay(&module, reset, &common::get("/callout"));
+    let report = common::replay_conformance(reset, &common::get("/callout"));
     assert!(
         report.entries[0]
             .logs
@@ -149,8 +145,7 @@ fn callouts_are_answered_by_the_stub_on_the_virtual_clock() {
 
 #[test]
 fn shared_data_cas_is_global_across_workers() {
-    let module = common::conformance_wasm();
-    let report = common::replay(&module, config(2), &common::get("/"));
+    let report = common::replay_conformance(config(2), &common::get("/"));
     let root = report.summary.root_logs.join("\n");
     // Worker 0 created the key; worker 1's set with a made-up cas now mismatches.
     assert!(root.contains("worker 0: info: on_vm_start: set_shared_data(\"conformance.created\", \"v\", cas=12345) -> Ok"), "{root}");
@@ -161,9 +156,8 @@ fn shared_data_cas_is_global_across_workers() {
 
 #[test]
 fn a_paused_stream_resumes_on_a_tick_and_an_abandoned_one_stalls() {
-    let module = common::conformance_wasm();
     let traffic = format!("{}\n{}\n", common::get("/pause"), common::get("/stall"));
-    let report = common::replay(&module, config(1), &traffic);
+    let report = common::replay_conformance(config(1), &traffic);
     let paused = &report.entries[0];
     assert_eq!(paused.outcome, Outcome::Forwarded, "{paused:?}");
     assert_eq!(paused.status, 200);

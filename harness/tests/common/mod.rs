@@ -44,6 +44,18 @@ pub fn conformance_wasm() -> Vec<u8> {
     std::fs::read(path).expect("read the conformance module")
 }
 
+/// The conformance module compiled once per test binary, reconfigured per test.
+pub fn conformance(config: HarnessConfig) -> Harness {
+    static BASE: OnceLock<Harness> = OnceLock::new();
+    BASE.get_or_init(|| Harness::new(&conformance_wasm(), HarnessConfig::default()).expect("load"))
+        .reconfigure(config)
+}
+
+/// Replays `jsonl` through the conformance module.
+pub fn replay_conformance(config: HarnessConfig, jsonl: &str) -> Report {
+    conformance(config).replay(&records(jsonl)).expect("replay")
+}
+
 /// Reads JSON Lines traffic from text.
 pub fn records(jsonl: &str) -> Vec<Record> {
     let (records, errors) = traffic::read_str(Path::new("test.jsonl"), jsonl).expect("traffic");
