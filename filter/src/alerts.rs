@@ -12,7 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use proxy_wasm::types::{LogLevel, MapType};
-use serde_json::json;
+use stakeguard_policies::json::ObjectWriter;
 use stakeguard_policies::{Event, Policy};
 
 use crate::host;
@@ -90,31 +90,41 @@ pub fn build(policy: &Policy, event: &Event, reference: &str) -> Option<Alert> {
         Some(api) => (api.owner.as_str(), api.contact.as_deref()),
         None => policy.unknown_routes_owner(),
     };
-    let body = json!([{
-        "labels": {
-            "alertname": event.kind.as_str(),
-            "api": name,
-            "version": version,
-            "owner": owner,
-            "tier": tier,
-            "severity": severity.as_str(),
-            "control": event.control.as_str(),
-            "mode": event.mode.as_str(),
-            "source": "stakeguard",
-        },
-        "annotations": {
-            "summary": format!("{} on {name} {version} ({} {}, {})", event.kind.as_str(), event.control.as_str(), event.mode.as_str(), event.outcome.as_str()),
-            "contact": contact.unwrap_or(""),
-            "reference": reference,
-            "revision": policy.revision(),
-        },
-    }]);
+    let summary = format!(
+        "{} on {name} {version} ({} {}, {})",
+        event.kind.as_str(),
+        event.control.as_str(),
+        event.mode.as_str(),
+        event.outcome.as_str()
+    );
+    let labels = ObjectWriter::new()
+        .string("alertname", event.kind.as_str())
+        .string("api", name)
+        .string("version", version)
+        .string("owner", owner)
+        .string("tier", tier)
+        .string("severity", severity.as_str())
+        .string("control", event.control.as_str())
+        .string("mode", event.mode.as_str())
+        .string("source", "stakeguard")
+        .finish();
+    let annotations = ObjectWriter::new()
+        .string("summary", &summary)
+        .string("contact", contact.unwrap_or(""))
+        .string("reference", reference)
+        .string("revision", policy.revision())
+        .finish();
+    let alert = ObjectWriter::new()
+        .raw("labels", &labels)
+        .raw("annotations", &annotations)
+        .finish();
+    let body = format!("[{alert}]");
     Some(Alert {
         cluster: notify.cluster.clone(),
         authority: notify.authority.clone(),
         path: notify.path.clone(),
         timeout_ms: notify.timeout_ms,
-        body: body.to_string(),
+        body,
     })
 }
 

@@ -1,7 +1,7 @@
 //! What the filter says about a request: the reference id, the published decision and
 //! one structured JSON log line per engine event.
 
-use serde_json::{Map, Value, json};
+use stakeguard_policies::json::ObjectWriter;
 use stakeguard_policies::{Decision, Event, Outcome, Policy};
 
 /// The longest `x-request-id` taken as the reference.
@@ -91,44 +91,36 @@ fn cut(text: &str, max: usize) -> &str {
 /// The event's JSON log line; the first key is `event` (tests and log pipelines find the
 /// lines by it).
 pub fn log_line(policy: &Policy, event: &Event, req: &RequestSummary<'_>) -> String {
-    let mut line = Map::new();
-    line.insert("control".into(), event.control.as_str().into());
-    line.insert("mode".into(), event.mode.as_str().into());
-    line.insert("outcome".into(), event.outcome.as_str().into());
-    line.insert("incident".into(), event.severity.is_some().into());
-    if let Some(severity) = event.severity {
-        line.insert("severity".into(), severity.as_str().into());
-    }
-    match event.api.and_then(|id| policy.api(id)) {
-        Some(api) => {
-            line.insert("api".into(), api.name.as_str().into());
-            line.insert("version".into(), api.version.as_str().into());
-            line.insert("owner".into(), api.owner.as_str().into());
-            line.insert("tier".into(), api.tier.as_str().into());
-        }
-        None => {
-            line.insert("api".into(), Value::Null);
-        }
+    let mut line = ObjectWriter::new()
+        .string("event", event.kind.as_str())
+        .string("control", event.control.as_str())
+        .string("mode", event.mode.as_str())
+        .string("outcome", event.outcome.as_str())
+        .boolean("incident", event.severity.is_some())
+        .string_opt("severity", event.severity.map(|s| s.as_str()));
+    if let Some(api) = event.api.and_then(|id| policy.api(id)) {
+        line = line
+            .string("api", &api.name)
+            .string("version", &api.version)
+            .string("owner", &api.owner)
+            .string("tier", &api.tier);
     }
     if let Some(key) = event.key {
-        line.insert("key".into(), format!("{key:016x}").into());
+        line = line.string("key", &format!("{key:016x}"));
     }
-    line.insert("reference".into(), req.reference.into());
-    line.insert("method".into(), cut(req.method, 16).into());
-    line.insert("path".into(), cut(req.path, 256).into());
-    line.insert("revision".into(), policy.revision().into());
-    // `event` first (the map sorts its keys): `{"event":"<kind>",` then the rest.
-    let rest = Value::Object(line).to_string();
-    format!(
-        "{{\"event\":\"{}\",{}",
-        event.kind.as_str(),
-        rest.get(1..).unwrap_or("}")
-    )
+    line.string("reference", req.reference)
+        .string("method", cut(req.method, 16))
+        .string("path", cut(req.path, 256))
+        .string("revision", policy.revision())
+        .finish()
 }
 
 /// A JSON body for local replies the filter makes itself (not the engine's).
 pub fn error_body(error: &str, reference: &str) -> String {
-    json!({ "error": error, "reference": reference }).to_string()
+    ObjectWriter::new()
+        .string("error", error)
+        .string("reference", reference)
+        .finish()
 }
 
 #[cfg(test)]

@@ -1,138 +1,32 @@
 //! From policy text to a compiled [`Policy`], collecting every mistake with its place.
 //!
-//! The document is read as JSON first, then each unit (a tier, an API, a partner, each
-//! top-level block) is deserialized on its own, so one bad API does not hide the errors
-//! of the next. Then every value serde cannot judge (durations, dates, patterns, limits,
-//! references between units) is checked. An API's controls are its tier's with the
-//! API's own fields laid over them; an error in a merged value is reported where the
-//! value was written: under `apis[i]` when the API set it, under `tiers.NAME` otherwise.
+//! The text is parsed as JSON first, then read into the document's types (see
+//! [`crate::read`]): tiers, APIs and partners one by one, so that every error keeps its
+//! index and one bad entry does not hide the next. Then every value the types cannot
+//! judge (durations, dates, patterns, limits, references between units) is checked. An
+//! API's controls are its tier's with the API's own fields laid over them; an error in a
+//! merged value is reported where the value was written: under `apis[i]` when the API
+//! set it, under `tiers.NAME` otherwise.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
-
-use crate::decision::{Action, Mode};
-use crate::error::{PolicyError, PolicyErrors};
-use crate::model::AmbiguousPathsSpec;
+use crate::decision::{Action, EventKind, Mode, Severity};
+use crate::error::PolicyErrors;
+use crate::json::Json;
 use crate::model::{
-    API_FIELDS, ApiSpec, CONTROLS_FIELDS, ControlsSpec, DOCUMENT_FIELDS, IdentitySpec,
-    LifecycleSpec, LifecycleStatus, LoginKey, NotifySpec, OnError, PartnerSpec, RateKey, StateSpec,
-    UnknownAction, UnknownRoutesSpec,
+    AmbiguousPathsSpec, ApiSpec, BindingTarget, ClaimRuleSpec, ControlsSpec, CorsSpec,
+    IdentitySpec, LifecycleSpec, LifecycleStatus, LoginKey, NotifySpec, OnError, PartnerSpec,
+    QuotaCount, QuotaKeyName, QuotaKeySpec, RateKey, StateSpec, UnknownAction, UnknownRoutesSpec,
 };
 use crate::policy::{
-    Api, ApiInfo, Auth, Body, Controls, Hardening, Identity, Lifecycle, Login, Notify, Partner,
-    PartnerMatch, Policy, RateLimit, Session, StateConfig, Unknown, UserSource, UsernameSource,
+    Api, ApiInfo, Auth, Binding, Body, ClaimRule, ClaimTest, Claims, Controls, Cors, Hardening,
+    Identity, Lifecycle, Login, Notify, OriginPattern, Ownership, Partner, PartnerMatch, Policy,
+    Quota, QuotaKey, RateLimit, Session, StateConfig, Unknown, UserSource, UsernameSource,
 };
+use crate::read::{Errors, FromJson, ObjectReader, join, nearest, quoted_list};
 use crate::routes::{AddError, RouteIndexBuilder};
 use crate::state::Table;
 use crate::units::{http_date, parse_duration, parse_rfc3339};
-
-/// The mistakes found so far, each once, in the order found.
-#[derive(Default)]
-struct Errors {
-    list: Vec<PolicyError>,
-}
-
-impl Errors {
-    fn push(&mut self, path: &str, message: impl Into<String>, hint: impl Into<String>) {
-        let error = PolicyError::new(path, message, hint);
-        if !self.list.contains(&error) {
-            self.list.push(error);
-        }
-    }
-
-    /// Deserializes one unit, reporting a failure at the exact path inside it.
-    fn parse<T: DeserializeOwned>(&mut self, value: &Value, path: &str) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(parsed) => Some(parsed),
-            Err(error) => {
-                let inner = error.path().to_string();
-                let at = if inner == "." || inner.is_empty() {
-                    path.to_owned()
-                } else {
-                    join(path, &inner)
-                };
-                let text = error.into_inner().to_string();
-                let (message, hint) = match text.split_once(", expected") {
-                    Some((message, expected)) => {
-                        (message.to_owned(), format!("expected{expected}"))
-                    }
-                    None => (text, String::new()),
-                };
-                self.push(&at, message, hint);
-                None
-            }
-        }
-    }
-
-    /// Reports every key of `object` that is not one of `allowed`, with the nearest
-    /// allowed name when the key looks like a typo of it.
-    fn check_keys(&mut self, object: &Map<String, Value>, allowed: &[&[&str]], path: &str) {
-        for key in object.keys() {
-            if allowed.iter().any(|names| names.contains(&key.as_str())) {
-                continue;
-            }
-            let all: Vec<&str> = allowed
-                .iter()
-                .flat_map(|names| names.iter().copied())
-                .collect();
-            let hint = match nearest(key, &all) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("expected one of {}", quoted_list(&all)),
-            };
-            self.push(&join(path, key), format!("unknown field `{key}`"), hint);
-        }
-    }
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    match (prefix.is_empty(), key.starts_with('[')) {
-        (true, _) => key.to_owned(),
-        (false, true) => format!("{prefix}{key}"),
-        (false, false) => format!("{prefix}.{key}"),
-    }
-}
-
-fn quoted_list<S: AsRef<str>>(names: &[S]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{}`", n.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The allowed name within two edits of `key`, if there is one.
-fn nearest<'a>(key: &str, names: &[&'a str]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|name| (edit_distance(key, name), *name))
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = i;
-        let mut next = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
-            let left = next.last().copied().unwrap_or(usize::MAX);
-            let cost = diagonal + usize::from(ca != *cb);
-            diagonal = above;
-            next.push(
-                cost.min(above.saturating_add(1))
-                    .min(left.saturating_add(1)),
-            );
-        }
-        row = next;
-    }
-    row.last().copied().unwrap_or(usize::MAX)
-}
 
 fn is_token(name: &str) -> bool {
     !name.is_empty()
@@ -151,9 +45,9 @@ fn is_header_text(value: &str) -> bool {
 /// Where a field of an API's merged controls was written: decides the error path.
 struct Origin<'a> {
     /// The tier's path (`tiers.NAME`) and its raw value.
-    tier: (String, Option<&'a Value>),
+    tier: (String, Option<&'a Json>),
     /// The API's path (`apis[i]`) and its raw value, when compiling an API.
-    api: Option<(String, &'a Value)>,
+    api: Option<(String, &'a Json)>,
 }
 
 impl Origin<'_> {
@@ -489,7 +383,7 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
     let response = spec.response.as_ref().and_then(|response| {
         let mode = resolve_mode(response.mode, default_mode);
         let mut headers = Vec::new();
-        for (name, value) in response.headers.iter().flatten() {
+        for (name, value) in response.headers.iter().flat_map(|named| named.0.iter()) {
             let path = join(&origin.path(&["response", "headers"]), name);
             if !is_token(name) {
                 errors.push(
@@ -519,19 +413,154 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                 );
             }
         }
-        let cookies = response.cookies.clone().unwrap_or_default();
+        let cookies = response.cookies.as_ref();
         (mode != Mode::Off).then_some(Hardening {
             mode,
-            secure: cookies.secure.unwrap_or(false),
-            http_only: cookies.http_only.unwrap_or(false),
-            same_site: cookies.same_site,
+            secure: cookies.and_then(|c| c.secure).unwrap_or(false),
+            http_only: cookies.and_then(|c| c.http_only).unwrap_or(false),
+            same_site: cookies.and_then(|c| c.same_site),
             headers,
             strip,
         })
     });
 
+    let ownership = spec.ownership.as_ref().and_then(|ownership| {
+        let mode = resolve_mode(ownership.mode, default_mode);
+        let mut bindings = Vec::new();
+        let bind_path = origin.path(&["ownership", "bind"]);
+        for (i, binding) in ownership.bind.iter().flatten().enumerate() {
+            let path = join(&bind_path, &format!("[{i}]"));
+            let target = match (binding.to, &binding.claim) {
+                (BindingTarget::User, None) => crate::policy::BindingTarget::User,
+                (BindingTarget::Claim, Some(claim)) if !claim.is_empty() => {
+                    crate::policy::BindingTarget::Claim(claim.clone())
+                }
+                (BindingTarget::User, Some(_)) => {
+                    errors.push(
+                        &join(&path, "claim"),
+                        "is only for `to: claim`",
+                        "remove it, or bind to a claim",
+                    );
+                    continue;
+                }
+                (BindingTarget::Claim, _) => {
+                    errors.push(
+                        &join(&path, "claim"),
+                        "missing",
+                        "name the claim that lists the caller's ids, e.g. `accounts`",
+                    );
+                    continue;
+                }
+            };
+            bindings.push(Binding {
+                param: binding.param.clone(),
+                target,
+            });
+        }
+        if bindings.is_empty() && mode != Mode::Off {
+            errors.push(
+                &bind_path,
+                "binds no parameter",
+                "e.g. [{\"param\": \"user_id\", \"to\": \"user\"}]",
+            );
+        }
+        let bypass = ownership.bypass.as_ref().and_then(|rule| {
+            compile_claim_rule(errors, rule, &origin.path(&["ownership", "bypass"]))
+        });
+        (mode != Mode::Off).then_some(Ownership {
+            mode,
+            bindings,
+            bypass,
+        })
+    });
+
+    let claims = spec.claims.as_ref().and_then(|claims| {
+        let mode = resolve_mode(claims.mode, default_mode);
+        let path = origin.path(&["claims", "require"]);
+        let require =
+            compile_claim_rules(errors, claims.require.as_deref().unwrap_or_default(), &path);
+        if require.is_empty() && mode != Mode::Off {
+            errors.push(
+                &path,
+                "requires no claim",
+                "e.g. [{\"claim\": \"scope\", \"contains\": \"transfers:write\"}]",
+            );
+        }
+        (mode != Mode::Off).then_some(Claims { mode, require })
+    });
+
+    let mut quotas = Vec::new();
+    let mut quota_names: Vec<String> = Vec::new();
+    for (i, quota) in spec.quotas.iter().flatten().enumerate() {
+        let path = join(&origin.path(&["quotas"]), &format!("[{i}]"));
+        let mode = resolve_mode(quota.mode, default_mode);
+        let name = quota.name.clone().unwrap_or_else(|| format!("quota{i}"));
+        if quota_names.contains(&name) {
+            errors.push(
+                &join(&path, "name"),
+                format!("`{name}` names two quotas"),
+                "give each quota its own name",
+            );
+        }
+        quota_names.push(name.clone());
+        let limit = at_least_one(errors, quota.limit.map(u64::from), &join(&path, "limit"));
+        let per = duration(errors, quota.per.as_deref(), &join(&path, "per"), None);
+        let key = match &quota.key {
+            None | Some(QuotaKeySpec::Named(QuotaKeyName::User)) => QuotaKey::User,
+            Some(QuotaKeySpec::Named(QuotaKeyName::ClientIp)) => QuotaKey::ClientIp,
+            Some(QuotaKeySpec::BodyField(json_pointer)) if json_pointer.starts_with('/') => {
+                QuotaKey::BodyPointer(json_pointer.clone())
+            }
+            Some(QuotaKeySpec::BodyField(json_pointer)) => {
+                errors.push(
+                    &join(&path, "key.json_pointer"),
+                    format!("`{json_pointer}` is not a JSON pointer"),
+                    "start it with `/`, e.g. `/to_account`",
+                );
+                continue;
+            }
+        };
+        let action = quota.action.unwrap_or(Action::Block);
+        if !matches!(action, Action::Block | Action::Alert) {
+            errors.push(
+                &join(&path, "action"),
+                format!("`{}` is not a quota action", action.as_str()),
+                "use `block` or `alert`",
+            );
+        }
+        let methods = compile_methods(
+            errors,
+            quota.methods.as_deref().unwrap_or_default(),
+            &join(&path, "methods"),
+        );
+        if mode == Mode::Off {
+            continue;
+        }
+        if let (Some(limit), Some(per_ms)) = (limit, per) {
+            quotas.push(Quota {
+                name,
+                mode,
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                per_ms,
+                key,
+                success_only: quota.count.unwrap_or(QuotaCount::Success) == QuotaCount::Success,
+                action,
+                methods,
+            });
+        }
+    }
+
+    let cors = spec
+        .cors
+        .as_ref()
+        .and_then(|cors| compile_cors(errors, cors, origin, default_mode));
+
     Controls {
         default_mode,
+        ownership,
+        claims,
+        quotas,
+        cors,
         on_error: spec.on_error.unwrap_or(OnError::FailClosed),
         auth,
         login,
@@ -539,31 +568,193 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
         rate_limit,
         body,
         response,
-        incidents: spec
-            .incidents
-            .iter()
-            .flatten()
-            .map(|(kind, severity)| (*kind, *severity))
-            .collect(),
+        incidents: compile_incidents(errors, spec, origin),
     }
 }
 
-/// Lays the API's control fields over its tier's: objects merge key by key, anything
-/// else replaces.
-fn overlay(base: &mut Value, top: &Value) {
-    match (base, top) {
-        (Value::Object(base), Value::Object(top)) => {
-            for (key, value) in top {
-                match base.get_mut(key) {
-                    Some(existing) => overlay(existing, value),
-                    None => {
-                        base.insert(key.clone(), value.clone());
-                    }
-                }
+/// Event names to severities; an unknown event name is a mistake, not a silent no-op.
+fn compile_incidents(
+    errors: &mut Errors,
+    spec: &ControlsSpec,
+    origin: &Origin<'_>,
+) -> Vec<(EventKind, Severity)> {
+    let mut incidents = Vec::new();
+    for (name, severity) in spec.incidents.iter().flat_map(|named| named.0.iter()) {
+        match EventKind::from_name(name) {
+            Some(kind) => incidents.push((kind, *severity)),
+            None => {
+                let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                let hint = match nearest(name, &names) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("expected one of {}", quoted_list(&names)),
+                };
+                errors.push(
+                    &origin.path(&["incidents", name]),
+                    format!("unknown event `{name}`"),
+                    hint,
+                );
             }
         }
-        (base, top) => *base = top.clone(),
     }
+    incidents
+}
+
+fn compile_claim_rule(errors: &mut Errors, spec: &ClaimRuleSpec, path: &str) -> Option<ClaimRule> {
+    if spec.claim.is_empty() {
+        errors.push(
+            &join(path, "claim"),
+            "is empty",
+            "name the claim, e.g. `scope`",
+        );
+        return None;
+    }
+    let test = match (&spec.one_of, &spec.contains, &spec.equals) {
+        (Some(values), None, None) if !values.is_empty() => ClaimTest::OneOf(values.clone()),
+        (None, Some(value), None) => ClaimTest::Contains(value.clone()),
+        (None, None, Some(value)) => ClaimTest::Equals(value.clone()),
+        _ => {
+            errors.push(
+                path,
+                "needs exactly one of `in` (a non-empty list), `contains` and `equals`",
+                "e.g. {\"claim\": \"role\", \"in\": [\"admin\"]}",
+            );
+            return None;
+        }
+    };
+    Some(ClaimRule {
+        claim: spec.claim.clone(),
+        test,
+    })
+}
+
+fn compile_claim_rules(errors: &mut Errors, specs: &[ClaimRuleSpec], path: &str) -> Vec<ClaimRule> {
+    specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rule)| compile_claim_rule(errors, rule, &join(path, &format!("[{i}]"))))
+        .collect()
+}
+
+fn compile_methods(errors: &mut Errors, methods: &[String], path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, method) in methods.iter().enumerate() {
+        if is_token(method) {
+            out.push(method.to_ascii_uppercase());
+        } else {
+            errors.push(
+                &join(path, &format!("[{i}]")),
+                format!("`{method}` is not a method"),
+                "write names such as `GET` or `POST`",
+            );
+        }
+    }
+    out
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, lowercase, no path.
+fn compile_origin(text: &str) -> Option<OriginPattern> {
+    let lower = text.to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', ' '])
+    {
+        return None;
+    }
+    match rest.strip_prefix('*') {
+        Some(suffix) if suffix.starts_with('.') && suffix.len() > 1 && !suffix.contains('*') => {
+            Some(OriginPattern::Subdomains {
+                scheme: scheme.to_owned(),
+                suffix: suffix.to_owned(),
+            })
+        }
+        Some(_) => None,
+        None if !rest.contains('*') => Some(OriginPattern::Exact(lower.clone())),
+        None => None,
+    }
+}
+
+fn compile_cors(
+    errors: &mut Errors,
+    cors: &CorsSpec,
+    origin: &Origin<'_>,
+    default_mode: Mode,
+) -> Option<Cors> {
+    let mode = resolve_mode(cors.mode, default_mode);
+    let credentials = cors.allow_credentials.unwrap_or(false);
+    let origins_path = origin.path(&["cors", "allow_origins"]);
+    let mut any_origin = false;
+    let mut origins = Vec::new();
+    for (i, text) in cors.allow_origins.iter().flatten().enumerate() {
+        let path = join(&origins_path, &format!("[{i}]"));
+        if text == "*" {
+            if credentials {
+                errors.push(
+                    &path,
+                    "`*` with `allow_credentials` would let any site act with the user's cookies",
+                    "list the origins that may send credentials",
+                );
+            }
+            any_origin = true;
+        } else if let Some(pattern) = compile_origin(text) {
+            origins.push(pattern);
+        } else {
+            errors.push(
+                &path,
+                format!("`{text}` is not an origin"),
+                "write `https://app.example.com`, `https://*.example.com` or `*`",
+            );
+        }
+    }
+    if !any_origin && origins.is_empty() && mode != Mode::Off {
+        errors.push(
+            &origins_path,
+            "allows no origin",
+            "list the browser origins that may call this API",
+        );
+    }
+    let join_list = |list: &Option<Vec<String>>, path: &str, errors: &mut Errors| {
+        list.as_ref().map(|items| {
+            for (i, item) in items.iter().enumerate() {
+                if !is_token(item) {
+                    errors.push(
+                        &join(path, &format!("[{i}]")),
+                        format!("`{item}` is not a header or method name"),
+                        "use letters, digits and `-`",
+                    );
+                }
+            }
+            items.join(", ")
+        })
+    };
+    let methods = join_list(
+        &cors.allow_methods,
+        &origin.path(&["cors", "allow_methods"]),
+        errors,
+    );
+    let headers = join_list(
+        &cors.allow_headers,
+        &origin.path(&["cors", "allow_headers"]),
+        errors,
+    );
+    let expose = join_list(
+        &cors.expose_headers,
+        &origin.path(&["cors", "expose_headers"]),
+        errors,
+    );
+    let max_age = cors
+        .max_age
+        .as_deref()
+        .and_then(|text| duration(errors, Some(text), &origin.path(&["cors", "max_age"]), None))
+        .map(|ms| (ms / 1_000).to_string());
+    (mode != Mode::Off).then_some(Cors {
+        mode,
+        any_origin,
+        origins,
+        methods,
+        headers,
+        expose,
+        credentials,
+        max_age,
+    })
 }
 
 fn compile_lifecycle(
@@ -634,11 +825,10 @@ fn compile_lifecycle(
     }
 }
 
-fn compile_identity(errors: &mut Errors, spec: &IdentitySpec) -> Identity {
-    let client = spec.client_ip.clone().unwrap_or_default();
+fn compile_identity(errors: &mut Errors, spec: Option<&IdentitySpec>) -> Identity {
+    let client = spec.and_then(|s| s.client_ip.as_ref());
     let forwarded_header = client
-        .header
-        .clone()
+        .and_then(|c| c.header.clone())
         .unwrap_or_else(|| "x-forwarded-for".to_owned())
         .to_ascii_lowercase();
     if !is_token(&forwarded_header) {
@@ -649,7 +839,12 @@ fn compile_identity(errors: &mut Errors, spec: &IdentitySpec) -> Identity {
         );
     }
     let mut user = Vec::new();
-    for (i, source) in spec.user.iter().enumerate() {
+    for (i, source) in spec
+        .and_then(|s| s.user.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let path = format!("identity.user[{i}]");
         match (&source.header, &source.cookie, &source.jwt_claim) {
             (Some(h), None, None) if is_token(h) => {
@@ -667,7 +862,7 @@ fn compile_identity(errors: &mut Errors, spec: &IdentitySpec) -> Identity {
         }
     }
     Identity {
-        trusted_hops: client.trusted_hops,
+        trusted_hops: client.and_then(|c| c.trusted_hops).unwrap_or(0),
         forwarded_header,
         user,
     }
@@ -707,7 +902,7 @@ fn compile_partner(errors: &mut Errors, spec: &PartnerSpec, path: &str) -> Optio
     Some(Partner {
         name: spec.name.clone(),
         matcher,
-        exempt: spec.exempt.clone(),
+        exempt: spec.exempt.clone().unwrap_or_default(),
     })
 }
 
@@ -719,18 +914,16 @@ pub(crate) fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
     (prefix <= max).then_some((network, prefix))
 }
 
-/// Looks up a top-level block and deserializes it when present.
-fn block<T: DeserializeOwned>(
-    errors: &mut Errors,
-    root: &Map<String, Value>,
-    key: &str,
-) -> Option<T> {
-    root.get(key).and_then(|value| errors.parse(value, key))
+/// Turns the errors found into the final result.
+fn refused(errors: Errors) -> PolicyErrors {
+    PolicyErrors {
+        errors: errors.list,
+    }
 }
 
 pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     let mut errors = Errors::default();
-    let root: Value = match serde_json::from_str(text) {
+    let root = match Json::parse(text) {
         Ok(value) => value,
         Err(error) => {
             errors.push(
@@ -738,37 +931,37 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                 format!("not valid JSON: {error}"),
                 "a policy is one JSON object",
             );
-            return Err(PolicyErrors {
-                errors: errors.list,
-            });
+            return Err(refused(errors));
         }
     };
-    let Some(root) = root.as_object() else {
-        errors.push(
-            "(document)",
-            "is not a JSON object",
-            "a policy is one JSON object with `revision`, `tiers` and `apis`",
-        );
-        return Err(PolicyErrors {
-            errors: errors.list,
-        });
+    let Some(mut top) = ObjectReader::new(&root, "", &mut errors) else {
+        return Err(refused(errors));
     };
-    errors.check_keys(root, &[DOCUMENT_FIELDS], "");
+    let revision: Option<String> = top.required("revision");
+    let identity_spec: Option<IdentitySpec> = top.optional("identity");
+    let notify_spec: Option<NotifySpec> = top.optional("notify");
+    let state_spec: Option<StateSpec> = top.optional("state");
+    let unknown_spec: Option<UnknownRoutesSpec> = top.optional("unknown_routes");
+    let ambiguous_spec: Option<AmbiguousPathsSpec> = top.optional("ambiguous_paths");
+    // Tiers, APIs and partners are read one by one below, so that every error keeps its
+    // index and one bad entry does not hide the next.
+    let tiers_raw = top.raw("tiers");
+    let apis_raw = top.raw("apis");
+    let partners_raw = top.raw("partners");
+    top.finish();
 
-    let revision: Option<String> = block(&mut errors, root, "revision");
     if revision
         .as_deref()
-        .is_none_or(|r| r.is_empty() || !is_header_text(r))
+        .is_some_and(|r| r.is_empty() || !is_header_text(r))
     {
         errors.push(
             "revision",
-            "missing or empty",
+            "is empty or has control characters",
             "label this version of the policy, e.g. \"2026-11-29.1\"",
         );
     }
-    let identity_spec: IdentitySpec = block(&mut errors, root, "identity").unwrap_or_default();
-    let identity = compile_identity(&mut errors, &identity_spec);
-    let notify = block::<NotifySpec>(&mut errors, root, "notify").and_then(|spec| {
+    let identity = compile_identity(&mut errors, identity_spec.as_ref());
+    let notify = notify_spec.and_then(|spec| {
         let am = spec.alertmanager;
         if am.cluster.is_empty() {
             errors.push(
@@ -797,7 +990,6 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
             dedupe_window_ms: dedupe?,
         })
     });
-    let state_spec: Option<StateSpec> = block(&mut errors, root, "state");
     let namespace = state_spec
         .as_ref()
         .and_then(|s| s.namespace.clone())
@@ -821,7 +1013,6 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
             "write between 1 and 1048576 slots",
         );
     }
-    let unknown_spec: Option<UnknownRoutesSpec> = block(&mut errors, root, "unknown_routes");
     let unknown = Unknown {
         action: unknown_spec
             .as_ref()
@@ -833,167 +1024,148 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
         severity: unknown_spec
             .as_ref()
             .and_then(|u| u.severity)
-            .unwrap_or(crate::decision::Severity::Ticket),
+            .unwrap_or(Severity::Ticket),
         owner: unknown_spec
             .as_ref()
             .and_then(|u| u.owner.clone())
             .unwrap_or_else(|| "unowned".to_owned()),
         contact: unknown_spec.as_ref().and_then(|u| u.contact.clone()),
     };
-    let ambiguous_mode = block::<AmbiguousPathsSpec>(&mut errors, root, "ambiguous_paths")
-        .map_or(Mode::Enforce, |a| a.mode);
+    let ambiguous_mode = ambiguous_spec.map_or(Mode::Enforce, |a| a.mode);
 
     let mut partners = Vec::new();
-    match root.get("partners") {
+    match partners_raw {
         None => {}
-        Some(Value::Array(list)) => {
-            let mut seen: HashMap<&str, usize> = HashMap::new();
+        Some(Json::Array(list)) => {
+            let mut seen: Vec<(&str, usize)> = Vec::new();
             for (i, value) in list.iter().enumerate() {
                 let path = format!("partners[{i}]");
-                if let Some(spec) = errors.parse::<PartnerSpec>(value, &path)
+                if let Some(spec) = PartnerSpec::read(value, &path, &mut errors)
                     && let Some(partner) = compile_partner(&mut errors, &spec, &path)
                 {
                     partners.push(partner);
                 }
-                if let Some(name) = value.get("name").and_then(Value::as_str)
-                    && let Some(first) = seen.insert(name, i)
-                {
-                    errors.push(
-                        &join(&path, "name"),
-                        format!("partner `{name}` is also partners[{first}]"),
-                        "give each partner one entry",
-                    );
+                if let Some(name) = value.get("name").and_then(Json::as_str) {
+                    match seen.iter().find(|(n, _)| *n == name) {
+                        Some((_, first)) => errors.push(
+                            &join(&path, "name"),
+                            format!("partner `{name}` is also partners[{first}]"),
+                            "give each partner one entry",
+                        ),
+                        None => seen.push((name, i)),
+                    }
                 }
             }
         }
-        Some(_) => errors.push(
+        Some(other) => errors.push(
             "partners",
-            "is not a list",
+            format!("expected a list, found {}", other.kind()),
             "write a JSON array of partners",
         ),
     }
 
     // Tiers: each compiled alone, so a mistake in a tier is reported once, at the tier.
-    let mut tier_values: BTreeMap<String, (&Value, bool)> = BTreeMap::new();
-    match root.get("tiers") {
-        Some(Value::Object(tiers)) => {
-            for (name, value) in tiers {
+    let mut tiers: Vec<Tier<'_>> = Vec::new();
+    match tiers_raw {
+        Some(Json::Object(fields)) => {
+            for (name, value) in fields {
                 let path = join("tiers", name);
                 let before = errors.list.len();
-                match value.as_object() {
-                    Some(object) => errors.check_keys(object, &[CONTROLS_FIELDS], &path),
-                    None => {
-                        errors.push(&path, "is not an object", "a tier is an object of controls")
-                    }
-                }
-                if let Some(spec) = errors.parse::<ControlsSpec>(value, &path) {
+                if let Some(spec) = ControlsSpec::read(value, &path, &mut errors) {
                     let origin = Origin {
                         tier: (path.clone(), Some(value)),
                         api: None,
                     };
                     compile_controls(&mut errors, &spec, &origin);
                 }
-                tier_values.insert(name.clone(), (value, errors.list.len() == before));
+                tiers.push(Tier {
+                    name,
+                    value,
+                    valid: errors.list.len() == before,
+                });
             }
         }
-        Some(_) => errors.push(
+        Some(other) => errors.push(
             "tiers",
-            "is not an object",
+            format!("expected an object, found {}", other.kind()),
             "map tier names to their controls",
         ),
-        None => errors.push(
-            "tiers",
-            "missing",
-            "define at least one tier, e.g. {\"critical\": {...}}",
-        ),
+        None => {}
     }
-    let tier_names: Vec<&str> = tier_values.keys().map(String::as_str).collect();
 
     let mut apis = Vec::new();
     let mut builder = RouteIndexBuilder::new();
     let mut route_paths: Vec<Vec<String>> = Vec::new();
-    let mut names: HashMap<(String, String), usize> = HashMap::new();
-    match root.get("apis") {
-        Some(Value::Array(list)) => {
+    let mut names: Vec<((String, String), usize)> = Vec::new();
+    match apis_raw {
+        Some(Json::Array(list)) => {
             for (i, value) in list.iter().enumerate() {
                 let path = format!("apis[{i}]");
-                let Some(object) = value.as_object() else {
-                    errors.push(
+                let Some(spec) = ApiSpec::read(value, &path, &mut errors) else {
+                    continue;
+                };
+                let Some(api) = compile_api(&mut errors, &spec, value, &path, &tiers) else {
+                    continue;
+                };
+                let id = apis.len();
+                let key = (spec.name.clone(), spec.version.clone());
+                match names.iter().find(|(k, _)| *k == key) {
+                    Some((_, first)) => errors.push(
                         &path,
-                        "is not an object",
-                        "an API is an object with `name`, `version`, `owner`, `tier` and `routes`",
-                    );
-                    continue;
-                };
-                errors.check_keys(object, &[API_FIELDS, CONTROLS_FIELDS], &path);
-                let Some(spec) = errors.parse::<ApiSpec>(value, &path) else {
-                    continue;
-                };
-                if let Some(api) =
-                    compile_api(&mut errors, &spec, value, &path, &tier_values, &tier_names)
-                {
-                    let id = apis.len();
-                    if let Some(first) = names.insert((spec.name.clone(), spec.version.clone()), i)
-                    {
-                        errors.push(
-                            &path,
-                            format!(
-                                "duplicate API `{}` version `{}`; it is also apis[{first}]",
-                                spec.name, spec.version
-                            ),
-                            "give each name and version one entry, with all its routes",
-                        );
-                    }
-                    route_paths.push(Vec::new());
-                    for (j, route) in spec.routes.iter().enumerate() {
-                        let route_path = format!("{path}.routes[{j}]");
-                        let methods = route.methods.clone().unwrap_or_default();
-                        match builder.add(route.host.as_deref(), &route.path, &methods, (id, j)) {
-                            Ok(()) => {}
-                            Err(AddError::Pattern(e)) => {
-                                errors.push(&route_path, e.message, e.hint)
-                            }
-                            Err(AddError::Conflict {
-                                existing: (other_api, other_route),
-                            }) => {
-                                let other = route_paths
-                                    .get(other_api)
-                                    .and_then(|p| p.get(other_route))
-                                    .cloned()
-                                    .unwrap_or_default();
-                                errors.push(
-                                    &route_path,
-                                    format!(
-                                        "matches the same requests as {other} (`{}`)",
-                                        route.path
-                                    ),
-                                    "make their hosts, paths or methods differ",
-                                );
-                            }
-                        }
-                        if let Some(paths) = route_paths.last_mut() {
-                            paths.push(route_path);
-                        }
-                    }
-                    if spec.routes.is_empty() {
-                        errors.push(
-                            &join(&path, "routes"),
-                            "is empty",
-                            "list at least one route, e.g. {\"path\": \"/api/v1/orders/{id}\"}",
-                        );
-                    }
-                    apis.push(api);
+                        format!(
+                            "duplicate API `{}` version `{}`; it is also apis[{first}]",
+                            spec.name, spec.version
+                        ),
+                        "give each name and version one entry, with all its routes",
+                    ),
+                    None => names.push((key, i)),
                 }
+                route_paths.push(Vec::new());
+                for (j, route) in spec.routes.iter().enumerate() {
+                    let route_path = format!("{path}.routes[{j}]");
+                    let methods = route.methods.clone().unwrap_or_default();
+                    match builder.add(route.host.as_deref(), &route.path, &methods, (id, j)) {
+                        Ok(()) => {}
+                        Err(AddError::Pattern(e)) => errors.push(&route_path, e.message, e.hint),
+                        Err(AddError::Conflict {
+                            existing: (other_api, other_route),
+                        }) => {
+                            let other = route_paths
+                                .get(other_api)
+                                .and_then(|p| p.get(other_route))
+                                .cloned()
+                                .unwrap_or_default();
+                            errors.push(
+                                &route_path,
+                                format!("matches the same requests as {other} (`{}`)", route.path),
+                                "make their hosts, paths or methods differ",
+                            );
+                        }
+                    }
+                    if let Some(paths) = route_paths.last_mut() {
+                        paths.push(route_path);
+                    }
+                }
+                if spec.routes.is_empty() {
+                    errors.push(
+                        &join(&path, "routes"),
+                        "is empty",
+                        "list at least one route, e.g. {\"path\": \"/api/v1/orders/{id}\"}",
+                    );
+                }
+                apis.push(api);
             }
         }
-        Some(_) => errors.push("apis", "is not a list", "write a JSON array of APIs"),
-        None => errors.push("apis", "missing", "list the API inventory"),
+        Some(other) => errors.push(
+            "apis",
+            format!("expected a list, found {}", other.kind()),
+            "write a JSON array of APIs",
+        ),
+        None => {}
     }
 
     if !errors.list.is_empty() {
-        return Err(PolicyErrors {
-            errors: errors.list,
-        });
+        return Err(refused(errors));
     }
     let mut tables = Vec::new();
     for api in &apis {
@@ -1011,6 +1183,9 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
         }
         if controls.session.is_some() {
             tables.push(Table::Session);
+        }
+        if !controls.quotas.is_empty() {
+            tables.push(Table::Quota);
         }
     }
     tables.sort_by_key(|t| *t as u8);
@@ -1032,13 +1207,19 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     })
 }
 
+/// A tier as written, and whether it compiled alone without mistakes.
+struct Tier<'v> {
+    name: &'v str,
+    value: &'v Json,
+    valid: bool,
+}
+
 fn compile_api(
     errors: &mut Errors,
     spec: &ApiSpec,
-    value: &Value,
+    value: &Json,
     path: &str,
-    tiers: &BTreeMap<String, (&Value, bool)>,
-    tier_names: &[&str],
+    tiers: &[Tier<'_>],
 ) -> Option<Api> {
     for (field, text) in [
         ("name", &spec.name),
@@ -1048,44 +1229,42 @@ fn compile_api(
         if text.is_empty() || !is_header_text(text) {
             errors.push(
                 &join(path, field),
-                "missing or empty",
+                "is empty or has control characters",
                 "write printable text",
             );
         }
     }
-    let Some((tier_value, tier_valid)) = tiers.get(&spec.tier) else {
+    let Some(tier) = tiers.iter().find(|t| t.name == spec.tier) else {
+        let names: Vec<&str> = tiers.iter().map(|t| t.name).collect();
         errors.push(
             &join(path, "tier"),
             format!("unknown tier `{}`", spec.tier),
-            format!("expected one of {}", quoted_list(tier_names)),
+            format!("expected one of {}", quoted_list(&names)),
         );
         return None;
     };
-    let mut merged = (*tier_value).clone();
-    if let Some(object) = value.as_object() {
-        for (key, field) in object {
-            if CONTROLS_FIELDS.contains(&key.as_str()) {
-                match merged.get_mut(key) {
-                    Some(existing) => overlay(existing, field),
-                    None => {
-                        if let Some(m) = merged.as_object_mut() {
-                            m.insert(key.clone(), field.clone());
-                        }
-                    }
-                }
-            }
-        }
+    let tier_value = tier.value;
+    let mut merged = tier_value.clone();
+    if let Json::Object(fields) = value {
+        let overrides: Vec<(String, Json)> = fields
+            .iter()
+            .filter(|(key, _)| ControlsSpec::FIELDS.contains(&key.as_str()))
+            .cloned()
+            .collect();
+        merged.overlay(&Json::Object(overrides));
     }
-    // A broken tier was reported at the tier; its APIs would only repeat its errors.
+    // The merged value holds nothing that was not already read (and reported) where it
+    // was written; a broken tier was reported at the tier, and its APIs would only
+    // repeat its errors.
     let mut discarded = Errors::default();
-    let control_errors = if *tier_valid {
+    let controls_spec = ControlsSpec::read(&merged, path, &mut discarded)?;
+    let control_errors = if tier.valid {
         &mut *errors
     } else {
         &mut discarded
     };
-    let controls_spec: ControlsSpec = control_errors.parse(&merged, path)?;
     let origin = Origin {
-        tier: (join("tiers", &spec.tier), Some(*tier_value)),
+        tier: (join("tiers", &spec.tier), Some(tier_value)),
         api: Some((path.to_owned(), value)),
     };
     let controls = compile_controls(control_errors, &controls_spec, &origin);
@@ -1095,7 +1274,35 @@ fn compile_api(
         &join(path, "lifecycle"),
         controls.default_mode,
     );
+    let route_claims = spec
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(j, route)| {
+            let path = format!("{path}.routes[{j}].require");
+            compile_claim_rules(errors, route.require.as_deref().unwrap_or_default(), &path)
+        })
+        .collect();
+    if let Some(ownership) = &controls.ownership {
+        for (i, binding) in ownership.bindings.iter().enumerate() {
+            let placeholder = format!("{{{}}}", binding.param);
+            let used = spec
+                .routes
+                .iter()
+                .any(|r| r.path.split('/').any(|segment| segment == placeholder));
+            if !used {
+                errors.push(
+                    &format!("{}[{i}].param", origin.path(&["ownership", "bind"])),
+                    format!("no route of this API has the parameter `{}`", binding.param),
+                    format!(
+                        "bind a parameter its routes use, e.g. in a route `/users/{placeholder}`"
+                    ),
+                );
+            }
+        }
+    }
     Some(Api {
+        route_claims,
         info: ApiInfo {
             name: spec.name.clone(),
             version: spec.version.clone(),

@@ -5,7 +5,7 @@
 //! filter turns into metrics, log lines and alerts. Nothing here holds a raw password,
 //! token or cookie: keys appear only as [`KeyHash`]es.
 
-use serde::{Deserialize, Serialize};
+use crate::read::spec_enum;
 
 /// A 64-bit digest of an identity key (user, client IP, session, username): enough to
 /// correlate events, never enough to recover the key.
@@ -14,104 +14,66 @@ pub type KeyHash = u64;
 /// The position of an API in the policy's inventory; see [`crate::Policy::api`].
 pub type ApiId = usize;
 
-/// A protection a request can meet. The names are stable: they appear in metrics,
-/// logs, alerts, the published decision and the policy document's `exempt` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Control {
-    /// The request path could not be normalized without ambiguity.
-    Path,
-    /// The route is in no API of the inventory (a shadow API).
-    UnknownRoute,
-    /// The API is deprecated or retired.
-    Lifecycle,
-    /// The method is not one the route accepts.
-    Method,
-    /// Required credentials are missing.
-    Auth,
-    /// The session cookie is idle or too old.
-    Session,
-    /// Failed-login lockout.
-    Login,
-    /// Requests per key per window.
-    RateLimit,
-    /// Request body size and content type.
-    Body,
-    /// Response hardening: cookie attributes, security headers, stripped headers.
-    Response,
-    /// The counter store itself (the tier's `on_error` decided).
-    Store,
-}
-
-impl Control {
-    /// The control's stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Control::Path => "path",
-            Control::UnknownRoute => "unknown_route",
-            Control::Lifecycle => "lifecycle",
-            Control::Method => "method",
-            Control::Auth => "auth",
-            Control::Session => "session",
-            Control::Login => "login",
-            Control::RateLimit => "rate_limit",
-            Control::Body => "body",
-            Control::Response => "response",
-            Control::Store => "store",
-        }
+spec_enum! {
+    /// A protection a request can meet. The names are stable: they appear in metrics,
+    /// logs, alerts, the published decision and the policy document's `exempt` lists.
+    pub enum Control {
+        /// The request path could not be normalized without ambiguity.
+        Path = "path",
+        /// The route is in no API of the inventory (a shadow API).
+        UnknownRoute = "unknown_route",
+        /// The API is deprecated or retired.
+        Lifecycle = "lifecycle",
+        /// The method is not one the route accepts.
+        Method = "method",
+        /// Required credentials are missing.
+        Auth = "auth",
+        /// The session cookie is idle or too old.
+        Session = "session",
+        /// Failed-login lockout.
+        Login = "login",
+        /// Requests per key per window.
+        RateLimit = "rate_limit",
+        /// Request body size and content type.
+        Body = "body",
+        /// Response hardening: cookie attributes, security headers, stripped headers.
+        Response = "response",
+        /// Object ownership: route parameters bound to the caller (OWASP API1).
+        Ownership = "ownership",
+        /// Function-level authorization by bearer-token claims (OWASP API5).
+        Claims = "claims",
+        /// Business-flow quotas (OWASP API6).
+        Quota = "quota",
+        /// Cross-origin requests (OWASP API8).
+        Cors = "cors",
+        /// The counter store itself (the tier's `on_error` decided).
+        Store = "store",
     }
 }
 
-/// Whether a control acts on traffic, only reports, or is switched off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// The control changes traffic: blocks, delays, rewrites.
-    #[default]
-    Enforce,
-    /// The control changes no traffic and reports what it would have done.
-    Monitor,
-    /// The control is not evaluated.
-    Off,
-}
-
-impl Mode {
-    /// The mode's name as written in the policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Monitor => "monitor",
-            Mode::Off => "off",
-        }
+spec_enum! {
+    /// Whether a control acts on traffic, only reports, or is switched off.
+    pub enum Mode {
+        /// The control changes traffic: blocks, delays, rewrites.
+        Enforce = "enforce",
+        /// The control changes no traffic and reports what it would have done.
+        Monitor = "monitor",
+        /// The control is not evaluated.
+        Off = "off",
     }
 }
 
-/// What a control does when it fires in enforce mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Answer with a local reply; the upstream never sees the request.
-    Block,
-    /// Hold the request for a while, then let it through.
-    Delay,
-    /// Let it through and raise an incident.
-    Alert,
-    /// Let it through and write a log line.
-    Log,
-}
-
-impl Action {
-    /// The action's name as written in the policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Block => "block",
-            Action::Delay => "delay",
-            Action::Alert => "alert",
-            Action::Log => "log",
-        }
+spec_enum! {
+    /// What a control does when it fires in enforce mode.
+    pub enum Action {
+        /// Answer with a local reply; the upstream never sees the request.
+        Block = "block",
+        /// Hold the request for a while, then let it through.
+        Delay = "delay",
+        /// Let it through and raise an incident.
+        Alert = "alert",
+        /// Let it through and write a log line.
+        Log = "log",
     }
 }
 
@@ -166,96 +128,67 @@ impl Outcome {
     }
 }
 
-/// How urgent an incident is; becomes the `severity` label of the alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Wake someone up.
-    Page,
-    /// Someone should look during working hours.
-    Ticket,
-    /// Worth recording as an incident, nobody needs to act.
-    Info,
-}
-
-impl Severity {
-    /// The severity's name as written in the policy and in alert labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Page => "page",
-            Severity::Ticket => "ticket",
-            Severity::Info => "info",
-        }
+spec_enum! {
+    /// How urgent an incident is; becomes the `severity` label of the alert.
+    pub enum Severity {
+        /// Wake someone up.
+        Page = "page",
+        /// Someone should look during working hours.
+        Ticket = "ticket",
+        /// Worth recording as an incident, nobody needs to act.
+        Info = "info",
     }
 }
 
-/// What happened, in the words a policy uses to say which events are incidents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A path that normalization could not make unambiguous.
-    AmbiguousPath,
-    /// A route that no API in the inventory claims.
-    ShadowApi,
-    /// A call to a deprecated API version.
-    DeprecatedApiCalled,
-    /// A call to a retired API version, or to a deprecated one past its sunset.
-    RetiredApiCalled,
-    /// A method the route does not accept.
-    MethodNotAllowed,
-    /// A request without the credentials its API requires.
-    CredentialsMissing,
-    /// A session cookie unused for longer than the idle timeout.
-    SessionIdleTimeout,
-    /// A session cookie older than the absolute timeout.
-    SessionAbsoluteTimeout,
-    /// A session cookie presented from a different client than it was issued to.
-    SessionHijackSuspected,
-    /// A login attempt that failed (counted from the response status).
-    LoginFailure,
-    /// A username or client reached its failure threshold and is locked out.
-    LoginLockout,
-    /// A login attempt by a locked-out username or client.
-    LoginLocked,
-    /// A login body too large to read the username from.
-    LoginBodyTooLarge,
-    /// A key went over its rate limit.
-    RateLimited,
-    /// A request body over the size limit.
-    BodyTooLarge,
-    /// A request body of a content type the API does not accept.
-    ContentTypeRefused,
-    /// The counter store failed.
-    StoreFailure,
-    /// The response was hardened (cookie attributes, security headers, stripped headers).
-    ResponseHardened,
-}
-
-impl EventKind {
-    /// The event's stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::AmbiguousPath => "ambiguous_path",
-            EventKind::ShadowApi => "shadow_api",
-            EventKind::DeprecatedApiCalled => "deprecated_api_called",
-            EventKind::RetiredApiCalled => "retired_api_called",
-            EventKind::MethodNotAllowed => "method_not_allowed",
-            EventKind::CredentialsMissing => "credentials_missing",
-            EventKind::SessionIdleTimeout => "session_idle_timeout",
-            EventKind::SessionAbsoluteTimeout => "session_absolute_timeout",
-            EventKind::SessionHijackSuspected => "session_hijack_suspected",
-            EventKind::LoginFailure => "login_failure",
-            EventKind::LoginLockout => "login_lockout",
-            EventKind::LoginLocked => "login_locked",
-            EventKind::LoginBodyTooLarge => "login_body_too_large",
-            EventKind::RateLimited => "rate_limited",
-            EventKind::BodyTooLarge => "body_too_large",
-            EventKind::ContentTypeRefused => "content_type_refused",
-            EventKind::StoreFailure => "store_failure",
-            EventKind::ResponseHardened => "response_hardened",
-        }
+spec_enum! {
+    /// What happened, in the words a policy uses to say which events are incidents.
+    pub enum EventKind {
+        /// A path that normalization could not make unambiguous.
+        AmbiguousPath = "ambiguous_path",
+        /// A route that no API in the inventory claims.
+        ShadowApi = "shadow_api",
+        /// A call to a deprecated API version.
+        DeprecatedApiCalled = "deprecated_api_called",
+        /// A call to a retired API version, or to a deprecated one past its sunset.
+        RetiredApiCalled = "retired_api_called",
+        /// A method the route does not accept.
+        MethodNotAllowed = "method_not_allowed",
+        /// A request without the credentials its API requires.
+        CredentialsMissing = "credentials_missing",
+        /// A session cookie unused for longer than the idle timeout.
+        SessionIdleTimeout = "session_idle_timeout",
+        /// A session cookie older than the absolute timeout.
+        SessionAbsoluteTimeout = "session_absolute_timeout",
+        /// A session cookie presented from a different client than it was issued to.
+        SessionHijackSuspected = "session_hijack_suspected",
+        /// A login attempt that failed (counted from the response status).
+        LoginFailure = "login_failure",
+        /// A username or client reached its failure threshold and is locked out.
+        LoginLockout = "login_lockout",
+        /// A login attempt by a locked-out username or client.
+        LoginLocked = "login_locked",
+        /// A login body too large to read the username from.
+        LoginBodyTooLarge = "login_body_too_large",
+        /// A key went over its rate limit.
+        RateLimited = "rate_limited",
+        /// A request body over the size limit.
+        BodyTooLarge = "body_too_large",
+        /// A request body of a content type the API does not accept.
+        ContentTypeRefused = "content_type_refused",
+        /// The counter store failed.
+        StoreFailure = "store_failure",
+        /// The response was hardened (cookie attributes, security headers, stripped headers).
+        ResponseHardened = "response_hardened",
+        /// A route parameter bound to the caller named someone else's object.
+        ObjectNotOwned = "object_not_owned",
+        /// A route that needs bearer-token claims was called without a token.
+        TokenMissing = "token_missing",
+        /// The token's claims do not allow this function.
+        ClaimsInsufficient = "claims_insufficient",
+        /// A business flow reached its quota.
+        QuotaExceeded = "quota_exceeded",
+        /// A cross-origin request from an origin the API does not allow.
+        CorsOriginRefused = "cors_origin_refused",
     }
 }
 
@@ -311,4 +244,10 @@ pub enum HeaderChange {
     Remove(String),
     /// Replace all `set-cookie` values with these (hardened) ones, in order.
     ReplaceSetCookies(Vec<String>),
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::Enforce
+    }
 }

@@ -9,8 +9,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde_json::Value;
-
+use crate::json::Json;
 use crate::policy::{Identity, Partner, PartnerMatch, UserSource};
 use crate::request::{Headers, Request};
 
@@ -64,23 +63,26 @@ pub(crate) fn user<'a>(request: &Request<'a>, identity: &Identity) -> Option<Cow
     })
 }
 
-/// A claim of the bearer token's payload, as text (strings as they are, numbers and
-/// booleans printed). The signature is not checked: see the module documentation.
-pub(crate) fn bearer_claim(headers: &dyn Headers, claim: &str) -> Option<String> {
+/// The claims of the bearer token's payload. The signature is not checked: see the
+/// module documentation.
+pub(crate) fn bearer_claims(headers: &dyn Headers) -> Option<Json> {
     let authorization = headers.get("authorization")?.trim();
     let (scheme, token) = authorization.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let payload = token.trim().split('.').nth(1)?;
-    let bytes = base64url_decode(payload)?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    match claims.get(claim)? {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
+    let claims = Json::parse_bytes(&base64url_decode(payload)?)?;
+    matches!(claims, Json::Object(_)).then_some(claims)
+}
+
+/// A claim of the bearer token's payload, as text (strings as they are, numbers and
+/// booleans as written).
+pub(crate) fn bearer_claim(headers: &dyn Headers, claim: &str) -> Option<String> {
+    bearer_claims(headers)?
+        .get(claim)?
+        .as_text()
+        .map(str::to_owned)
 }
 
 /// Decodes unpadded (or padded) base64url, as JWT segments are written.

@@ -63,6 +63,8 @@ pub(crate) struct Api {
     pub(crate) info: ApiInfo,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) controls: Controls,
+    /// Claims each route needs on top of the API's, by route index.
+    pub(crate) route_claims: Vec<Vec<ClaimRule>>,
 }
 
 #[derive(Debug)]
@@ -94,6 +96,10 @@ pub(crate) struct Controls {
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) body: Option<Body>,
     pub(crate) response: Option<Hardening>,
+    pub(crate) ownership: Option<Ownership>,
+    pub(crate) claims: Option<Claims>,
+    pub(crate) quotas: Vec<Quota>,
+    pub(crate) cors: Option<Cors>,
     pub(crate) incidents: Vec<(EventKind, Severity)>,
 }
 
@@ -104,6 +110,86 @@ impl Controls {
             .find(|(k, _)| *k == kind)
             .map(|(_, s)| *s)
     }
+}
+
+#[derive(Debug)]
+pub(crate) struct Ownership {
+    pub(crate) mode: Mode,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) bypass: Option<ClaimRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Binding {
+    pub(crate) param: String,
+    pub(crate) target: BindingTarget,
+}
+
+#[derive(Debug)]
+pub(crate) enum BindingTarget {
+    User,
+    Claim(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Claims {
+    pub(crate) mode: Mode,
+    pub(crate) require: Vec<ClaimRule>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRule {
+    pub(crate) claim: String,
+    pub(crate) test: ClaimTest,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ClaimTest {
+    OneOf(Vec<String>),
+    Contains(String),
+    Equals(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Quota {
+    pub(crate) name: String,
+    pub(crate) mode: Mode,
+    pub(crate) limit: u32,
+    pub(crate) per_ms: u64,
+    pub(crate) key: QuotaKey,
+    pub(crate) success_only: bool,
+    pub(crate) action: Action,
+    /// Uppercase; empty means any method.
+    pub(crate) methods: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) enum QuotaKey {
+    User,
+    ClientIp,
+    BodyPointer(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Cors {
+    pub(crate) mode: Mode,
+    pub(crate) any_origin: bool,
+    pub(crate) origins: Vec<OriginPattern>,
+    /// `Access-Control-Allow-Methods`, or `None` for the route's own methods.
+    pub(crate) methods: Option<String>,
+    pub(crate) headers: Option<String>,
+    pub(crate) expose: Option<String>,
+    pub(crate) credentials: bool,
+    /// Seconds, for `Access-Control-Max-Age`.
+    pub(crate) max_age: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) enum OriginPattern {
+    /// `scheme://host[:port]`, lowercase.
+    Exact(String),
+    /// `scheme://*.suffix`: the scheme and `.suffix`, lowercase.
+    Subdomains { scheme: String, suffix: String },
 }
 
 #[derive(Debug)]

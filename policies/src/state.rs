@@ -25,6 +25,8 @@ pub(crate) enum Table {
     Rate,
     /// Session activity.
     Session,
+    /// Business-flow quotas.
+    Quota,
 }
 
 impl Table {
@@ -34,6 +36,7 @@ impl Table {
             Table::LoginIp => "login-ip",
             Table::Rate => "rate",
             Table::Session => "session",
+            Table::Quota => "quota",
         }
     }
 

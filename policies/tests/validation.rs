@@ -64,7 +64,34 @@ fn a_typo_in_a_field_name_is_reported_with_a_suggestion() {
     doc["tiers"]["critical"]["login"]["windw"] = json!("15m");
     assert_eq!(
         only_error(&doc),
-        "tiers.critical.login.windw: unknown field `windw`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `body_limit`"
+        "tiers.critical.login.windw: unknown field `windw`; did you mean `window`?"
+    );
+}
+
+#[test]
+fn a_field_unlike_any_other_lists_the_fields_there_are() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["zzz"] = json!(1);
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.zzz: unknown field `zzz`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `body_limit`"
+    );
+}
+
+#[test]
+fn a_mistyped_value_suggests_the_nearest_name() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["action"] = json!("blok");
+    doc["tiers"]["critical"]["incidents"] =
+        json!({ "login_lockuot": "page", "rate_limited": "pager" });
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        vec![
+            "tiers.critical.login.action: unknown value `blok`; did you mean `block`?",
+            "tiers.critical.incidents.rate_limited: unknown value `pager`; did you mean `page`?",
+            "tiers.critical.incidents.login_lockuot: unknown event `login_lockuot`; did you mean `login_lockout`?",
+        ]
     );
 }
 
@@ -214,7 +241,7 @@ fn a_wrong_type_is_reported_at_its_path() {
     doc["apis"][1]["routes"][0]["methods"] = json!("GET");
     assert_eq!(
         only_error(&doc),
-        "apis[1].routes[0].methods: invalid type: string \"GET\"; expected a sequence"
+        "apis[1].routes[0].methods: expected a list, found a string"
     );
 }
 
@@ -260,7 +287,7 @@ fn every_mistake_is_reported_at_once() {
             "tiers.critical.rate_limit.per",
             "apis[0].tier",
             "apis[1].routes[0]",
-            "apis[2]"
+            "apis[2].owner"
         ],
     );
 }

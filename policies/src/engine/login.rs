@@ -5,13 +5,12 @@
 //! attempt: the client IP on the request headers, the username once the body is read.
 //! Each key's entry holds its failures in the current window (`count`), the window's
 //! start (`stamp`) and the end of its lockout (`until`). Usernames are compared without
-//! case and surrounding blanks, so `Alice ` cannot dodge the lockout of `alice`.
+//! ASCII case and surrounding blanks, so `Alice ` cannot dodge the lockout of `alice`.
 
 use std::borrow::Cow;
 
-use serde_json::Value;
-
 use crate::decision::{Action, Control, EventKind, Outcome, Severity, Verdict};
+use crate::json::Json;
 use crate::policy::{Login, UsernameSource};
 use crate::request::Response;
 use crate::state::{Entry, Table, key_hash};
@@ -71,7 +70,7 @@ pub(super) fn check_body(
         return None;
     }
     let username = username(source, body)?;
-    let normalized = username.trim().to_lowercase();
+    let normalized = username.trim().to_ascii_lowercase();
     if normalized.is_empty() {
         return None;
     }
@@ -126,10 +125,9 @@ fn refuse_if_locked(
 fn username<'b>(source: &UsernameSource, body: &'b [u8]) -> Option<Cow<'b, str>> {
     match source {
         UsernameSource::JsonPointer(pointer) => {
-            let document: Value = serde_json::from_slice(body).ok()?;
+            let document = Json::parse_bytes(body)?;
             match document.pointer(pointer)? {
-                Value::String(text) => Some(Cow::Owned(text.clone())),
-                Value::Number(number) => Some(Cow::Owned(number.to_string())),
+                Json::String(text) | Json::Number(text) => Some(Cow::Owned(text.clone())),
                 _ => None,
             }
         }

@@ -5,6 +5,7 @@
 //! the record. Nothing from the request is echoed back.
 
 use crate::decision::{LocalReply, Verdict};
+use crate::json::ObjectWriter;
 
 /// A local reply with a JSON body `{"error": ..., "message": ..., "reference": ...}`.
 pub(crate) fn error_reply(
@@ -14,12 +15,11 @@ pub(crate) fn error_reply(
     reference: &str,
     headers: Vec<(String, String)>,
 ) -> Verdict {
-    let body = serde_json::json!({
-        "error": error,
-        "message": message,
-        "reference": reference,
-    })
-    .to_string();
+    let body = ObjectWriter::new()
+        .string("error", error)
+        .string("message", message)
+        .string("reference", reference)
+        .finish();
     Verdict::Reply(LocalReply {
         status,
         headers,
@@ -42,9 +42,12 @@ mod tests {
         else {
             panic!("not a reply");
         };
-        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!(body["error"], "rate_limited");
-        assert_eq!(body["reference"], "a\"b");
+        let body = crate::json::Json::parse(&reply.body).unwrap();
+        assert_eq!(
+            body.get("error").and_then(|v| v.as_str()),
+            Some("rate_limited")
+        );
+        assert_eq!(body.get("reference").and_then(|v| v.as_str()), Some("a\"b"));
         assert_eq!(reply.status, 429);
     }
 

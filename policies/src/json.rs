@@ -1,0 +1,617 @@
+//! A small JSON reader and writer, written for the size of `stakeguard.wasm`.
+//!
+//! The module ships to every Envoy worker, and a general serialization framework with
+//! derived deserializers costs hundreds of kilobytes there. What the engine needs is
+//! less: parse a policy once (with line and column on a syntax error), read a few fields
+//! of untrusted bodies and bearer-token payloads (with a nesting limit), and write small
+//! objects (error bodies, log lines, alerts) with correct escaping. Numbers are kept as
+//! their text and converted on request, so no floating-point code is linked in.
+
+use std::fmt::Write as _;
+
+/// A parsed JSON value. Objects keep their keys in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Json {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number, as written.
+    Number(String),
+    /// A string, unescaped.
+    String(String),
+    /// An array.
+    Array(Vec<Json>),
+    /// An object, keys in document order (a key appears once).
+    Object(Vec<(String, Json)>),
+}
+
+/// Why a text is not JSON, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What was wrong there.
+    pub message: String,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.message, self.line, self.column
+        )
+    }
+}
+
+/// How deeply values may nest: enough for any policy, and a bound on the work an
+/// attacker's body or token can cause.
+const MAX_DEPTH: usize = 64;
+
+impl Json {
+    /// Parses a complete JSON text.
+    pub fn parse(text: &str) -> Result<Json, SyntaxError> {
+        let mut parser = Parser {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        };
+        parser.skip_blanks();
+        let value = parser.value(0)?;
+        parser.skip_blanks();
+        if parser.pos < parser.bytes.len() {
+            return Err(parser.error("unexpected text after the value"));
+        }
+        Ok(value)
+    }
+
+    /// Parses bytes that should be UTF-8 JSON; `None` for anything else.
+    pub fn parse_bytes(bytes: &[u8]) -> Option<Json> {
+        Json::parse(std::str::from_utf8(bytes).ok()?).ok()
+    }
+
+    /// A field of an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The value at an RFC 6901 JSON pointer (`""` is the value itself).
+    pub fn pointer(&self, pointer: &str) -> Option<&Json> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let mut current = self;
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            current = match current {
+                Json::Object(_) => current.get(&token)?,
+                Json::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Strings as they are, numbers and booleans as written: how an identity or a claim
+    /// compares with a path segment.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Json::String(text) | Json::Number(text) => Some(text),
+            Json::Bool(true) => Some("true"),
+            Json::Bool(false) => Some("false"),
+            _ => None,
+        }
+    }
+
+    /// What kind of value this is, for messages: "a string", "an object", ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Number(_) => "a number",
+            Json::String(_) => "a string",
+            Json::Array(_) => "a list",
+            Json::Object(_) => "an object",
+        }
+    }
+
+    /// Lays `top` over this value: objects merge key by key, anything else replaces.
+    pub fn overlay(&mut self, top: &Json) {
+        match (self, top) {
+            (Json::Object(base), Json::Object(fields)) => {
+                for (key, value) in fields {
+                    match base.iter_mut().find(|(k, _)| k == key) {
+                        Some((_, existing)) => existing.overlay(value),
+                        None => base.push((key.clone(), value.clone())),
+                    }
+                }
+            }
+            (base, top) => *base = top.clone(),
+        }
+    }
+
+    /// Writes the value as compact JSON.
+    pub fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
+            Json::Number(text) => out.push_str(text),
+            Json::String(text) => write_string(out, text),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write(out);
+                }
+                out.push(']');
+            }
+            Json::Object(fields) => {
+                out.push('{');
+                for (i, (key, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_string(out, key);
+                    out.push(':');
+                    value.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// Writes the value as indented JSON (two spaces), for files people read.
+    pub fn write_pretty(&self, out: &mut String, indent: usize) {
+        let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+        match self {
+            Json::Array(items) if !items.is_empty() => {
+                out.push_str("[\n");
+                for (i, item) in items.iter().enumerate() {
+                    pad(out, indent + 2);
+                    item.write_pretty(out, indent + 2);
+                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push(']');
+            }
+            Json::Object(fields) if !fields.is_empty() => {
+                out.push_str("{\n");
+                for (i, (key, value)) in fields.iter().enumerate() {
+                    pad(out, indent + 2);
+                    write_string(out, key);
+                    out.push_str(": ");
+                    value.write_pretty(out, indent + 2);
+                    out.push_str(if i + 1 < fields.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push('}');
+            }
+            other => other.write(out),
+        }
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        self.write(&mut out);
+        f.write_str(&out)
+    }
+}
+
+/// Writes `text` as a JSON string, escaped.
+pub fn write_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Builds a flat JSON object field by field, without an intermediate tree: for log lines
+/// and error bodies on the request path.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    out: String,
+    empty: bool,
+}
+
+impl Default for ObjectWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObjectWriter {
+    /// An empty object.
+    pub fn new() -> Self {
+        ObjectWriter {
+            out: String::from("{"),
+            empty: true,
+        }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        write_string(&mut self.out, key);
+        self.out.push(':');
+    }
+
+    /// Adds a string field.
+    pub fn string(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        write_string(&mut self.out, value);
+        self
+    }
+
+    /// Adds a string field when there is a value.
+    pub fn string_opt(self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.string(key, value),
+            None => self,
+        }
+    }
+
+    /// Adds a number field.
+    pub fn number(mut self, key: &str, value: u64) -> Self {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+        self
+    }
+
+    /// Adds a boolean field.
+    pub fn boolean(mut self, key: &str, value: bool) -> Self {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// Adds a field whose value is already JSON text (an object written by another
+    /// `ObjectWriter`).
+    pub fn raw(mut self, key: &str, json: &str) -> Self {
+        self.key(key);
+        self.out.push_str(json);
+        self
+    }
+
+    /// The finished object.
+    pub fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+struct Parser<'t> {
+    text: &'t str,
+    bytes: &'t [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn error(&self, message: &str) -> SyntaxError {
+        let before = self.text.get(..self.pos).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        SyntaxError {
+            line,
+            column,
+            message: message.to_owned(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect_word(&mut self, word: &str, value: Json) -> Result<Json, SyntaxError> {
+        if self.bytes.get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("values nest too deeply"));
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(Json::String),
+            Some(b't') => self.expect_word("true", Json::Bool(true)),
+            Some(b'f') => self.expect_word("false", Json::Bool(false)),
+            Some(b'n') => self.expect_word("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.error("expected a value")),
+            None => Err(self.error("unexpected end of text")),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Json, SyntaxError> {
+        self.pos += 1;
+        let mut fields: Vec<(String, Json)> = Vec::new();
+        self.skip_blanks();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Json::Object(fields));
+        }
+        loop {
+            self.skip_blanks();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a key in double quotes"));
+            }
+            let key_at = self.pos;
+            let key = self.string()?;
+            if fields.iter().any(|(k, _)| *k == key) {
+                self.pos = key_at;
+                return Err(self.error(&format!("duplicate key `{key}`")));
+            }
+            self.skip_blanks();
+            if self.peek() != Some(b':') {
+                return Err(self.error("expected `:` after the key"));
+            }
+            self.pos += 1;
+            self.skip_blanks();
+            let value = self.value(depth + 1)?;
+            fields.push((key, value));
+            self.skip_blanks();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Json::Object(fields));
+                }
+                _ => return Err(self.error("expected `,` or `}`")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Json, SyntaxError> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_blanks();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Json::Array(items));
+        }
+        loop {
+            self.skip_blanks();
+            items.push(self.value(depth + 1)?);
+            self.skip_blanks();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => return Err(self.error("expected `,` or `]`")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, SyntaxError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        let digits = |p: &mut Self| {
+            let from = p.pos;
+            while matches!(p.peek(), Some(b'0'..=b'9')) {
+                p.pos += 1;
+            }
+            p.pos > from
+        };
+        if self.peek() == Some(b'0') {
+            self.pos += 1;
+        } else if !digits(self) {
+            return Err(self.error("expected a digit"));
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !digits(self) {
+                return Err(self.error("expected a digit after `.`"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return Err(self.error("expected a digit in the exponent"));
+            }
+        }
+        let text = self.text.get(start..self.pos).unwrap_or_default();
+        Ok(Json::Number(text.to_owned()))
+    }
+
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let digits = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("bad `\\u` escape"))?;
+        let value = u32::from_str_radix(digits, 16).map_err(|_| self.error("bad `\\u` escape"))?;
+        self.pos += 4;
+        Ok(value)
+    }
+
+    fn string(&mut self) -> Result<String, SyntaxError> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let run_start = self.pos;
+            while let Some(byte) = self.peek() {
+                if byte == b'"' || byte == b'\\' || byte < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.push_str(self.text.get(run_start..self.pos).unwrap_or_default());
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let escaped = self.peek().ok_or_else(|| self.error("unfinished escape"))?;
+                    self.pos += 1;
+                    match escaped {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let first = self.hex4()?;
+                            let code = if (0xd800..0xdc00).contains(&first) {
+                                if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                                    return Err(self.error("lone surrogate in `\\u` escape"));
+                                }
+                                self.pos += 2;
+                                let second = self.hex4()?;
+                                if !(0xdc00..0xe000).contains(&second) {
+                                    return Err(self.error("lone surrogate in `\\u` escape"));
+                                }
+                                0x10000 + ((first - 0xd800) << 10) + (second - 0xdc00)
+                            } else {
+                                first
+                            };
+                            out.push(
+                                char::from_u32(code)
+                                    .ok_or_else(|| self.error("bad `\\u` escape"))?,
+                            );
+                        }
+                        _ => return Err(self.error("unknown escape")),
+                    }
+                }
+                Some(_) => return Err(self.error("control character in a string")),
+                None => return Err(self.error("unfinished string")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let text = r#"{"a":[1,-2.5e3,true,false,null],"b":{"c":"x\"y\\z\n\u00e9\ud83d\ude00"}}"#;
+        let value = Json::parse(text).unwrap();
+        assert_eq!(
+            value.pointer("/b/c").unwrap().as_str(),
+            Some("x\"y\\z\né😀")
+        );
+        assert_eq!(value.pointer("/a/1"), Some(&Json::Number("-2.5e3".into())));
+        let written = value.to_string();
+        assert_eq!(Json::parse(&written).unwrap(), value);
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let error = Json::parse("{\n  \"a\": tru\n}").unwrap_err();
+        assert_eq!((error.line, error.column), (2, 8));
+        let error = Json::parse("{\"a\":1,\"a\":2}").unwrap_err();
+        assert_eq!(error.message, "duplicate key `a`");
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "01",
+            "1.",
+            "\"\\x\"",
+            "\"a\nb\"",
+            "[1] 2",
+            "\"\\ud800\"",
+        ] {
+            assert!(Json::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert_eq!(
+            Json::parse(&deep).unwrap_err().message,
+            "values nest too deeply"
+        );
+        let fine = "[".repeat(60) + &"]".repeat(60);
+        assert!(Json::parse(&fine).is_ok());
+    }
+
+    #[test]
+    fn pointers_follow_rfc_6901() {
+        let value = Json::parse(r#"{"a/b":{"m~n":[10,20]}}"#).unwrap();
+        assert_eq!(
+            value.pointer("/a~1b/m~0n/1").and_then(Json::as_text),
+            Some("20")
+        );
+        assert_eq!(value.pointer(""), Some(&value));
+        assert_eq!(value.pointer("a"), None);
+        assert_eq!(value.pointer("/a~1b/m~0n/9"), None);
+    }
+
+    #[test]
+    fn overlay_merges_objects_and_replaces_the_rest() {
+        let mut base = Json::parse(r#"{"a":{"x":1,"y":2},"b":[1]}"#).unwrap();
+        base.overlay(&Json::parse(r#"{"a":{"y":3,"z":4},"b":[2]}"#).unwrap());
+        assert_eq!(base.to_string(), r#"{"a":{"x":1,"y":3,"z":4},"b":[2]}"#);
+    }
+
+    #[test]
+    fn the_object_writer_escapes() {
+        let text = ObjectWriter::new()
+            .string("k", "a\"b\u{1}")
+            .number("n", 7)
+            .boolean("t", true)
+            .finish();
+        assert_eq!(text, r#"{"k":"a\"b\u0001","n":7,"t":true}"#);
+        assert_eq!(
+            Json::parse(&text).unwrap().get("k").and_then(Json::as_str),
+            Some("a\"b\u{1}")
+        );
+    }
+}
