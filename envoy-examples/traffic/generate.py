@@ -86,8 +86,25 @@ def bank_login(rec, t, conn, ip, user, password):
     return sid
 
 
-def customer_headers(user, sid, extra=()):
-    headers = [("authorization", f"Bearer tok-{user}"), ("x-user-id", user), ("user-agent", "BankApp/5.2"),
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token(user, scope="accounts:read transfers:write", roles=None):
+    """A bearer token as Envoy's jwt_authn passes it on (the signature is its business)."""
+    claims = {"sub": user, "accounts": ACCOUNTS.get(user, []), "scope": scope}
+    if roles:
+        claims["roles"] = roles
+    header = b64url(b'{"alg":"RS256","kid":"bank-2026"}')
+    return f"{header}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}.c2lnbmF0dXJl"
+
+
+ACCOUNTS = {user: [str(1000 + 10 * i + k) for k in range(3)]
+            for i, user in enumerate(["alice", "bob", "carol", "dave", "erin", "frank", "mallory", "aggregator"])}
+
+
+def customer_headers(user, sid, extra=(), scope="accounts:read transfers:write", roles=None):
+    headers = [("authorization", f"Bearer {token(user, scope, roles)}"), ("x-user-id", user), ("user-agent", "BankApp/5.2"),
                ("accept", "application/json")]
     if sid:
         headers.append(("cookie", f"sid={sid}; theme=dark"))
@@ -105,10 +122,13 @@ def bank_customer_session(rec, t, user, ip, requests):
         if choice < 0.35:
             rec.add(t, conn, "GET", BANK, "/api/v2/accounts", customer_headers(user, sid), source=src,
                     response_headers=UPSTREAM_HEADERS + [["set-cookie", f"last_view=accounts; Path=/"]])
-        elif choice < 0.65:
-            acct = rec.rng.randrange(1000, 9999)
+        elif choice < 0.6:
+            acct = rec.rng.choice(ACCOUNTS[user])
             rec.add(t, conn, "GET", BANK, f"/api/v2/accounts/{acct}?expand=balance", customer_headers(user, sid), source=src,
                     response_body=json_body({"id": acct, "balance": rec.rng.randrange(100, 99999)}))
+        elif choice < 0.65:
+            rec.add(t, conn, "GET", BANK, f"/api/v2/users/{user}/profile", customer_headers(user, sid), source=src,
+                    response_body=json_body({"user": user}))
         elif choice < 0.8:
             body = json_body({"from": rec.rng.randrange(1000, 9999), "to": rec.rng.randrange(1000, 9999), "amount": rec.rng.randrange(5, 500)})
             rec.add(t, conn, "POST", BANK, "/api/v2/transfers",
@@ -166,14 +186,14 @@ def bank():
     # Zombie APIs: the deprecated v1 (annotated) and the retired v0 (410).
     for k in range(6):
         user = ["alice", "bob"][k % 2]
-        rec.add(1_100_000 + k * 5_000, rec.connection(), "GET", BANK, f"/api/v1/accounts/{3000 + k}", customer_headers(user, None),
+        rec.add(1_100_000 + k * 5_000, rec.connection(), "GET", BANK, f"/api/v1/accounts/{ACCOUNTS[user][k % 3]}", customer_headers(user, None),
                 source=f"203.0.113.{10 + k % 2}:33000")
     for k in range(3):
         rec.add(1_140_000 + k * 5_000, rec.connection(), "GET", BANK, f"/api/v0/statements/2026/{k + 1:02d}",
                 customer_headers("legacy-batch", None), source="10.20.0.5:45000")
 
     # Wrong methods and missing credentials.
-    rec.add(1_200_000, rec.connection(), "DELETE", BANK, "/api/v2/accounts/1234", customer_headers("bob", None), source="203.0.113.11:1")
+    rec.add(1_200_000, rec.connection(), "DELETE", BANK, f"/api/v2/accounts/{ACCOUNTS['bob'][0]}", customer_headers("bob", None), source="203.0.113.11:1")
     rec.add(1_201_000, rec.connection(), "PUT", BANK, "/api/v2/transfers", customer_headers("bob", None), source="203.0.113.11:2")
     for k in range(3):
         rec.add(1_210_000 + k * 1_000, rec.connection(), "GET", BANK, "/api/v2/accounts", [("user-agent", "curl/8.5.0")],
@@ -197,10 +217,34 @@ def bank():
     rec.add(end + 30_000, rec.connection(), "GET", BANK, "/api/v2/accounts", customer_headers("bob", sid),
             source="198.51.100.123:4444")
 
+    # Broken object level authorization: mallory walks other customers' account numbers
+    # and profiles (403, paging the owner), then support reads one legitimately.
+    conn = rec.connection()
+    for k, acct in enumerate(["1000", "1011", "1022", "1040"]):
+        rec.add(1_400_000 + k * 900, conn, "GET", BANK, f"/api/v2/accounts/{acct}", customer_headers("mallory", None),
+                source="198.51.100.77:41001", response_body=json_body({"id": acct, "balance": 123}))
+    rec.add(1_404_000, conn, "GET", BANK, "/api/v2/users/alice/profile", customer_headers("mallory", None),
+            source="198.51.100.77:41001")
+    rec.add(1_410_000, rec.connection(), "GET", BANK, "/api/v2/accounts/1000", customer_headers("sam", None, roles=["support"]),
+            source="10.40.0.3:5000")
+    # Function-level authorization: a read-only token tries a transfer (403).
+    body = json_body({"from": 1000, "to": 1011, "amount": 900})
+    rec.add(1_420_000, rec.connection(), "POST", BANK, "/api/v2/transfers",
+            customer_headers("frank", None, [("content-type", "application/json"), ("content-length", str(len(body)))], scope="accounts:read"),
+            body=body, source="203.0.113.15:7000", status=201)
+    # CORS: the web app's preflight and request, and a foreign site's.
+    for k, origin in enumerate(["https://app.bank.example", "https://evil.example"]):
+        rec.add(1_430_000 + k * 1_000, rec.connection(), "OPTIONS", BANK, "/api/v2/accounts/1000",
+                [("origin", origin), ("access-control-request-method", "GET"), ("access-control-request-headers", "authorization")],
+                source="203.0.113.10:7100", status=204, response_headers=[["allow", "GET"]], response_body="")
+        rec.add(1_430_500 + k * 1_000, rec.connection(), "GET", BANK, "/api/v2/accounts/1000",
+                customer_headers("alice", None, [("origin", origin)]), source="203.0.113.10:7101",
+                response_headers=UPSTREAM_HEADERS + [["access-control-allow-origin", origin], ["access-control-allow-credentials", "true"]])
+
     # The mTLS aggregator partner polls accounts quickly: exempt from the rate limit.
     conn = rec.connection()
     for k in range(70):
-        rec.add(1_500_000 + k * 500, conn, "GET", BANK, f"/api/v2/accounts/{5000 + k % 7}", customer_headers("aggregator", None),
+        rec.add(1_500_000 + k * 500, conn, "GET", BANK, f"/api/v2/accounts/{ACCOUNTS['aggregator'][k % 3]}", customer_headers("aggregator", None),
                 source="10.30.0.9:52000", peer_uri_san="spiffe://partners.example/aggregator")
     return rec.sorted()
 
@@ -284,6 +328,13 @@ def retailer():
     for k in range(10):
         add(520_000 + k * 300, "POST", SHOP, "/api/v3/cart/items", "198.51.100.7", [("content-type", "application/json"), ("cookie", "uid=wh1")],
             body=json_body({"restock": k}))
+
+    # Browsers: the shop's own preflight for the cart, and a foreign site reading the
+    # catalogue (the catalogue tier only reports it).
+    add(590_000, "OPTIONS", SHOP, "/api/v3/cart/items", "203.0.113.41",
+        [("origin", "https://shop.example.com"), ("access-control-request-method", "POST"), ("access-control-request-headers", "content-type")],
+        status=204, response_body="")
+    add(590_500, "GET", "eu.shop.example.com", "/api/v1/products/77", "203.0.113.99", [("origin", "https://price-scraper.example")])
 
     # Scanners and an oversized product query (monitor mode reports, lets through).
     for k, path in enumerate(["/wp-login.php", "/api/v2/products", "/.git/config"]):

@@ -538,7 +538,6 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
         }
         if let (Some(limit), Some(per_ms)) = (limit, per) {
             quotas.push(Quota {
-                name,
                 mode,
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 per_ms,

@@ -246,6 +246,7 @@ pub enum HeaderChange {
     ReplaceSetCookies(Vec<String>),
 }
 
+#[expect(clippy::derivable_impls, reason = "spec_enum! writes the enum's derives")]
 impl Default for Mode {
     fn default() -> Self {
         Mode::Enforce

@@ -152,7 +152,6 @@ pub(crate) enum ClaimTest {
 
 #[derive(Debug)]
 pub(crate) struct Quota {
-    pub(crate) name: String,
     pub(crate) mode: Mode,
     pub(crate) limit: u32,
     pub(crate) per_ms: u64,

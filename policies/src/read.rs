@@ -153,11 +153,6 @@ impl<'v, 'e> ObjectReader<'v, 'e> {
         }
     }
 
-    /// The path of a field.
-    pub(crate) fn path_of(&self, key: &str) -> String {
-        join(&self.path, key)
-    }
-
     /// An optional field.
     pub(crate) fn optional<T: FromJson>(&mut self, key: &'static str) -> Option<T> {
         self.asked.push(key);
@@ -637,6 +632,10 @@ mod tests {
             Some("How many.")
         );
         assert_eq!(thing.get("additionalProperties"), Some(&Json::Bool(false)));
+        assert_eq!(
+            Colour::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            ["red", "dark_blue"]
+        );
         let colour = schemas.defs.get("Colour").unwrap();
         assert_eq!(
             colour.pointer("/enum/1").and_then(Json::as_str),

@@ -235,6 +235,15 @@ fn choose(
     }
 }
 
+/// Mixes a small number (an API, a quota) into a key's digest, so that the same client
+/// counts separately under each.
+pub(crate) fn salted(key: u64, salt: usize) -> u64 {
+    let salt = u64::try_from(salt).unwrap_or(u64::MAX).wrapping_add(1);
+    (key ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .rotate_left(17)
+        .max(1)
+}
+
 /// A 64-bit FNV-1a digest of a key, salted by what it is, so that the same text used as a
 /// username and as a session id lands in unrelated slots.
 pub(crate) fn key_hash(salt: &str, key: &[u8]) -> u64 {

@@ -8,7 +8,10 @@
 //! (the login username, bodies without a length), and [`Policy::on_response`] counts
 //! outcomes (failed logins, new sessions) and hardens the response.
 
+mod authorization;
+mod cors;
 mod login;
+mod quota;
 mod rate_limit;
 mod reply;
 mod response;
@@ -17,13 +20,16 @@ mod session;
 use crate::decision::{
     Action, ApiId, Control, Event, EventKind, HeaderChange, Mode, Outcome, Severity, Verdict,
 };
+use std::cell::OnceCell;
+
 use crate::host::{Clock, CounterStore, Millis, StoreError};
 use crate::identity;
+use crate::json::Json;
 use crate::model::{OnError, UnknownAction};
 use crate::path::normalize;
 use crate::policy::{Api, Lifecycle, Policy};
 use crate::request::{Request, Response};
-use crate::routes::Match;
+use crate::routes::{Found, Match};
 use crate::state::{Slots, key_hash};
 
 pub(crate) use reply::error_reply;
@@ -50,6 +56,12 @@ pub struct Stream {
     wants_response: bool,
     /// Counter updates that found their slot full (see [`crate::state`]).
     collisions: u32,
+    /// Quotas (by index) and keys to count when the upstream answers 2xx.
+    quota_pending: Vec<(usize, u64)>,
+    /// Whether a quota is keyed by a field of the body.
+    quota_body: bool,
+    /// The request's `Origin` when the policy allows it, for the CORS headers.
+    cors_origin: Option<String>,
 }
 
 /// The one decision published for a stream: the most significant thing that happened.
@@ -132,6 +144,29 @@ pub(crate) struct Context<'r, 'a> {
     pub(crate) slots: Slots<'a>,
     /// The partner the request comes from, if any.
     pub(crate) partner: Option<usize>,
+    /// The route within the API.
+    pub(crate) route: usize,
+    /// The matched route, for its template parameters.
+    pub(crate) found: Option<Found<'a, 'r, (ApiId, usize)>>,
+    /// The bearer token's claims, decoded on first use.
+    claims: OnceCell<Option<Json>>,
+}
+
+impl<'r> Context<'r, '_> {
+    /// The bearer token's claims (decoded once per request, only when a control asks).
+    pub(crate) fn claims(&self) -> Option<&Json> {
+        self.claims
+            .get_or_init(|| {
+                self.request
+                    .and_then(|r| identity::bearer_claims(r.headers))
+            })
+            .as_ref()
+    }
+
+    /// A template parameter of the matched route, still percent-encoded.
+    pub(crate) fn param(&self, name: &str) -> Option<&'r str> {
+        self.found.as_ref().and_then(|found| found.param(name))
+    }
 }
 
 impl Context<'_, '_> {
@@ -355,8 +390,18 @@ impl Policy {
                 };
             }
         };
-        let (api_id, _) = match self.index.lookup(request.authority, &path, request.method) {
-            Match::Found(found) => found.value,
+        // A CORS preflight is routed as the request it announces.
+        let preflight = cors::is_preflight(request);
+        let method = if preflight {
+            request
+                .headers
+                .get("access-control-request-method")
+                .unwrap_or(request.method)
+        } else {
+            request.method
+        };
+        let (found, method_served) = match self.index.lookup(request.authority, &path, method) {
+            Match::Found(found) => (Some(found), true),
             Match::NotFound => return self.unknown_route(stream, request),
             Match::MethodNotAllowed {
                 allow,
@@ -366,26 +411,34 @@ impl Policy {
                 let Some(api) = self.apis.get(api_id) else {
                     return Verdict::Continue;
                 };
-                let mode = api.controls.default_mode;
-                return stream
-                    .block(
-                        api,
-                        EventKind::MethodNotAllowed,
-                        Control::Method,
-                        mode,
-                        None,
-                        || {
-                            error_reply(
-                                405,
-                                "method_not_allowed",
-                                "this method is not served on this path",
-                                request.reference,
-                                vec![("allow".to_owned(), allow.to_owned())],
-                            )
-                        },
-                    )
-                    .unwrap_or(Verdict::Continue);
+                if preflight && api.controls.cors.is_some() {
+                    (None, false)
+                } else {
+                    let mode = api.controls.default_mode;
+                    return stream
+                        .block(
+                            api,
+                            EventKind::MethodNotAllowed,
+                            Control::Method,
+                            mode,
+                            None,
+                            || {
+                                error_reply(
+                                    405,
+                                    "method_not_allowed",
+                                    "this method is not served on this path",
+                                    request.reference,
+                                    vec![("allow".to_owned(), allow.to_owned())],
+                                )
+                            },
+                        )
+                        .unwrap_or(Verdict::Continue);
+                }
             }
+        };
+        let (api_id, route) = match &found {
+            Some(found) => found.value,
+            None => (stream.api.unwrap_or_default(), usize::MAX),
         };
         stream.api = Some(api_id);
         let Some(api) = self.apis.get(api_id) else {
@@ -406,15 +459,25 @@ impl Policy {
             now: clock.now_ms(),
             slots: self.slots(store),
             partner,
+            route,
+            found,
+            claims: OnceCell::new(),
         };
+        if preflight && let Some(verdict) = cors::preflight(stream, &cx, method_served) {
+            return verdict;
+        }
         stream.wants_response = api.controls.response.is_some()
             || matches!(api.lifecycle, Lifecycle::Deprecated { .. })
             || api.controls.session.is_some();
-        let checks: [fn(&mut Stream, &Context<'_, '_>) -> Option<Verdict>; 6] = [
+        let checks: [fn(&mut Stream, &Context<'_, '_>) -> Option<Verdict>; 10] = [
             lifecycle,
+            cors::check,
             credentials,
+            authorization::check_claims,
+            authorization::check_ownership,
             session::check,
             rate_limit::check,
+            quota::check,
             body_headers,
             login::check,
         ];
@@ -475,9 +538,11 @@ impl Policy {
             return Verdict::Continue;
         };
         let reference = std::mem::take(&mut stream.reference);
+        // The buffer may be larger than the limit (another control asked for more), so
+        // the size is checked against the limit itself, not only by truncation.
         if stream.body_size_check
-            && !complete
             && let Some(limit) = &cx.api.controls.body
+            && (!complete || limit.max_bytes.is_some_and(|max| body.len() as u64 > max))
             && !cx.exempt(Control::Body)
             && let Some(verdict) = stream.block(
                 cx.api,
@@ -499,6 +564,7 @@ impl Policy {
             return verdict;
         }
         login::check_body(stream, &cx, &reference, body, complete)
+            .or_else(|| quota::check_body(stream, &cx, &reference, body))
             .unwrap_or_else(|| stream.pending_delay())
     }
 
@@ -515,7 +581,9 @@ impl Policy {
         };
         let mut changes = Vec::new();
         login::count(stream, &cx, response);
+        quota::count_success(stream, &cx, response);
         session::observe_issued(stream, &cx, response);
+        cors::respond(stream, cx.api, &mut changes);
         response::lifecycle_headers(&cx, &mut changes);
         response::harden(stream, &cx, response, &mut changes);
         changes
@@ -538,6 +606,9 @@ impl Policy {
             now: clock.now_ms(),
             slots: self.slots(store),
             partner: None,
+            route: usize::MAX,
+            found: None,
+            claims: OnceCell::new(),
         })
     }
 }

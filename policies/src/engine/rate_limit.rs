@@ -10,7 +10,7 @@ use std::cell::Cell;
 use crate::decision::{Control, EventKind, Verdict};
 use crate::identity;
 use crate::model::RateKey;
-use crate::state::{Entry, Table, key_hash};
+use crate::state::{Entry, Table, key_hash, salted};
 
 use super::reply::{error_reply, retry_after_seconds};
 use super::{Context, Stream};
@@ -35,8 +35,7 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
         RateKey::Api => key_hash("api", b""),
     };
     // Every API counts separately, even for the same client.
-    let api_salt = u64::try_from(cx.api_id).unwrap_or(u64::MAX).wrapping_add(1);
-    let key = (key ^ api_salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)).max(1);
+    let key = salted(key, cx.api_id);
 
     let per = limit.per_ms;
     let now = cx.now;
