@@ -352,6 +352,16 @@ impl Envoy {
         self.admin_port
     }
 
+    /// The process id (a restarted Envoy would be another process).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (it is never restarted by these tests).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The run's files.
     pub fn paths(&self) -> &Paths {
         &self.paths

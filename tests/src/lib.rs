@@ -11,9 +11,11 @@
 //! - [`upstream::Upstream`] is the backend the routes point at: it echoes what it
 //!   received, answers login attempts by password, and can be told what to return;
 //! - [`client`] sends one request per connection and returns status, headers and body;
-//! - [`stats`] reads `/stats/prometheus` lines with their labels.
+//! - [`stats`] reads `/stats/prometheus` lines with their labels;
+//! - [`ecds`] delivers the filter's configuration through a watched file (hot reload).
 
 pub mod client;
+pub mod ecds;
 pub mod envoy;
 pub mod stats;
 pub mod upstream;
