@@ -249,9 +249,20 @@ impl HttpContext for Stream {
         find(&headers, ":path")
             .unwrap_or("")
             .clone_into(&mut self.path);
-        let source = match host::get_property(&["source", "address"]) {
+        // Each property is a host call: read only what the policy can use.
+        let property = |path: &[&str]| match host::get_property(path) {
             Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
             _ => None,
+        };
+        let source = if self.policy.needs_source_address() {
+            property(&["source", "address"])
+        } else {
+            None
+        };
+        let peer_uri_san = if self.policy.needs_peer_certificate() {
+            property(&["connection", "uri_san_peer_certificate"])
+        } else {
+            None
         };
         let authority = find(&headers, ":authority")
             .or_else(|| find(&headers, "host"))
@@ -262,7 +273,7 @@ impl HttpContext for Stream {
             path: &self.path,
             headers: &headers,
             source_address: source.as_deref(),
-            peer_uri_san: None,
+            peer_uri_san: peer_uri_san.as_deref(),
             reference: &self.reference,
         };
         let (engine, verdict) = self.policy.on_request(&request, &now, &self.store);

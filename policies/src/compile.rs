@@ -1189,6 +1189,12 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     }
     tables.sort_by_key(|t| *t as u8);
     tables.dedup();
+    // Every counter table may be keyed by the client (the user key falls back to it),
+    // and so may sessions bound to it and CIDR partners.
+    let needs_source_address = !tables.is_empty()
+        || partners
+            .iter()
+            .any(|p| matches!(p.matcher, PartnerMatch::Cidr { .. }));
     Ok(Policy {
         revision: revision.unwrap_or_default(),
         apis,
@@ -1203,6 +1209,7 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
             slots,
             tables,
         },
+        needs_source_address,
     })
 }
 

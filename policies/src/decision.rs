@@ -246,7 +246,10 @@ pub enum HeaderChange {
     ReplaceSetCookies(Vec<String>),
 }
 
-#[expect(clippy::derivable_impls, reason = "spec_enum! writes the enum's derives")]
+#[expect(
+    clippy::derivable_impls,
+    reason = "spec_enum! writes the enum's derives"
+)]
 impl Default for Mode {
     fn default() -> Self {
         Mode::Enforce

@@ -25,6 +25,7 @@ pub struct Policy {
     pub(crate) ambiguous_mode: Mode,
     pub(crate) notify: Option<Notify>,
     pub(crate) state: StateConfig,
+    pub(crate) needs_source_address: bool,
 }
 
 /// Who an API belongs to and what is at stake: the labels on every event about it.
@@ -334,6 +335,21 @@ impl Policy {
     /// The owner and contact told about shadow APIs (requests that match no API).
     pub fn unknown_routes_owner(&self) -> (&str, Option<&str>) {
         (&self.unknown.owner, self.unknown.contact.as_deref())
+    }
+
+    /// Whether any decision can depend on the client's address (counters keyed by it,
+    /// sessions bound to it, CIDR partners), so the host reads `source.address` only
+    /// then: every property is a trip across the Wasm boundary.
+    pub fn needs_source_address(&self) -> bool {
+        self.needs_source_address
+    }
+
+    /// Whether a partner is recognized by its mTLS certificate, so the host reads
+    /// `connection.uri_san_peer_certificate` only then.
+    pub fn needs_peer_certificate(&self) -> bool {
+        self.partners
+            .iter()
+            .any(|p| matches!(p.matcher, PartnerMatch::UriSan(_)))
     }
 
     /// The shared-data keys of every counter slot this policy uses. Envoy's shared data

@@ -67,22 +67,20 @@ pub(super) fn harden(
     if would_change.is_empty() {
         return;
     }
-    // Hardening is routine, not an incident: one event says the response was changed
-    // (or, in monitor mode, would have been).
-    let outcome = match hardening.mode {
-        Mode::Enforce => Outcome::Annotated,
-        _ => Outcome::Logged,
-    };
-    stream.raise(
-        EventKind::ResponseHardened,
-        Control::Response,
-        hardening.mode,
-        outcome,
-        None,
-        None,
-    );
+    // Hardening every response is routine: enforced, it changes headers silently (no
+    // event, no log line, nothing to publish); in monitor mode one event says what it
+    // would have changed, which is what a team wants to see before switching it on.
     if hardening.mode == Mode::Enforce {
         changes.append(&mut would_change);
+    } else {
+        stream.raise(
+            EventKind::ResponseHardened,
+            Control::Response,
+            hardening.mode,
+            Outcome::Logged,
+            None,
+            None,
+        );
     }
 }
 
