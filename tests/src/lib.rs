@@ -12,8 +12,10 @@
 //!   received, answers login attempts by password, and can be told what to return;
 //! - [`client`] sends one request per connection and returns status, headers and body;
 //! - [`stats`] reads `/stats/prometheus` lines with their labels;
-//! - [`ecds`] delivers the filter's configuration through a watched file (hot reload).
+//! - [`ecds`] delivers the filter's configuration through a watched file (hot reload);
+//! - [`alertmanager`] runs a real Prometheus Alertmanager and reads back its alerts.
 
+pub mod alertmanager;
 pub mod client;
 pub mod ecds;
 pub mod envoy;
