@@ -22,7 +22,7 @@ demo: toolchain wasm cli
 ## tests on wasm32, the harness and the real-Envoy tests.
 test: setup lint wasm conformance test-native test-wasm
 
-setup: toolchain envoy
+setup: toolchain envoy alertmanager
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
