@@ -107,3 +107,35 @@ fn the_standalone_example_validates_and_uses_the_tests_stats_tags() {
         );
     }
 }
+
+/// The policy inside the standalone example is the bank example, so the example shows
+/// what the rest of the project documents and tests.
+#[test]
+fn the_standalone_example_carries_the_bank_policy() {
+    let root = stakeguard_tests::repo_root();
+    let yaml = std::fs::read_to_string(root.join("envoy-examples/standalone/envoy.yaml")).unwrap();
+    let start = yaml.find("value: |\n").expect("an inline policy") + "value: |\n".len();
+    let block: Vec<&str> = yaml[start..]
+        .lines()
+        .take_while(|line| line.is_empty() || line.starts_with(&" ".repeat(20)))
+        .collect();
+    let embedded: serde_json::Value = serde_json::from_str(&block.join("\n")).unwrap();
+    let bank: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("policies/examples/bank.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        embedded, bank,
+        "envoy-examples/standalone/envoy.yaml embeds an old bank policy"
+    );
+    let jwt = yaml
+        .find("envoy.filters.http.jwt_authn")
+        .expect("jwt_authn in the example");
+    let wasm = yaml
+        .find("envoy.filters.http.wasm")
+        .expect("stakeguard in the example");
+    assert!(
+        jwt < wasm,
+        "jwt_authn must verify tokens before stakeguard reads their claims"
+    );
+}
