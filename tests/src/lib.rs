@@ -13,12 +13,14 @@
 //! - [`client`] sends one request per connection and returns status, headers and body;
 //! - [`stats`] reads `/stats/prometheus` lines with their labels;
 //! - [`ecds`] delivers the filter's configuration through a watched file (hot reload);
-//! - [`alertmanager`] runs a real Prometheus Alertmanager and reads back its alerts.
+//! - [`alertmanager`] runs a real Prometheus Alertmanager and reads back its alerts;
+//! - [`openapi`] validates Kubernetes manifests against a CRD's OpenAPI v3 schema.
 
 pub mod alertmanager;
 pub mod client;
 pub mod ecds;
 pub mod envoy;
+pub mod openapi;
 pub mod stats;
 pub mod upstream;
 pub mod wait;
