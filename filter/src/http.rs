@@ -152,7 +152,11 @@ impl Stream {
             }
             Verdict::Delay(ms) => {
                 let mut worker = self.worker.borrow_mut();
-                let held = worker.pause(self.id, now.saturating_add(ms));
+                let held = worker.pause(
+                    self.id,
+                    now.saturating_add(ms),
+                    self.policy.max_delayed_streams(),
+                );
                 worker.schedule_tick();
                 drop(worker);
                 if held {
@@ -163,7 +167,7 @@ impl Stream {
                         LogLevel::Warn,
                         &format!(
                             "stakeguard: {} streams already paused; not delaying {}",
-                            crate::root::PAUSED_CAP,
+                            self.policy.max_delayed_streams(),
                             self.reference
                         ),
                     );

@@ -20,8 +20,6 @@ use crate::http::{Refusal, Stream};
 use crate::metrics::{self, Batch};
 use crate::store;
 
-/// Paused (delayed) streams a worker holds at most; past it a delay is not carried out.
-pub const PAUSED_CAP: usize = 1024;
 /// Tick period while streams are paused.
 const TICK_PAUSED_MS: u32 = 50;
 /// Tick period while only metrics or alerts wait.
@@ -43,9 +41,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Holds a stream until `until_ms`; false when the cap is reached.
-    pub fn pause(&mut self, context_id: u32, until_ms: u64) -> bool {
-        if self.paused.len() >= PAUSED_CAP {
+    /// Holds a stream until `until_ms`; false when `cap` streams are held already (the
+    /// policy's `state.max_delayed`).
+    pub fn pause(&mut self, context_id: u32, until_ms: u64, cap: usize) -> bool {
+        if self.paused.len() >= cap {
             self.metrics.add(metrics::PAUSED_CAP_HITS, 1);
             return false;
         }

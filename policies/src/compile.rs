@@ -1004,6 +1004,17 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
             "use letters, digits, `-` and `_`",
         );
     }
+    let max_delayed = state_spec
+        .as_ref()
+        .and_then(|s| s.max_delayed)
+        .unwrap_or(1024);
+    if max_delayed == 0 {
+        errors.push(
+            "state.max_delayed",
+            "is 0",
+            "to never delay, use `block` or `alert` actions; write at least 1",
+        );
+    }
     let slots = state_spec.as_ref().and_then(|s| s.slots).unwrap_or(4096);
     if !(1..=1_048_576).contains(&slots) {
         errors.push(
@@ -1210,6 +1221,7 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
             tables,
         },
         needs_source_address,
+        max_delayed: usize::try_from(max_delayed).unwrap_or(usize::MAX),
     })
 }
 

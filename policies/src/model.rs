@@ -102,14 +102,15 @@ spec_struct! {
         /// Slots per counter table (each holds two keys); 4096 by default. The memory bound
         /// of per-key state is `tables × slots × 2` entries whatever keys clients send.
         slots: opt u32,
+        /// Delayed requests one worker holds at most (1024 by default); past it a delay
+        /// is not carried out (the request goes on at once, and `stakeguard.paused.cap_hits`
+        /// counts it), so an attacker cannot pile up held connections without bound.
+        max_delayed: opt u32,
     }
 }
 
 spec_struct! {
     /// A bundle of controls: what a tier sets, and what an API may override field by field.
-    ///
-    /// Unknown fields are refused by [`crate::compile`] (serde cannot refuse them on a struct
-    /// that [`ApiSpec`] flattens); the schema refuses them too.
     pub struct ControlsSpec {
         /// The default mode of every control in the bundle.
         mode: opt Mode,

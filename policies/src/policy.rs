@@ -26,6 +26,7 @@ pub struct Policy {
     pub(crate) notify: Option<Notify>,
     pub(crate) state: StateConfig,
     pub(crate) needs_source_address: bool,
+    pub(crate) max_delayed: usize,
 }
 
 /// Who an API belongs to and what is at stake: the labels on every event about it.
@@ -342,6 +343,11 @@ impl Policy {
     /// then: every property is a trip across the Wasm boundary.
     pub fn needs_source_address(&self) -> bool {
         self.needs_source_address
+    }
+
+    /// How many delayed requests one worker may hold at once (`state.max_delayed`).
+    pub fn max_delayed_streams(&self) -> usize {
+        self.max_delayed
     }
 
     /// Whether a partner is recognized by its mTLS certificate, so the host reads

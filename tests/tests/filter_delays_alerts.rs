@@ -113,3 +113,55 @@ fn incidents_become_deduplicated_alertmanager_alerts() {
         envoy.admin_get("/stats?filter=stakeguard.alerts")
     );
 }
+
+/// Delayed requests a worker holds are capped (`state.max_delayed`): past the cap a
+/// delay is not carried out, the request goes on at once, and the metric counts it.
+#[test]
+fn delayed_requests_past_the_cap_go_on_at_once_and_are_counted() {
+    let mut policy: serde_json::Value = serde_json::from_str(&test_policy("e2e")).unwrap();
+    policy["state"] = serde_json::json!({ "max_delayed": 2 });
+    let (_upstream, envoy) =
+        stakeguard_tests::start_filter_with(&policy.to_string(), |c| c.with_concurrency(1));
+    let attempt = |id: String| {
+        Request::post_json(
+            "/api/v1/password-reset",
+            r#"{"username":"eve","password":"wrong"}"#,
+        )
+        .header("x-request-id", &id)
+        .header("x-upstream-status", "401")
+    };
+    assert_eq!(envoy.send(&attempt("lock".to_owned())).status, 401);
+    // Six attempts at once on one worker: two are held, four are not.
+    let port = envoy.port();
+    let threads: Vec<_> = (0..6)
+        .map(|n| {
+            let request = attempt(format!("burst-{n}"));
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let response = request.send(port).unwrap();
+                (response.status, started.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        results.iter().all(|(status, _)| *status == 401),
+        "{results:?}"
+    );
+    let held = results
+        .iter()
+        .filter(|(_, took)| *took >= Duration::from_millis(450))
+        .count();
+    assert_eq!(held, 2, "only the cap's worth are held: {results:?}");
+    let hits = eventually(|| {
+        let total = sum(&envoy.prometheus(), "stakeguard_paused_cap_hits", &[]);
+        (total >= 4.0).then_some(total)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "cap hits not counted:\n{}",
+            envoy.admin_get("/stats/prometheus").unwrap_or_default()
+        )
+    });
+    assert_eq!(hits, 4.0);
+}
