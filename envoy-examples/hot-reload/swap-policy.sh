@@ -86,6 +86,8 @@ jq -n --rawfile policy "$policy" --arg wasm "$module" --arg name "$name" '
         }
       }]
     }' > "$tmp"
+# mktemp makes the file private; Envoy may run as another user.
+chmod 0644 "$tmp"
 mv -f "$tmp" "$target"
 trap - EXIT
 echo "swap-policy: $policy (revision $(jq -r '.revision // "unknown"' "$policy")) written to $target"
