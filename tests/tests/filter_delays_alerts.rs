@@ -165,3 +165,46 @@ fn delayed_requests_past_the_cap_go_on_at_once_and_are_counted() {
     });
     assert_eq!(hits, 4.0);
 }
+
+/// An Alertmanager that accepts connections and never answers: the alert times out
+/// after the policy's `timeout`, is counted as failed, and the request that raised it is
+/// answered at once all the same.
+#[test]
+fn a_silent_alertmanager_times_out_without_delaying_the_request() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    // Accept and hold connections without ever writing a byte.
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    // A long alert timeout, so that an answer held back by the alert would show.
+    let mut policy: serde_json::Value = serde_json::from_str(&test_policy("e2e")).unwrap();
+    policy["notify"]["alertmanager"]["timeout"] = "2s".into();
+    let (_upstream, envoy) = stakeguard_tests::start_filter_with(&policy.to_string(), |c| {
+        c.with_alertmanager(silent_port)
+    });
+    let started = Instant::now();
+    let retired = envoy.send(
+        &Request::get("/api/v0/statements/1")
+            .header("authorization", "Bearer t")
+            .header("x-request-id", "retired-silent"),
+    );
+    assert_eq!(retired.status, 410);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the answer does not wait for the alert: {:?}",
+        started.elapsed()
+    );
+    let failed = eventually(|| {
+        let total = sum(&envoy.prometheus(), "stakeguard_alerts_failed", &[]);
+        (total >= 1.0).then_some(total)
+    })
+    .unwrap_or_else(|| panic!("the timed-out alert is not counted:\n{}", envoy.log()));
+    assert_eq!(failed, 1.0);
+    drop(envoy);
+    drop(holder);
+}
