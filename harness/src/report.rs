@@ -144,22 +144,46 @@ impl Entry {
     }
 }
 
-/// A short label for a decision value.
-pub fn decision_label(value: &serde_json::Value) -> String {
-    if let serde_json::Value::Object(map) = value {
-        let text = |k: &str| match map.get(k) {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Null) | None => None,
-            Some(other) => Some(other.to_string()),
-        };
-        let parts: Vec<String> = ["api", "control", "mode"]
+/// The fields of a decision: a JSON object's members, or the `key=value` words of a
+/// text decision (`api=login control=rate_limit outcome=blocked ref=...`).
+pub fn decision_fields(value: &serde_json::Value) -> BTreeMap<String, String> {
+    match value {
+        serde_json::Value::Object(map) => map
             .iter()
-            .filter_map(|k| text(k))
-            .chain(text("outcome").or_else(|| text("action")))
-            .collect();
-        if !parts.is_empty() {
-            return parts.join(" ");
-        }
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect(),
+        serde_json::Value::String(s) => s
+            .split_whitespace()
+            .filter_map(|word| word.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A short label for a decision value: api, version, control, mode and outcome (or
+/// action) when present, the text itself otherwise.
+pub fn decision_label(value: &serde_json::Value) -> String {
+    let fields = decision_fields(value);
+    let parts: Vec<&str> = ["api", "version", "control", "mode"]
+        .iter()
+        .filter_map(|k| fields.get(*k).map(String::as_str))
+        .chain(
+            fields
+                .get("outcome")
+                .or_else(|| fields.get("action"))
+                .map(String::as_str),
+        )
+        .collect();
+    if !parts.is_empty() {
+        return parts.join(" ");
     }
     let text = match value {
         serde_json::Value::String(s) => s.clone(),
@@ -403,5 +427,7 @@ mod tests {
         let v = serde_json::json!({"api": "login", "control": "rate_limit", "outcome": "block", "x": 1});
         assert_eq!(decision_label(&v), "login rate_limit block");
         assert_eq!(decision_label(&serde_json::json!("allow")), "allow");
+        let text = serde_json::json!("api=login version=v2 control=login outcome=alerted ref=sg-1");
+        assert_eq!(decision_label(&text), "login v2 login alerted");
     }
 }

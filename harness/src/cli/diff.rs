@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use stakeguard_harness::Harness;
-use stakeguard_harness::report::{Entry, Report};
+use stakeguard_harness::report::{Entry, Report, decision_fields};
 
 use super::{
     CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic,
@@ -53,9 +53,11 @@ fn fate(e: &Entry) -> String {
 }
 
 fn group(e: &Entry) -> Option<String> {
-    let d = e.decision.as_ref()?;
-    let get = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let parts: Vec<String> = [get("api"), get("control")].into_iter().flatten().collect();
+    let fields = decision_fields(e.decision.as_ref()?);
+    let parts: Vec<&str> = ["api", "control"]
+        .iter()
+        .filter_map(|k| fields.get(*k).map(String::as_str))
+        .collect();
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
