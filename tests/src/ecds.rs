@@ -51,25 +51,38 @@ pub fn swap_script() -> PathBuf {
 }
 
 /// The harness CLI the swap script checks policies with: `$STAKEGUARD_CLI`, else
-/// `target/harness/stakeguard` (built by `make cli`).
+/// `target/harness/stakeguard` (`make cli`), else `target/debug/stakeguard` (which
+/// `cargo test --workspace` builds before it runs any test, for the harness's own tests).
 pub fn stakeguard_cli() -> Result<PathBuf, String> {
-    let path = std::env::var_os("STAKEGUARD_CLI")
+    if let Some(path) = std::env::var_os("STAKEGUARD_CLI")
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| crate::repo_root().join("target"));
-            target.join("harness/stakeguard")
-        });
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "the stakeguard CLI is not at {}; run `make cli` (cargo build -p stakeguard-harness \
-             --profile harness --bin stakeguard) before the hot-reload tests",
-            path.display()
-        ))
+    {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("STAKEGUARD_CLI={} is not a file", path.display()))
+        };
     }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("target"));
+    let candidates = [
+        target.join("harness/stakeguard"),
+        target.join("debug/stakeguard"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "the stakeguard CLI is not at {} or {}; run `make cli` (cargo build -p \
+             stakeguard-harness --profile harness --bin stakeguard) before the hot-reload tests",
+                candidates[0].display(),
+                candidates[1].display()
+            )
+        })
 }
 
 /// What the swap script did.
