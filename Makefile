@@ -11,7 +11,7 @@ STAKEGUARD := target/harness/stakeguard
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
 .PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt \
-        test-native test-wasm bench schema oci clean-venv
+        test-native test-wasm bench schema oci istio
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
 demo: toolchain wasm cli
@@ -65,6 +65,14 @@ test-wasm: toolchain
 ## Benchmarks: ratios measured side by side in one run, never timed assertions in tests.
 bench: toolchain wasm
 	$(CARGO) bench -p stakeguard-policies --bench decide
+
+## An OCI image of stakeguard.wasm that Istio's WasmPlugin can pull (out/oci, out/stakeguard-oci.tar).
+oci: wasm
+	$(CARGO) run -q -p stakeguard-packaging --bin stakeguard-oci -- --module $(FILTER_WASM) --out out/oci
+
+## Rewrites the Istio manifests' pluginConfig from policies/examples/bank.json.
+istio:
+	STAKEGUARD_UPDATE_ISTIO=1 $(CARGO) test -p stakeguard-tests --test istio_manifests
 
 ## Rewrites policies/policy.schema.json from the model.
 schema:

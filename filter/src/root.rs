@@ -122,7 +122,9 @@ impl Root {
                 if self.policy.is_some() {
                     "the previous policy stays in use"
                 } else {
-                    "no policy in use"
+                    // Under ECDS a new configuration gets a new root context: Envoy keeps
+                    // the previous one serving, which this context cannot see.
+                    "Envoy keeps the previous configuration, if there was one"
                 }
             ),
         );
@@ -185,14 +187,31 @@ impl RootContext for Root {
                 &format!("stakeguard: {failed} state key(s) could not be created in shared data"),
             );
         }
-        let previous = self.policy.replace(Rc::new(policy));
+        // The revision in use is remembered in shared data, not in this root context:
+        // under ECDS every new configuration gets a new root context, and the previous
+        // revision's gauge must still drop to 0.
+        let revision_key = policy.revision_key();
+        let previous = match host::get_shared_data(&revision_key) {
+            Ok(Some((bytes, _))) => String::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        if let Err(e) = host::set_shared_data(&revision_key, policy.revision().as_bytes(), 0) {
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "stakeguard: cannot record the revision in use: status {}",
+                    e.0
+                ),
+            );
+        }
+        self.policy = Some(Rc::new(policy));
         let mut worker = self.worker.borrow_mut();
         if let Some(previous) =
-            previous.filter(|p| Some(p.revision()) != self.policy.as_deref().map(Policy::revision))
+            previous.filter(|p| Some(p.as_str()) != self.policy.as_deref().map(Policy::revision))
         {
             worker
                 .metrics
-                .gauge_now(&metrics::revision_name(previous.revision()), 0);
+                .gauge_now(&metrics::revision_name(&previous), 0);
         }
         if let Some(policy) = &self.policy {
             worker

@@ -1254,10 +1254,15 @@ fn compile_api(
     }
     let Some(tier) = tiers.iter().find(|t| t.name == spec.tier) else {
         let names: Vec<&str> = tiers.iter().map(|t| t.name).collect();
+        let hint = if names.is_empty() {
+            "define it under `tiers`, e.g. {\"tiers\": {\"critical\": {...}}}".to_owned()
+        } else {
+            format!("expected one of {}", quoted_list(&names))
+        };
         errors.push(
             &join(path, "tier"),
             format!("unknown tier `{}`", spec.tier),
-            format!("expected one of {}", quoted_list(&names)),
+            hint,
         );
         return None;
     };

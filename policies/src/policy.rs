@@ -345,6 +345,12 @@ impl Policy {
         self.needs_source_address
     }
 
+    /// The shared-data key under which the host remembers the revision in use (in the
+    /// policy's namespace, so two filters in one proxy keep their own).
+    pub fn revision_key(&self) -> String {
+        format!("{}/revision", self.state.namespace)
+    }
+
     /// How many delayed requests one worker may hold at once (`state.max_delayed`).
     pub fn max_delayed_streams(&self) -> usize {
         self.max_delayed

@@ -312,6 +312,20 @@ fn a_policy_swapped_under_traffic_is_enforced_without_failures_or_restart() {
         (v >= 1.0).then_some(v)
     });
     assert!(revision_b.is_some(), "revision gauge of hot-b");
+    // The new configuration's root context knows nothing of the old one; the revision in
+    // use, kept in shared data, lets it drop the old revision's gauge.
+    let revision_a = eventually(|| {
+        let v = sum(
+            &envoy.prometheus(),
+            "stakeguard_policy",
+            &[("revision", "hot-a")],
+        );
+        (v == 0.0).then_some(v)
+    });
+    assert!(
+        revision_a.is_some(),
+        "the revision gauge of hot-a is back to 0"
+    );
 
     // The lockout made under policy A holds under B; another user logs in fine, so the
     // 429 is the lockout and not the new policy refusing logins.
