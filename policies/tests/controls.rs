@@ -11,31 +11,11 @@
 
 mod common;
 
-use common::{Host, example, req};
+use common::{Host, bank, bank_with, example, req};
 use stakeguard_policies::{
     Control, CounterStore, EventKind, HeaderChange, Mode, Outcome, Policy, Severity, StoreError,
     Verdict,
 };
-
-fn bank() -> Host {
-    Host::new(&example("bank"))
-}
-
-/// The bank policy with one JSON value set (by JSON pointer; the parent must exist).
-fn bank_with(pointer: &str, value: serde_json::Value) -> Host {
-    let mut doc: serde_json::Value = serde_json::from_str(&example("bank")).unwrap();
-    let (parent, key) = pointer.rsplit_once('/').unwrap();
-    let parent = doc
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent}"));
-    match parent {
-        serde_json::Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
-        other => {
-            other[key] = value;
-        }
-    }
-    Host::new(&doc.to_string())
-}
 
 #[test]
 fn an_ordinary_request_continues_and_reports_nothing() {

@@ -12,20 +12,8 @@
 
 mod common;
 
-use common::{Host, example, req};
+use common::{Host, bank, bank_with, example, req};
 use stakeguard_policies::{EventKind, HeaderChange, Outcome, Severity, Verdict};
-
-fn bank() -> Host {
-    Host::new(&example("bank"))
-}
-
-fn bank_with(pointer: &str, value: serde_json::Value) -> Host {
-    let mut doc: serde_json::Value = serde_json::from_str(&example("bank")).unwrap();
-    let (parent, key) = pointer.rsplit_once('/').unwrap();
-    doc.pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent}"))[key] = value;
-    Host::new(&doc.to_string())
-}
 
 fn customer(user: &str, accounts: &str, extra: &str) -> String {
     format!(

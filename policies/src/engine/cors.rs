@@ -70,25 +70,11 @@ pub(super) fn preflight(
             .as_deref()
             .is_none_or(|list| list.split(", ").any(|m| m.eq_ignore_ascii_case(method)));
     if cx.exempt(Control::Cors) || (allowed(cors, origin) && method_allowed) {
-        let mut headers = vec![
-            (
-                "access-control-allow-origin".to_owned(),
-                allow_origin(cors, origin),
-            ),
-            (
-                "access-control-allow-methods".to_owned(),
-                cors.methods.clone().unwrap_or_else(|| method.to_owned()),
-            ),
-            ("vary".to_owned(), "Origin".to_owned()),
-        ];
+        let mut headers = allow_headers(cors, origin);
+        let methods = cors.methods.clone().unwrap_or_else(|| method.to_owned());
+        headers.push(("access-control-allow-methods".to_owned(), methods));
         if let Some(allow) = &cors.headers {
             headers.push(("access-control-allow-headers".to_owned(), allow.clone()));
-        }
-        if cors.credentials {
-            headers.push((
-                "access-control-allow-credentials".to_owned(),
-                "true".to_owned(),
-            ));
         }
         if let Some(age) = &cors.max_age {
             headers.push(("access-control-max-age".to_owned(), age.clone()));
@@ -152,7 +138,26 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     )
 }
 
-/// On the response: the CORS headers for an allowed origin.
+/// The headers every answer to an allowed origin carries, preflight or not.
+fn allow_headers(cors: &Cors, origin: &str) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (
+            "access-control-allow-origin".to_owned(),
+            allow_origin(cors, origin),
+        ),
+        ("vary".to_owned(), "Origin".to_owned()),
+    ];
+    if cors.credentials {
+        headers.push((
+            "access-control-allow-credentials".to_owned(),
+            "true".to_owned(),
+        ));
+    }
+    headers
+}
+
+/// On the response: the CORS headers for an allowed origin (set, overruling the
+/// upstream's own).
 pub(super) fn respond(stream: &Stream, api: &Api, changes: &mut Vec<HeaderChange>) {
     let (Some(cors), Some(origin)) = (api.controls.cors.as_ref(), stream.cors_origin.as_ref())
     else {
@@ -161,23 +166,15 @@ pub(super) fn respond(stream: &Stream, api: &Api, changes: &mut Vec<HeaderChange
     if cors.mode != Mode::Enforce {
         return;
     }
-    changes.push(HeaderChange::Set(
-        "access-control-allow-origin".to_owned(),
-        allow_origin(cors, origin),
-    ));
-    changes.push(HeaderChange::Set("vary".to_owned(), "Origin".to_owned()));
-    if cors.credentials {
-        changes.push(HeaderChange::Set(
-            "access-control-allow-credentials".to_owned(),
-            "true".to_owned(),
-        ));
-    }
+    let mut headers = allow_headers(cors, origin);
     if let Some(expose) = &cors.expose {
-        changes.push(HeaderChange::Set(
-            "access-control-expose-headers".to_owned(),
-            expose.clone(),
-        ));
+        headers.push(("access-control-expose-headers".to_owned(), expose.clone()));
     }
+    changes.extend(
+        headers
+            .into_iter()
+            .map(|(name, value)| HeaderChange::Set(name, value)),
+    );
 }
 
 #[cfg(test)]

@@ -550,15 +550,7 @@ impl Policy {
                 Control::Body,
                 limit.mode,
                 None,
-                || {
-                    error_reply(
-                        413,
-                        "body_too_large",
-                        "the request body is larger than this API accepts",
-                        &reference,
-                        Vec::new(),
-                    )
-                },
+                || body_too_large(&reference),
             )
         {
             return verdict;
@@ -709,6 +701,17 @@ fn credentials(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
     )
 }
 
+/// The 413 answer, on the headers (by `content-length`) or on the body (measured).
+fn body_too_large(reference: &str) -> Verdict {
+    error_reply(
+        413,
+        "body_too_large",
+        "the request body is larger than this API accepts",
+        reference,
+        Vec::new(),
+    )
+}
+
 /// Body size by `content-length` and content type by `content-type`; a body sent without
 /// a length is read (up to the limit) to be measured.
 fn body_headers(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
@@ -732,15 +735,7 @@ fn body_headers(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
             Control::Body,
             limits.mode,
             stream.client,
-            || {
-                error_reply(
-                    413,
-                    "body_too_large",
-                    "the request body is larger than this API accepts",
-                    request.reference,
-                    Vec::new(),
-                )
-            },
+            || body_too_large(request.reference),
         );
         if verdict.is_some() {
             return verdict;

@@ -107,6 +107,26 @@ impl Host {
     }
 }
 
+/// A host running the bank example.
+pub fn bank() -> Host {
+    Host::new(&example("bank"))
+}
+
+/// A host running the bank example with one JSON value set by JSON pointer (the parent
+/// must exist; an array element is replaced, an object field set).
+pub fn bank_with(pointer: &str, value: serde_json::Value) -> Host {
+    let mut doc: serde_json::Value = serde_json::from_str(&example("bank")).unwrap();
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let parent = doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent}"));
+    match parent {
+        serde_json::Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+        other => other[key] = value,
+    }
+    Host::new(&doc.to_string())
+}
+
 pub struct Exchange {
     pub stream: Stream,
     pub verdict: Verdict,
