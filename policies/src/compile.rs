@@ -20,8 +20,9 @@ use crate::model::{
 };
 use crate::policy::{
     Api, ApiInfo, Auth, Binding, Body, ClaimRule, ClaimTest, Claims, Controls, Cors, Hardening,
-    Identity, Lifecycle, Login, Notify, OriginPattern, Ownership, Partner, PartnerMatch, Policy,
-    Quota, QuotaKey, RateLimit, Session, StateConfig, Unknown, UserSource, UsernameSource,
+    Identity, Lifecycle, Login, LoginLimits, Notify, OriginPattern, Ownership, Partner,
+    PartnerMatch, Policy, Quota, QuotaKey, RateLimit, Session, StateConfig, Unknown, UserSource,
+    UsernameSource,
 };
 use crate::read::{Errors, FromJson, ObjectReader, join, nearest, quoted_list};
 use crate::routes::{AddError, RouteIndexBuilder};
@@ -247,11 +248,39 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
         if body_limit == 0 {
             errors.push(&origin.path(&["login", "body_limit"]), "is 0", "write how many bytes to read, e.g. 65536");
         }
-        Some(Login {
-            mode,
+        let username_limits = LoginLimits {
             max_failures: u32::try_from(max_failures?).ok()?,
             window_ms: window?,
             lockout_ms: lockout?,
+        };
+        let client_limits = match &login.client_ip {
+            None => username_limits,
+            Some(own) => {
+                let max_failures = own
+                    .max_failures
+                    .map(|n| at_least_one(errors, Some(u64::from(n)), &origin.path(&["login", "client_ip", "max_failures"])));
+                let window = own
+                    .window
+                    .as_deref()
+                    .map(|t| duration(errors, Some(t), &origin.path(&["login", "client_ip", "window"]), None));
+                let lockout = own
+                    .lockout
+                    .as_deref()
+                    .map(|t| duration(errors, Some(t), &origin.path(&["login", "client_ip", "lockout"]), None));
+                LoginLimits {
+                    max_failures: match max_failures {
+                        Some(n) => u32::try_from(n?).ok()?,
+                        None => username_limits.max_failures,
+                    },
+                    window_ms: window.unwrap_or(Some(username_limits.window_ms))?,
+                    lockout_ms: lockout.unwrap_or(Some(username_limits.lockout_ms))?,
+                }
+            }
+        };
+        Some(Login {
+            mode,
+            username_limits,
+            client_limits,
             action,
             delay_ms: delay?,
             max_delay_ms: max_delay?,

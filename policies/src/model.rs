@@ -191,9 +191,26 @@ spec_struct! {
         reset_on_success: opt bool,
         /// Where the username is in the request body.
         username: opt UsernameSpec,
+        /// Thresholds for the client-IP key when they should differ from the username's
+        /// (one address trying many usernames is credential stuffing, and an office
+        /// behind one address needs more room than one person): `max_failures`,
+        /// `window` and `lockout`, each defaulting to the values above.
+        client_ip: opt LoginLimitsSpec,
         /// How many bytes of a login body are read to find the username; 65536 by default.
         /// A longer body counts under an unknown username and raises `login_body_too_large`.
         body_limit: opt u32,
+    }
+}
+
+spec_struct! {
+    /// Lockout thresholds for one key of the login control.
+    pub struct LoginLimitsSpec {
+        /// Failures within `window` that lock the key out.
+        max_failures: opt u32,
+        /// The window failures are counted in.
+        window: opt String,
+        /// How long a lockout lasts.
+        lockout: opt String,
     }
 }
 

@@ -203,9 +203,10 @@ pub(crate) struct Auth {
 #[derive(Debug)]
 pub(crate) struct Login {
     pub(crate) mode: Mode,
-    pub(crate) max_failures: u32,
-    pub(crate) window_ms: u64,
-    pub(crate) lockout_ms: u64,
+    /// Thresholds of the username key.
+    pub(crate) username_limits: LoginLimits,
+    /// Thresholds of the client-IP key.
+    pub(crate) client_limits: LoginLimits,
     pub(crate) action: Action,
     pub(crate) delay_ms: u64,
     pub(crate) max_delay_ms: u64,
@@ -215,6 +216,23 @@ pub(crate) struct Login {
     pub(crate) reset_on_success: bool,
     pub(crate) username: Option<UsernameSource>,
     pub(crate) body_limit: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoginLimits {
+    pub(crate) max_failures: u32,
+    pub(crate) window_ms: u64,
+    pub(crate) lockout_ms: u64,
+}
+
+impl Login {
+    /// The thresholds of the key counted in `table`.
+    pub(crate) fn limits(&self, table: Table) -> &LoginLimits {
+        match table {
+            Table::LoginIp => &self.client_limits,
+            _ => &self.username_limits,
+        }
+    }
 }
 
 #[derive(Debug)]

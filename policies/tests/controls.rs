@@ -334,7 +334,11 @@ fn five_failed_logins_lock_the_username_out_with_429() {
     // A sixth attempt, from yet another address and with the name in another case.
     let mut x = failed_login(&host, " ALICE", "198.51.100.77:1000");
     assert_eq!(x.status(), Some(429));
-    assert_eq!(x.header("retry-after"), Some("1800"));
+    assert_eq!(
+        x.header("retry-after"),
+        Some("1800"),
+        "the username's 30 minutes"
+    );
     assert_eq!(x.outcome_of(EventKind::LoginLocked), Some(Outcome::Blocked));
     // Another user from a fresh address is not affected.
     assert_eq!(
@@ -344,8 +348,8 @@ fn five_failed_logins_lock_the_username_out_with_429() {
 }
 
 #[test]
-fn five_failed_logins_from_one_client_lock_that_client_out() {
-    let host = bank();
+fn failed_logins_from_one_client_lock_that_client_out() {
+    let host = bank_with("/tiers/critical/login/client_ip", serde_json::json!({}));
     for i in 0..5 {
         failed_login(&host, &format!("user{i}"), "203.0.113.5:1000");
     }
@@ -807,4 +811,27 @@ fn per_key_memory_stays_bounded_under_a_hundred_thousand_keys() {
         );
     }
     assert_eq!(host.store.len(), before, "no key beyond the fixed slots");
+}
+
+#[test]
+fn the_client_ip_key_has_thresholds_of_its_own() {
+    // bank.json: 5 failures lock a username, 10 lock a client address (for an hour).
+    let host = bank();
+    for i in 0..9 {
+        assert_eq!(
+            failed_login(&host, &format!("spray{i}"), "203.0.113.70:1").verdict,
+            Verdict::Continue
+        );
+    }
+    let mut tenth = failed_login(&host, "spray9", "203.0.113.70:1");
+    assert!(
+        tenth
+            .events()
+            .iter()
+            .any(|e| e.kind == EventKind::LoginLockout)
+    );
+    let mut x = failed_login(&host, "fresh-name", "203.0.113.70:2");
+    assert_eq!(x.status(), Some(429));
+    assert_eq!(x.header("retry-after"), Some("3600"));
+    assert_eq!(x.outcome_of(EventKind::LoginLocked), Some(Outcome::Blocked));
 }

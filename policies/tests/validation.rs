@@ -74,7 +74,7 @@ fn a_field_unlike_any_other_lists_the_fields_there_are() {
     doc["tiers"]["critical"]["login"]["zzz"] = json!(1);
     assert_eq!(
         only_error(&doc),
-        "tiers.critical.login.zzz: unknown field `zzz`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `body_limit`"
+        "tiers.critical.login.zzz: unknown field `zzz`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `client_ip`, `body_limit`"
     );
 }
 
@@ -316,4 +316,19 @@ fn the_policy_in_the_readme_is_valid() {
     if let Err(e) = Policy::from_json(&readme[start..end]) {
         panic!("the README's policy is refused:\n{e}");
     }
+}
+
+#[test]
+fn client_ip_thresholds_are_checked_where_written() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["client_ip"] =
+        json!({ "max_failures": 0, "lockout": "soon" });
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        vec![
+            "tiers.critical.login.client_ip.max_failures: is 0; a threshold of 0 would refuse everything; write at least 1",
+            "tiers.critical.login.client_ip.lockout: `soon` is not a duration; write a whole number and a unit (ms, s, m, h, d), e.g. `30s`, `15m`, `1h30m`",
+        ]
+    );
 }

@@ -11,15 +11,15 @@ use std::borrow::Cow;
 
 use crate::decision::{Action, Control, EventKind, Outcome, Severity, Verdict};
 use crate::json::Json;
-use crate::policy::{Login, UsernameSource};
+use crate::policy::{Login, LoginLimits, UsernameSource};
 use crate::request::Response;
 use crate::state::{Entry, Table, key_hash};
 
 use super::reply::{error_reply, retry_after_seconds};
 use super::{Context, Stream};
 
-fn live(login: &Login, now: u64) -> impl Fn(&Entry) -> bool {
-    let window = login.window_ms;
+fn live(limits: &LoginLimits, now: u64) -> impl Fn(&Entry) -> bool {
+    let window = limits.window_ms;
     move |e: &Entry| e.until > now || e.stamp.saturating_add(window) > now
 }
 
@@ -88,13 +88,14 @@ fn refuse_if_locked(
     reference: &str,
 ) -> Option<Verdict> {
     let now = cx.now;
-    let entry = match cx.slots.read(table, key, live(login, now)) {
+    let limits = login.limits(table);
+    let entry = match cx.slots.read(table, key, live(limits, now)) {
         Ok(Some(entry)) if entry.until > now => entry,
         Ok(_) => return None,
         Err(error) => return stream.store_failed(cx, error),
     };
     let wait = entry.until - now;
-    let over = u32::try_from(entry.count.saturating_sub(u64::from(login.max_failures)))
+    let over = u32::try_from(entry.count.saturating_sub(u64::from(limits.max_failures)))
         .unwrap_or(u32::MAX);
     let delay = login
         .delay_ms
@@ -187,9 +188,10 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
             let Some(key) = key else {
                 continue;
             };
-            let result = cx.slots.update(table, key, live(login, now), |current| {
+            let limits = login.limits(table);
+            let result = cx.slots.update(table, key, live(limits, now), |current| {
                 let mut entry = current.unwrap_or_default();
-                if entry.stamp.saturating_add(login.window_ms) <= now && entry.until <= now {
+                if entry.stamp.saturating_add(limits.window_ms) <= now && entry.until <= now {
                     entry = Entry {
                         key,
                         count: 0,
@@ -198,15 +200,15 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
                     };
                 }
                 entry.count += 1;
-                if entry.count >= u64::from(login.max_failures) && entry.until <= now {
-                    entry.until = now.saturating_add(login.lockout_ms);
+                if entry.count >= u64::from(limits.max_failures) && entry.until <= now {
+                    entry.until = now.saturating_add(limits.lockout_ms);
                 }
                 entry
             });
             match result {
                 Ok(updated) => {
                     stream.note(&updated);
-                    if updated.entry.count == u64::from(login.max_failures) {
+                    if updated.entry.count == u64::from(limits.max_failures) {
                         locked_now = Some(key);
                     }
                 }
@@ -251,14 +253,16 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
             let Some(key) = key else {
                 continue;
             };
-            match cx.slots.read(table, key, live(login, now)) {
+            match cx.slots.read(table, key, live(login.limits(table), now)) {
                 Ok(Some(entry)) if entry.count > 0 && entry.until <= now => {
-                    match cx.slots.update(table, key, live(login, now), |_| Entry {
-                        key,
-                        count: 0,
-                        stamp: now,
-                        until: 0,
-                    }) {
+                    match cx
+                        .slots
+                        .update(table, key, live(login.limits(table), now), |_| Entry {
+                            key,
+                            count: 0,
+                            stamp: now,
+                            until: 0,
+                        }) {
                         Ok(updated) => stream.note(&updated),
                         Err(error) => stream.store_failed_late(cx, error),
                     }
