@@ -11,7 +11,7 @@ STAKEGUARD := target/harness/stakeguard
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
 .PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt \
-        test-native test-wasm bench schema oci istio
+        test-native test-wasm bench schema oci istio examples
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
 demo: toolchain wasm cli
@@ -73,6 +73,10 @@ oci: wasm
 ## Rewrites the Istio manifests' pluginConfig from policies/examples/bank.json.
 istio:
 	STAKEGUARD_UPDATE_ISTIO=1 $(CARGO) test -p stakeguard-tests --test istio_manifests
+
+## Embeds policies/examples/bank.json in every example that carries it (after editing it).
+examples: istio
+	STAKEGUARD_UPDATE_EXAMPLES=1 $(CARGO) test -p stakeguard-tests --test envoy_smoke -- the_standalone_example_carries_the_bank_policy
 
 ## Rewrites policies/policy.schema.json from the model.
 schema:

@@ -113,12 +113,26 @@ fn the_standalone_example_validates_and_uses_the_tests_stats_tags() {
 #[test]
 fn the_standalone_example_carries_the_bank_policy() {
     let root = stakeguard_tests::repo_root();
-    let yaml = std::fs::read_to_string(root.join("envoy-examples/standalone/envoy.yaml")).unwrap();
+    let path = root.join("envoy-examples/standalone/envoy.yaml");
+    let mut yaml = std::fs::read_to_string(&path).unwrap();
     let start = yaml.find("value: |\n").expect("an inline policy") + "value: |\n".len();
+    let indent = " ".repeat(20);
     let block: Vec<&str> = yaml[start..]
         .lines()
-        .take_while(|line| line.is_empty() || line.starts_with(&" ".repeat(20)))
+        .take_while(|line| line.is_empty() || line.starts_with(&indent))
         .collect();
+    if std::env::var_os("STAKEGUARD_UPDATE_EXAMPLES").is_some() {
+        // `make examples`: embed the current bank policy.
+        let old_len: usize = block.iter().map(|line| line.len() + 1).sum();
+        let bank = std::fs::read_to_string(root.join("policies/examples/bank.json")).unwrap();
+        let embedded: String = bank
+            .lines()
+            .map(|line| format!("{indent}{line}\n"))
+            .collect();
+        yaml.replace_range(start..start + old_len, &embedded);
+        std::fs::write(&path, &yaml).unwrap();
+        return;
+    }
     let embedded: serde_json::Value = serde_json::from_str(&block.join("\n")).unwrap();
     let bank: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("policies/examples/bank.json")).unwrap(),
