@@ -1,0 +1,128 @@
+//! What a module asks of a stream during a callback, carried out once the callback has
+//! returned (as Envoy defers them): `proxy_continue_stream`, `proxy_send_local_response`
+//! and `proxy_close_stream`.
+
+use super::clock::Work;
+use super::session::Session;
+use super::stream::{Dir, Flow, Step, lossy};
+use crate::abi::StreamType;
+use crate::host::state::LocalReply;
+use crate::report::{LocalReplyReport, Outcome};
+
+impl Session<'_> {
+    /// `proxy_continue_stream` took effect: forward what was held and drive on. A
+    /// continue for the direction the stream is in, before it paused, releases that pause
+    /// in advance.
+    pub(super) fn resume(&mut self, w: usize, ctx: u32, stream: StreamType) {
+        let Some(dir) = Dir::of(stream) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&(w, ctx)) else {
+            return;
+        };
+        if s.waiting != Some(dir) {
+            if s.step.dir() == Some(dir)
+                && let Some(pending) = s.continue_pending.get_mut(dir.slot())
+            {
+                *pending = true;
+            }
+            return;
+        }
+        s.waiting = None;
+        let step = s.step;
+        match step {
+            Step::Headers(d) => self.forward_headers(w, ctx, d),
+            Step::Body(d, _) => {
+                self.forward_headers(w, ctx, d);
+                self.forward_body(w, ctx, d);
+            }
+            Step::Trailers(d) => self.forward_trailers(w, ctx, d),
+            Step::Finish => {}
+        }
+        self.advance(w, ctx, step);
+        // Envoy drops the request maps on any continue.
+        if let Some(st) = self.stream_state(w, ctx)
+            && (dir == Dir::Request || st.request_headers.is_some())
+        {
+            st.request_headers = None;
+            st.request_trailers = None;
+        }
+        self.work.push_back(Work::Resume(w, ctx));
+    }
+
+    /// `proxy_send_local_response`: the reply replaces the upstream response and runs
+    /// through the response callbacks, unless the response already started (then it goes
+    /// out as is). A second local reply is ignored.
+    pub(super) fn local_reply(&mut self, w: usize, ctx: u32, reply: LocalReply) {
+        let Some(s) = self.streams.get_mut(&(w, ctx)) else {
+            return;
+        };
+        if s.local_reply.is_some() {
+            s.entry.notes.push(format!(
+                "a second local reply ({}) was ignored",
+                reply.status
+            ));
+            return;
+        }
+        let response_started =
+            matches!(s.step, Step::Finish) || s.step.dir() == Some(Dir::Response);
+        let mut headers = vec![(":status".to_string(), reply.status.to_string())];
+        if !reply.body.is_empty() {
+            headers.push(("content-length".to_string(), reply.body.len().to_string()));
+            headers.push(("content-type".to_string(), "text/plain".to_string()));
+        }
+        headers.extend(
+            reply
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+        );
+        s.entry.local_reply = Some(LocalReplyReport {
+            status: reply.status,
+            details: reply.details.clone(),
+            body: lossy(&reply.body, 256),
+        });
+        let before = std::mem::take(&mut s.response);
+        s.response = Flow {
+            headers: headers.clone(),
+            chunks: if reply.body.is_empty() {
+                Vec::new()
+            } else {
+                vec![reply.body.clone()]
+            },
+            ..before
+        };
+        s.response.trailers.clear();
+        s.response.buffer.clear();
+        s.waiting = None;
+        if response_started {
+            // Envoy cannot run the local reply through this filter again: it goes out as is.
+            s.response.sent_headers = Some(headers);
+            s.response.sent_body = reply.body.clone();
+            s.step = Step::Finish;
+        } else {
+            s.step = Step::Headers(Dir::Response);
+        }
+        s.local_reply = Some(reply);
+        if let Some(st) = self.stream_state(w, ctx) {
+            st.request_headers = None;
+            st.request_trailers = None;
+            st.request_body = None;
+            st.response_headers = None;
+            st.response_body = None;
+            st.local_reply_sent = true;
+        }
+        self.work.push_back(Work::Resume(w, ctx));
+    }
+
+    /// `proxy_close_stream`: the stream ends without an answer.
+    pub(super) fn reset(&mut self, w: usize, ctx: u32) {
+        if let Some(s) = self.streams.get_mut(&(w, ctx)) {
+            s.reset = true;
+            s.waiting = None;
+            s.step = Step::Finish;
+            s.entry.outcome = Outcome::Reset;
+        }
+        self.work.push_back(Work::Resume(w, ctx));
+    }
+}

@@ -1,0 +1,123 @@
+//! When things go wrong: a trap fails the VM (every stream in flight on it follows the
+//! fail-open or fail-closed policy, as Envoy's `fail_open` says), a failed worker gets a
+//! fresh VM for its next stream unless restarts are off, and streams still paused when
+//! the replay ends are reported as stalled.
+
+use super::session::{Session, StartError};
+use super::stream::{Dir, status_of};
+use crate::report::{Entry, LocalReplyReport, Outcome};
+use crate::vm::Trapped;
+
+impl Session<'_> {
+    /// Gives worker `w` a fresh VM after a trap (a new generation: answers to the old
+    /// VM's callouts are dropped).
+    pub(super) fn restart_worker(&mut self, w: usize) {
+        if let Some(wk) = self.workers.get_mut(w) {
+            wk.generation += 1;
+        }
+        self.summary.vm_restarts += 1;
+        let why = match self.start_worker(w) {
+            Ok(()) => return,
+            Err(StartError::Plugin(message)) => message,
+            Err(StartError::Load(e)) => e.to_string(),
+        };
+        self.summary
+            .root_traps
+            .push(format!("worker {w}: restart failed: {why}"));
+    }
+
+    /// A callback trapped: report it on its stream (or the summary), then fail the VM.
+    pub(super) fn trap(&mut self, w: usize, ctx: Option<u32>, t: Trapped) {
+        let text = format!("{}: {}", t.callback, t.message);
+        match ctx.and_then(|c| self.streams.get_mut(&(w, c))) {
+            Some(s) => s.entry.trap = Some(text.clone()),
+            None => self.summary.root_traps.push(format!("worker {w}: {text}")),
+        }
+        self.fail_vm(w, ctx, &text);
+    }
+
+    /// The VM of worker `w` failed: it needs a restart, and every stream in flight on it
+    /// follows the fail policy (those other than `ctx` say why).
+    pub(super) fn fail_vm(&mut self, w: usize, ctx: Option<u32>, text: &str) {
+        if let Some(wk) = self.workers.get_mut(w) {
+            wk.needs_restart = true;
+            wk.next_tick = None;
+        }
+        let keys: Vec<u32> = self
+            .streams
+            .keys()
+            .filter(|(sw, _)| *sw == w)
+            .map(|(_, c)| *c)
+            .collect();
+        for c in keys {
+            if let Some(s) = self.streams.get_mut(&(w, c)) {
+                s.failed = true;
+                s.waiting = None;
+                if Some(c) != ctx && s.entry.trap.is_none() {
+                    s.entry.trap = Some(format!("the VM failed in another callback: {text}"));
+                }
+            }
+            self.apply_fail_policy(w, c);
+        }
+    }
+
+    /// Ends a stream whose VM failed: 503 (fail closed) or pass-through (fail open).
+    pub(super) fn apply_fail_policy(&mut self, w: usize, ctx: u32) {
+        let Some(mut s) = self.streams.remove(&(w, ctx)) else {
+            return;
+        };
+        s.entry.outcome = Outcome::Trapped;
+        if s.local_reply.is_some() || s.response.sent_headers.is_some() {
+            // The client already has its answer.
+            s.entry.status = status_of(
+                s.response
+                    .sent_headers
+                    .as_deref()
+                    .unwrap_or(&s.response.headers),
+            );
+        } else if self.h.config.fail_open {
+            s.entry.status = status_of(&s.response.headers);
+            s.entry
+                .notes
+                .push("fail open: the stream went on without the filter".to_string());
+        } else {
+            s.entry.status = 503;
+            s.entry.local_reply = Some(LocalReplyReport {
+                status: 503,
+                details: "wasm_fail_stream".to_string(),
+                body: String::new(),
+            });
+        }
+        if let Some(vm) = self.any_vm(w) {
+            vm.state_mut().streams.remove(&ctx);
+        }
+        self.record(s.index, s.entry);
+    }
+
+    /// Streams still paused after the idle horizon: nothing left could continue them.
+    pub(super) fn stall_remaining(&mut self) {
+        for (key, mut s) in std::mem::take(&mut self.streams) {
+            s.entry.outcome = Outcome::Stalled;
+            s.entry.status = 0;
+            let what = match s.waiting {
+                Some(Dir::Response) => "response",
+                _ => "request",
+            };
+            s.entry.notes.push(format!(
+                "paused in the {what} path and never resumed (nothing left that could continue it)"
+            ));
+            self.summary.stalled += 1;
+            if let Some(vm) = self.any_vm(key.0) {
+                vm.state_mut().streams.remove(&key.1);
+            }
+            self.record(s.index, s.entry);
+        }
+    }
+
+    /// Stores the finished entry of record `index`.
+    pub(super) fn record(&mut self, index: usize, entry: Entry) {
+        if let Some(slot) = self.entries.get_mut(index) {
+            *slot = Some(entry);
+        }
+    }
+}

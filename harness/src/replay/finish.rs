@@ -1,0 +1,134 @@
+//! The end of a stream (`proxy_on_log` with the final maps, `proxy_on_done`,
+//! `proxy_on_delete`) and of a replay: each stream's entry gets what the module changed
+//! and published, and the report gets its summary.
+
+use super::session::Session;
+use super::stream::status_of;
+use crate::abi::MetricType;
+use crate::host::state::{HeaderMap, lock};
+use crate::report::{Entry, MetricReport, Outcome, Report, header_changes};
+
+/// The filter-state property a module publishes its decision in.
+const DECISION_PROPERTY: &str = "stakeguard.decision";
+
+impl Session<'_> {
+    /// The stream is done: access log, done, delete, then its report entry.
+    pub(super) fn finish(&mut self, w: usize, ctx: u32) {
+        let Some(s) = self.streams.get(&(w, ctx)) else {
+            return;
+        };
+        let request_final = s
+            .request
+            .sent_headers
+            .clone()
+            .unwrap_or_else(|| s.request.headers.clone());
+        let response_final = s
+            .response
+            .sent_headers
+            .clone()
+            .unwrap_or_else(|| s.response.headers.clone());
+        let trailers = s.response.sent_trailers.clone();
+        if let Some(st) = self.stream_state(w, ctx) {
+            st.log_request_headers = HeaderMap::from_pairs(request_final);
+            st.log_response_headers = HeaderMap::from_pairs(response_final);
+            st.log_response_trailers = HeaderMap::from_pairs(trailers);
+            st.request_headers = None;
+            st.response_headers = None;
+            st.request_body = None;
+            st.response_body = None;
+        }
+        self.set_clock(w);
+        let result = match self.vm(w) {
+            Some(vm) => vm
+                .on_log(ctx)
+                .and_then(|_| vm.on_done(ctx))
+                .and_then(|_| vm.on_delete(ctx)),
+            None => Ok(()),
+        };
+        self.after_call(w);
+        let filter_state = self
+            .any_vm(w)
+            .and_then(|vm| vm.state_mut().streams.remove(&ctx))
+            .map(|st| st.filter_state)
+            .unwrap_or_default();
+        let Some(mut s) = self.streams.remove(&(w, ctx)) else {
+            return;
+        };
+        for (k, v) in filter_state {
+            let key = String::from_utf8_lossy(&k).replace('\0', ".");
+            let value = String::from_utf8_lossy(&v).into_owned();
+            if key == DECISION_PROPERTY {
+                s.entry.decision = Some(
+                    serde_json::from_str(&value)
+                        .unwrap_or(serde_json::Value::String(value.clone())),
+                );
+            }
+            s.entry.properties.insert(key, value);
+        }
+        let response_final = s
+            .response
+            .sent_headers
+            .as_deref()
+            .unwrap_or(&s.response.headers);
+        if s.local_reply.is_none()
+            && let Some(sent) = &s.request.sent_headers
+        {
+            s.entry.request_header_changes = header_changes(&s.request.headers, sent);
+            s.entry.request_body_changed = s.request.sent_body != s.request.body();
+        }
+        s.entry.response_header_changes = header_changes(&s.response.headers, response_final);
+        s.entry.response_body_changed = s.response.sent_body != s.response.body();
+        s.entry.status = if s.reset {
+            0
+        } else {
+            status_of(response_final)
+        };
+        if !s.reset {
+            s.entry.outcome = if s.local_reply.is_some() {
+                Outcome::LocalReply
+            } else {
+                Outcome::Forwarded
+            };
+        }
+        let Err(t) = result else {
+            self.record(s.index, s.entry);
+            return;
+        };
+        let text = format!("{}: {}", t.callback, t.message);
+        s.entry.trap = Some(text.clone());
+        s.entry.outcome = Outcome::Trapped;
+        self.record(s.index, s.entry);
+        self.fail_vm(w, Some(ctx), &text);
+    }
+
+    /// The report of the replay just done; the summary covers what happened since the
+    /// previous report, metrics are their values now.
+    pub(super) fn report(&mut self) -> Report {
+        let mut summary = std::mem::take(&mut self.summary);
+        let entries: Vec<Entry> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .flatten()
+            .collect();
+        summary.requests = entries.len();
+        for e in &entries {
+            *summary
+                .outcomes
+                .entry(e.outcome.name().to_string())
+                .or_default() += 1;
+            if let Some(label) = e.decision_label() {
+                *summary.decisions.entry(label).or_default() += 1;
+            }
+        }
+        for (name, m) in &lock(&self.shared).metrics {
+            summary.metrics.insert(
+                name.clone(),
+                MetricReport {
+                    kind: m.kind.map_or("unknown", |k| k.name()).to_string(),
+                    value: m.value,
+                    samples: (m.kind == Some(MetricType::Histogram)).then_some(m.samples),
+                },
+            );
+        }
+        Report { entries, summary }
+    }
+}

@@ -1,0 +1,250 @@
+//! A [`Session`]: worker VMs started once (instantiate, root context, `on_vm_start`,
+//! `on_configure`) and the shared state they share, replaying any number of record
+//! sets through the same VMs on one virtual clock that only moves forward.
+//!
+//! This file holds the workers, the record loop and the collection of what a callback
+//! left behind; the stream machinery lives in the sibling modules.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::Harness;
+use super::callouts::Event;
+use super::clock::Work;
+use super::stream::StreamRun;
+use crate::error::{HarnessError, LoadError};
+use crate::host::state::{Action, Shared, SharedHandle, lock};
+use crate::report::{Entry, Report, Summary};
+use crate::traffic::Record;
+use crate::vm::Vm;
+
+/// One worker thread's VM and its timer.
+pub(super) struct Worker {
+    pub(super) vm: Option<Vm>,
+    /// How many times the VM was (re)started; callout answers of an older VM are dropped.
+    pub(super) generation: u64,
+    pub(super) next_tick: Option<u64>,
+    pub(super) tick_period_ns: u64,
+    pub(super) needs_restart: bool,
+}
+
+/// Why a worker's VM did not start.
+pub(super) enum StartError {
+    /// The module could not be instantiated or its start functions trapped.
+    Load(LoadError),
+    /// The root context trapped or refused its VM or plugin configuration.
+    Plugin(String),
+}
+
+/// Running worker VMs, ready to replay records.
+pub struct Session<'h> {
+    pub(super) h: &'h Harness,
+    pub(super) shared: SharedHandle,
+    pub(super) workers: Vec<Worker>,
+    /// The virtual clock, in nanoseconds since the epoch.
+    pub(super) now: u64,
+    /// Streams in flight by (worker, context).
+    pub(super) streams: BTreeMap<(usize, u32), StreamRun>,
+    /// The entries of the replay in progress, by record index.
+    pub(super) entries: Vec<Option<Entry>>,
+    /// Callout answers due, by (time, sequence).
+    pub(super) events: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    pub(super) seq: u64,
+    /// Continues and queue notifications to run once the current callback is done.
+    pub(super) work: VecDeque<Work>,
+    /// Connections of the replay in progress: worker and connection id.
+    connections: HashMap<String, (usize, u64)>,
+    /// Connections opened over the session's life (connection ids keep growing).
+    opened: u64,
+    next_worker: usize,
+    /// What happened since the last report (the first one includes the VMs' start).
+    pub(super) summary: Summary,
+}
+
+impl<'h> Session<'h> {
+    /// Starts every worker VM with the clock at `start_ns`.
+    pub(super) fn new(h: &'h Harness, start_ns: u64) -> Result<Session<'h>, HarnessError> {
+        let mut session = Session {
+            h,
+            shared: Arc::new(Mutex::new(Shared::default())),
+            workers: Vec::new(),
+            now: start_ns,
+            streams: BTreeMap::new(),
+            entries: Vec::new(),
+            events: BinaryHeap::new(),
+            seq: 0,
+            work: VecDeque::new(),
+            connections: HashMap::new(),
+            opened: 0,
+            next_worker: 0,
+            summary: Summary::default(),
+        };
+        for w in 0..h.config.workers.max(1) {
+            session.workers.push(Worker {
+                vm: None,
+                generation: 0,
+                next_tick: None,
+                tick_period_ns: 0,
+                needs_restart: true,
+            });
+            session.start_worker(w).map_err(|e| match e {
+                StartError::Load(e) => HarnessError::Load(e),
+                StartError::Plugin(message) => HarnessError::PluginStart { worker: w, message },
+            })?;
+        }
+        Ok(session)
+    }
+
+    /// The virtual clock, in nanoseconds since the Unix epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.now
+    }
+
+    /// Replays `records` through this session's VMs, with every recorded time moved
+    /// `shift_ns` later, and reports on them (the summary covers what happened since the
+    /// previous report). Counters, shared data and metrics carry over from earlier
+    /// replays, as they would in a proxy that keeps running.
+    pub fn replay(
+        &mut self,
+        records: &[Record],
+        shift_ns: u64,
+        progress: &mut dyn FnMut(usize),
+    ) -> Report {
+        self.entries = vec![None; records.len()];
+        self.connections.clear();
+        let mut last = self.now;
+        for (i, record) in records.iter().enumerate() {
+            let t = record
+                .time_ns
+                .and_then(|t| u64::try_from(t).ok())
+                .map_or(last, |t| t.saturating_add(shift_ns))
+                .max(last);
+            last = t;
+            self.advance_to(t);
+            self.start_stream(i, record);
+            self.run_work();
+            if i % 256 == 255 {
+                progress(i + 1);
+            }
+        }
+        progress(records.len());
+        self.settle(last);
+        self.report()
+    }
+
+    /// (Re)starts a worker's VM: instantiate, root context, `on_vm_start`, `on_configure`.
+    /// When the plugin refuses to start the worker is left without a VM.
+    pub(super) fn start_worker(&mut self, w: usize) -> Result<(), StartError> {
+        let vm = self
+            .h
+            .start_vm(
+                self.shared.clone(),
+                w,
+                self.now,
+                self.workers.get(w).map_or(0, |wk| wk.generation),
+            )
+            .map_err(StartError::Load)?;
+        let Some(worker) = self.workers.get_mut(w) else {
+            return Ok(());
+        };
+        worker.vm = Some(vm);
+        worker.needs_restart = false;
+        worker.next_tick = None;
+        worker.tick_period_ns = 0;
+        let result = (|| {
+            let vm = self.vm(w).ok_or("no vm")?;
+            vm.start_root().map_err(|t| t.message)?;
+            if !vm.on_vm_start().map_err(|t| t.message)? {
+                return Err("proxy_on_vm_start returned false".to_string());
+            }
+            if !vm.on_configure().map_err(|t| t.message)? {
+                return Err("proxy_on_configure returned false".to_string());
+            }
+            Ok::<(), String>(())
+        })();
+        self.after_call(w);
+        self.run_work();
+        if result.is_err()
+            && let Some(worker) = self.workers.get_mut(w)
+        {
+            worker.vm = None;
+        }
+        result.map_err(StartError::Plugin)
+    }
+
+    /// The worker's VM, unless it failed.
+    pub(super) fn vm(&mut self, w: usize) -> Option<&mut Vm> {
+        self.workers.get_mut(w)?.vm.as_mut().filter(|vm| !vm.failed)
+    }
+
+    /// The worker's VM, failed or not (its host state outlives a trap).
+    pub(super) fn any_vm(&mut self, w: usize) -> Option<&mut Vm> {
+        self.workers.get_mut(w)?.vm.as_mut()
+    }
+
+    /// The worker and connection id of a record: its connection's, or a new connection
+    /// on the next worker round-robin.
+    pub(super) fn assign_worker(&mut self, record: &Record) -> (usize, u64) {
+        let key = match &record.connection {
+            Some(c) => {
+                if let Some(found) = self.connections.get(c) {
+                    return *found;
+                }
+                c.clone()
+            }
+            None => format!("\u{0}anonymous-{}", self.connections.len()),
+        };
+        let w = self.next_worker % self.workers.len().max(1);
+        self.next_worker += 1;
+        self.opened += 1;
+        let assigned = (w, self.opened);
+        self.connections.insert(key, assigned);
+        assigned
+    }
+
+    /// Collects what the VM did during a callback and schedules its effects.
+    pub(super) fn after_call(&mut self, w: usize) {
+        let Some(vm) = self.any_vm(w) else {
+            return;
+        };
+        let state = vm.state_mut();
+        let logs = std::mem::take(&mut state.logs);
+        let callouts = std::mem::take(&mut state.new_callouts);
+        // Cancelled gRPC calls need nothing here: their tokens left `open_grpc`, so a
+        // later answer is dropped on delivery.
+        state.cancelled_grpc.clear();
+        let actions = std::mem::take(&mut state.actions);
+        let tick = std::mem::take(&mut state.tick_changed).then_some(state.tick_period_ms);
+        let min_level = state.config.log_level;
+        for line in logs {
+            if line.level < min_level {
+                continue;
+            }
+            let level = line.level.name();
+            *self.summary.logs.entry(level.to_string()).or_default() += 1;
+            let text = format!("{level}: {}", line.message);
+            match self.streams.get_mut(&(w, line.context)) {
+                Some(s) => s.entry.logs.push(text),
+                None => self.summary.root_logs.push(format!("worker {w}: {text}")),
+            }
+        }
+        if let Some(period) = tick {
+            self.set_tick(w, period);
+        }
+        for c in callouts {
+            self.schedule_callout(w, c);
+        }
+        for action in actions {
+            match action {
+                Action::Continue { context, stream } => self.resume(w, context, stream),
+                Action::Close { context, .. } => self.reset(w, context),
+                Action::LocalReply { context, reply } => self.local_reply(w, context, reply),
+            }
+        }
+        let ready = std::mem::take(&mut lock(&self.shared).ready);
+        for (qw, root, token) in ready {
+            self.work.push_back(Work::QueueReady(qw, root, token));
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! A stream in flight: what it carries in each direction, where it is, and the two
+//! entry points that move it: [`Session::start_stream`] (context creation for a record)
+//! and [`Session::drive`] (run callbacks until it pauses or ends).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::session::Session;
+use crate::abi::StreamType;
+use crate::host::state::{HeaderMap, LocalReply, StreamState};
+use crate::properties::{StreamInfo, Value};
+use crate::report::{Entry, Outcome};
+use crate::traffic::Record;
+use crate::traffic::time::format_rfc3339;
+
+/// A direction of an HTTP stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dir {
+    Request,
+    Response,
+}
+
+impl Dir {
+    /// The HTTP direction of a `proxy_continue_stream`/`proxy_close_stream` argument.
+    pub(super) fn of(stream: StreamType) -> Option<Dir> {
+        match stream {
+            StreamType::Request => Some(Dir::Request),
+            StreamType::Response => Some(Dir::Response),
+            StreamType::Downstream | StreamType::Upstream => None,
+        }
+    }
+
+    /// Index into per-direction arrays.
+    pub(super) fn slot(self) -> usize {
+        match self {
+            Dir::Request => 0,
+            Dir::Response => 1,
+        }
+    }
+}
+
+/// Where a stream is: the callback it runs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Headers(Dir),
+    Body(Dir, usize),
+    Trailers(Dir),
+    Finish,
+}
+
+impl Step {
+    /// The direction of the step (none once finishing).
+    pub(super) fn dir(self) -> Option<Dir> {
+        match self {
+            Step::Headers(d) | Step::Body(d, _) | Step::Trailers(d) => Some(d),
+            Step::Finish => None,
+        }
+    }
+}
+
+/// One direction of a stream: what arrives (from the client or upstream) and what the
+/// filter let through.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Flow {
+    /// Headers as they arrived (`:status` first for a response).
+    pub(super) headers: Vec<(String, String)>,
+    /// Body chunks as they arrive.
+    pub(super) chunks: Vec<Vec<u8>>,
+    /// Trailers as they arrived.
+    pub(super) trailers: Vec<(String, String)>,
+    /// Body data the filter asked to buffer.
+    pub(super) buffer: Vec<u8>,
+    /// The headers that went on, once they did.
+    pub(super) sent_headers: Option<Vec<(String, String)>>,
+    /// The body that went on.
+    pub(super) sent_body: Vec<u8>,
+    /// The trailers that went on.
+    pub(super) sent_trailers: Vec<(String, String)>,
+}
+
+impl Flow {
+    fn new(
+        headers: Vec<(String, String)>,
+        body: &[u8],
+        trailers: Vec<(String, String)>,
+        chunk_size: Option<usize>,
+    ) -> Flow {
+        Flow {
+            headers,
+            chunks: chunks(body, chunk_size),
+            trailers,
+            ..Flow::default()
+        }
+    }
+
+    /// The whole body as it arrived.
+    pub(super) fn body(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+}
+
+/// A stream in flight.
+pub(super) struct StreamRun {
+    /// Index of its record.
+    pub(super) index: usize,
+    pub(super) step: Step,
+    /// Paused in this direction, waiting for `proxy_continue_stream`.
+    pub(super) waiting: Option<Dir>,
+    /// A continue came before the pause it releases (by [`Dir::slot`]).
+    pub(super) continue_pending: [bool; 2],
+    pub(super) request: Flow,
+    pub(super) response: Flow,
+    pub(super) local_reply: Option<LocalReply>,
+    pub(super) reset: bool,
+    pub(super) failed: bool,
+    pub(super) entry: Entry,
+}
+
+impl StreamRun {
+    pub(super) fn flow(&self, dir: Dir) -> &Flow {
+        match dir {
+            Dir::Request => &self.request,
+            Dir::Response => &self.response,
+        }
+    }
+
+    pub(super) fn flow_mut(&mut self, dir: Dir) -> &mut Flow {
+        match dir {
+            Dir::Request => &mut self.request,
+            Dir::Response => &mut self.response,
+        }
+    }
+}
+
+/// `body` cut into chunks of `size` (one chunk without a size; none when empty).
+fn chunks(body: &[u8], size: Option<usize>) -> Vec<Vec<u8>> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    match size {
+        Some(n) if n > 0 => body.chunks(n).map(<[u8]>::to_vec).collect(),
+        _ => vec![body.to_vec()],
+    }
+}
+
+/// At most `max` bytes of `bytes` as text, for reports.
+pub(super) fn lossy(bytes: &[u8], max: usize) -> String {
+    let cut = bytes.get(..bytes.len().min(max)).unwrap_or(&[]);
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+/// The `:status` of a header list (0: none).
+pub(super) fn status_of(headers: &[(String, String)]) -> u32 {
+    headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Session<'_> {
+    /// Opens a stream for record `index` on its worker and drives it as far as it goes.
+    pub(super) fn start_stream(&mut self, index: usize, record: &Record) {
+        let (w, connection_id) = self.assign_worker(record);
+        let mut notes = Vec::new();
+        let restart = self
+            .workers
+            .get(w)
+            .is_some_and(|wk| wk.needs_restart && self.h.config.restart_after_trap);
+        if restart {
+            self.restart_worker(w);
+            notes.push(format!("worker {w} got a fresh VM after a trap"));
+        }
+        let req = &record.request;
+        let chunk_size = self.h.config.chunk_size;
+        let request_headers = req.header_pairs();
+        let response = match &record.response {
+            Some(r) => {
+                let mut headers = vec![(":status".to_string(), r.status.to_string())];
+                headers.extend(r.headers.iter().cloned());
+                Flow::new(headers, &r.body, r.trailers.clone(), chunk_size)
+            }
+            None => {
+                notes.push("no recorded response; upstream answered 200 with no body".to_string());
+                Flow::new(
+                    vec![(":status".to_string(), "200".to_string())],
+                    &[],
+                    Vec::new(),
+                    chunk_size,
+                )
+            }
+        };
+        let start_ns = i64::try_from(self.now).unwrap_or(i64::MAX);
+        let mut stream = StreamRun {
+            index,
+            step: Step::Headers(Dir::Request),
+            waiting: None,
+            continue_pending: [false; 2],
+            request: Flow::new(
+                request_headers.clone(),
+                &req.body,
+                req.trailers.clone(),
+                chunk_size,
+            ),
+            response,
+            local_reply: None,
+            reset: false,
+            failed: false,
+            entry: Entry {
+                index,
+                time: format_rfc3339(start_ns),
+                worker: w,
+                method: req.method.clone(),
+                authority: req.authority.clone(),
+                path: req.path.clone(),
+                outcome: Outcome::Forwarded,
+                status: 0,
+                request_header_changes: Vec::new(),
+                response_header_changes: Vec::new(),
+                request_body_changed: false,
+                response_body_changed: false,
+                local_reply: None,
+                properties: BTreeMap::new(),
+                decision: None,
+                callouts: Vec::new(),
+                logs: Vec::new(),
+                trap: None,
+                notes,
+            },
+        };
+        let info = StreamInfo {
+            start_ns,
+            request_id: req
+                .headers
+                .iter()
+                .find(|(k, _)| k == "x-request-id")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| format!("harness-{index}")),
+            protocol: "HTTP/1.1".to_string(),
+            source: record.source.clone(),
+            destination: record.destination.clone(),
+            peer_uri_san: record.peer_uri_san.clone(),
+            connection_id,
+            sni: Some(req.authority.split(':').next().unwrap_or("").to_string()),
+            route_name: String::new(),
+            cluster_name: String::new(),
+            request_headers: HeaderMap::from_pairs(request_headers),
+            overrides: record
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                .collect(),
+        };
+        self.set_clock(w);
+        let Some(vm) = self.vm(w) else {
+            // The worker's VM is failed (and not restarted): the fail policy decides.
+            stream.entry.notes.push(format!("worker {w} VM is failed"));
+            stream.failed = true;
+            let key = (w, u32::MAX - index as u32);
+            self.streams.insert(key, stream);
+            self.apply_fail_policy(key.0, key.1);
+            return;
+        };
+        let ctx = vm.alloc_context();
+        let root = vm.state().root_context;
+        vm.state_mut().streams.insert(
+            ctx,
+            StreamState {
+                info: Arc::new(info),
+                ..StreamState::default()
+            },
+        );
+        self.streams.insert((w, ctx), stream);
+        let result = self.vm(w).map(|vm| vm.on_context_create(ctx, root));
+        self.after_call(w);
+        if let Some(Err(t)) = result {
+            self.trap(w, Some(ctx), t);
+            return;
+        }
+        self.drive(w, ctx);
+    }
+
+    /// Runs a stream forward until it pauses or ends.
+    pub(super) fn drive(&mut self, w: usize, ctx: u32) {
+        loop {
+            let Some(s) = self.streams.get(&(w, ctx)) else {
+                return;
+            };
+            if s.waiting.is_some() {
+                return;
+            }
+            if s.failed {
+                self.apply_fail_policy(w, ctx);
+                return;
+            }
+            let step = s.step;
+            self.set_clock(w);
+            let outcome = match step {
+                Step::Headers(dir) => self.headers_step(w, ctx, dir),
+                Step::Body(dir, i) => self.body_step(w, ctx, dir, i),
+                Step::Trailers(dir) => self.trailers_step(w, ctx, dir),
+                Step::Finish => {
+                    self.finish(w, ctx);
+                    return;
+                }
+            };
+            if let Err(t) = outcome {
+                self.trap(w, Some(ctx), t);
+                return;
+            }
+        }
+    }
+
+    /// The host-side state of a stream context, failed VM or not.
+    pub(super) fn stream_state(&mut self, w: usize, ctx: u32) -> Option<&mut StreamState> {
+        self.any_vm(w)?.state_mut().streams.get_mut(&ctx)
+    }
+}
+
+/// The host-side slots of one direction, so the steps are written once for both.
+impl StreamState {
+    pub(super) fn headers_mut(&mut self, dir: Dir) -> &mut Option<HeaderMap> {
+        match dir {
+            Dir::Request => &mut self.request_headers,
+            Dir::Response => &mut self.response_headers,
+        }
+    }
+
+    pub(super) fn trailers_mut(&mut self, dir: Dir) -> &mut Option<HeaderMap> {
+        match dir {
+            Dir::Request => &mut self.request_trailers,
+            Dir::Response => &mut self.response_trailers,
+        }
+    }
+
+    pub(super) fn body_mut(&mut self, dir: Dir) -> &mut Option<Vec<u8>> {
+        match dir {
+            Dir::Request => &mut self.request_body,
+            Dir::Response => &mut self.response_body,
+        }
+    }
+
+    pub(super) fn body_total_mut(&mut self, dir: Dir) -> &mut u64 {
+        match dir {
+            Dir::Request => &mut self.request_body_total,
+            Dir::Response => &mut self.response_body_total,
+        }
+    }
+}
