@@ -5,12 +5,14 @@
 //! - [`traffic`] reads HAR 1.2, Envoy tap traces and stakeguard JSON Lines;
 //! - [`check`] starts a module with a configuration and says whether it took it;
 //! - [`golden`] compares JSON Lines output with an expected file;
-//! - [`bench`] measures replay throughput.
+//! - [`bench`] measures replay throughput;
+//! - [`envoy`] runs the same module in a real Envoy and compares the two.
 
 pub mod abi;
 pub mod bench;
 pub mod callouts;
 pub mod check;
+pub mod envoy;
 pub mod error;
 pub mod golden;
 pub mod host;

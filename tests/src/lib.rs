@@ -1,6 +1,9 @@
 //! Support for stakeguard's integration tests: a real Envoy started from a generated
 //! configuration on loopback ports chosen at run time, a small scriptable upstream, a tiny
-//! HTTP/1.1 client, and readers for Envoy's admin endpoints, logs and access logs.
+//! HTTP/1.1 client, and readers for Envoy's admin endpoints, logs and access logs. The
+//! generic parts (Envoy launcher, HTTP client, upstream server, polling, scratch
+//! directories) are the harness's `stakeguard_harness::envoy`, which
+//! `stakeguard replay --envoy` uses too; this crate adds what only tests want.
 //!
 //! Everything here is meant to be reused by the feature tests in `tests/tests/` and by
 //! later suites (Alertmanager, hot reload through ECDS, Envoy-vs-harness replay):
@@ -38,9 +41,7 @@ pub fn repo_root() -> PathBuf {
 /// The Envoy binary the tests run: `$STAKEGUARD_ENVOY`, else `.venv/bin/envoy` (installed
 /// by `scripts/ensure-envoy.sh`).
 pub fn envoy_binary() -> Result<PathBuf, String> {
-    let path = std::env::var_os("STAKEGUARD_ENVOY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    let path = stakeguard_harness::envoy::process::default_binary(&repo_root());
     if path.is_file() {
         Ok(path)
     } else {
@@ -73,43 +74,8 @@ pub fn filter_wasm() -> Result<PathBuf, String> {
     }
 }
 
-/// A fresh scratch directory under the system temp dir, removed on drop unless
-/// `STAKEGUARD_KEEP_TMP` is set (then its path is printed, to read Envoy's logs).
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// Creates `<tmp>/stakeguard-<label>-<pid>-<n>`.
-    pub fn new(label: &str) -> std::io::Result<Self> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("stakeguard-{label}-{}-{n}", std::process::id()));
-        if path.exists() {
-            std::fs::remove_dir_all(&path)?;
-        }
-        std::fs::create_dir_all(&path)?;
-        Ok(Self { path })
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("STAKEGUARD_KEEP_TMP").is_some() {
-            eprintln!("kept {}", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
+/// Scratch directories (the harness's), removed on drop unless `STAKEGUARD_KEEP_TMP`.
+pub use stakeguard_harness::envoy::TempDir;
 
 /// [`filter_wasm`], failing the test with its message (run `make wasm`) when missing.
 pub fn require_filter_wasm() -> PathBuf {

@@ -1,5 +1,6 @@
-//! The test upstream: a small HTTP/1.1 server on `127.0.0.1:<free port>` (std
-//! `TcpListener`, one thread per connection, keep-alive) that Envoy's routes point at.
+//! The test upstream: the harness's loopback HTTP/1.1 server
+//! (`stakeguard_harness::envoy::upstream::Server`) with the answers the feature tests
+//! script, on `127.0.0.1:<free port>`.
 //!
 //! What it answers, in order:
 //! 1. a reply scripted with [`Upstream::respond`] for the longest matching path prefix;
@@ -13,191 +14,73 @@
 //! received is recorded ([`Upstream::requests`]) so a test can prove a blocked request
 //! never reached it.
 
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::client::{read_body, read_head};
+pub use stakeguard_harness::envoy::upstream::{Received, Reply};
+use stakeguard_harness::envoy::upstream::{Server, lock};
 
 /// The password the upstream accepts on login routes.
 pub const GOOD_PASSWORD: &str = "correct-horse";
 
-/// A request as the upstream received it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// The method.
-    pub method: String,
-    /// The request target.
-    pub path: String,
-    /// The headers in order, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Received {
-    /// The first value of a header.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A scripted reply.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The status.
-    pub status: u16,
-    /// Response headers (repeats allowed, e.g. several `set-cookie`).
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: String,
-}
-
-impl Reply {
-    /// A reply with a status and an empty JSON body.
-    pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: "{}".to_owned(),
-        }
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-}
-
 #[derive(Default)]
-struct Shared {
+struct Script {
     routes: Mutex<Vec<(String, Reply)>>,
-    received: Mutex<Vec<Received>>,
-    stop: AtomicBool,
     sessions: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A running test upstream; stops accepting on drop.
 pub struct Upstream {
-    port: u16,
-    shared: Arc<Shared>,
+    server: Server,
+    script: Arc<Script>,
 }
 
 impl Upstream {
     /// Starts the upstream on a free loopback port.
     pub fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
-        let port = listener.local_addr()?.port();
-        let shared = Arc::new(Shared::default());
-        let accept_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name(format!("upstream-{port}"))
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let conn_shared = Arc::clone(&accept_shared);
-                    let _ = std::thread::Builder::new()
-                        .name("upstream-conn".to_owned())
-                        .spawn(move || serve(conn, &conn_shared));
-                }
-            })?;
-        Ok(Self { port, shared })
+        let script = Arc::new(Script::default());
+        let answers = Arc::clone(&script);
+        let server = Server::start(Box::new(move |req: &Received| answer(req, &answers)))?;
+        Ok(Self { server, script })
     }
 
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Scripts the reply for requests whose path starts with `prefix` (longest prefix wins).
     pub fn respond(&self, prefix: &str, reply: Reply) {
-        let mut routes = lock(&self.shared.routes);
+        let mut routes = lock(&self.script.routes);
         routes.retain(|(p, _)| p != prefix);
         routes.push((prefix.to_owned(), reply));
     }
 
     /// Every request received so far, in order of arrival.
     pub fn requests(&self) -> Vec<Received> {
-        lock(&self.shared.received).clone()
+        self.server.requests()
     }
 
     /// How many received requests had a path starting with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
-        lock(&self.shared.received)
+        self.server
+            .requests()
             .iter()
             .filter(|r| r.path.starts_with(prefix))
             .count()
     }
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+fn json_reply(status: u16, body: String) -> Reply {
+    Reply {
+        body: body.into_bytes(),
+        ..Reply::status(status)
     }
+    .header("content-type", "application/json")
 }
 
-fn serve(conn: TcpStream, shared: &Shared) {
-    let Ok(write_half) = conn.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(conn);
-    let mut writer = write_half;
-    loop {
-        let Ok(Some((start, headers))) = read_head(&mut reader) else {
-            return;
-        };
-        let mut parts = start.split_whitespace();
-        let method = parts.next().unwrap_or("").to_owned();
-        let path = parts.next().unwrap_or("").to_owned();
-        let Ok(body) = read_body(&mut reader, &headers, false) else {
-            return;
-        };
-        let req = Received {
-            method,
-            path,
-            headers,
-            body,
-        };
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let reply = answer(&req, shared);
-        lock(&shared.received).push(req);
-        let mut out = format!(
-            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
-            reply.status,
-            reply.body.len()
-        );
-        for (name, value) in &reply.headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if close {
-            out.push_str("connection: close\r\n");
-        }
-        out.push_str("\r\n");
-        out.push_str(&reply.body);
-        if writer.write_all(out.as_bytes()).is_err() || close {
-            return;
-        }
-    }
-}
-
-fn answer(req: &Received, shared: &Shared) -> Reply {
-    let scripted = lock(&shared.routes)
+fn answer(req: &Received, script: &Script) -> Reply {
+    let scripted = lock(&script.routes)
         .iter()
         .filter(|(prefix, _)| req.path.starts_with(prefix.as_str()))
         .max_by_key(|(prefix, _)| prefix.len())
@@ -214,16 +97,10 @@ fn answer(req: &Received, shared: &Shared) -> Reply {
                     .map(str::to_owned)
             });
         if password.as_deref() == Some(GOOD_PASSWORD) {
-            let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
-            Reply::status(200)
-                .header("content-type", "application/json")
-                .header("set-cookie", &format!("sid=s{n:08x}; Path=/"))
+            let n = script.sessions.fetch_add(1, Ordering::Relaxed);
+            json_reply(200, "{}".to_owned()).header("set-cookie", &format!("sid=s{n:08x}; Path=/"))
         } else {
-            Reply {
-                body: r#"{"error":"bad credentials"}"#.to_owned(),
-                ..Reply::status(401)
-            }
-            .header("content-type", "application/json")
+            json_reply(401, r#"{"error":"bad credentials"}"#.to_owned())
         }
     } else {
         let echo = serde_json::json!({
@@ -232,11 +109,7 @@ fn answer(req: &Received, shared: &Shared) -> Reply {
             "headers": req.headers,
             "body_len": req.body.len(),
         });
-        Reply {
-            body: echo.to_string(),
-            ..Reply::status(200)
-        }
-        .header("content-type", "application/json")
+        json_reply(200, echo.to_string())
     };
     for (name, value) in &req.headers {
         if name == "x-upstream-status" {
