@@ -7,6 +7,7 @@
 //! published decision without its per-request `ref=`. Headers that Envoy itself owns on
 //! the way out (`date`, framing) are left out of the header changes of both sides.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::replay::EnvoyResult;
@@ -60,6 +61,10 @@ pub struct Mismatch {
 pub struct Comparison {
     /// Records compared.
     pub compared: usize,
+    /// Envoy's outcomes, counted (to see that a comparison was not vacuous).
+    pub outcomes: BTreeMap<String, usize>,
+    /// Records for which Envoy logged a published decision.
+    pub decisions: usize,
     /// Records where the sides disagree.
     pub mismatches: Vec<Mismatch>,
 }
@@ -189,6 +194,8 @@ pub fn compare(records: &[Record], envoy: &[EnvoyResult], harness: &[Entry]) -> 
         let e = envoy_observation(&reply, result);
         let h = harness_observation(entry);
         out.compared += 1;
+        *out.outcomes.entry(e.outcome.clone()).or_default() += 1;
+        out.decisions += usize::from(e.decision.is_some());
         if e != h {
             #[expect(clippy::cast_precision_loss, reason = "seconds for display only")]
             let at_s = result.sent_ns.saturating_sub(start_ns) as f64 / 1e9;
@@ -243,11 +250,18 @@ impl Comparison {
                 m.harness.decision.clone().unwrap_or_else(|| "-".to_owned()),
             );
         }
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(o, n)| format!("{n} {o}"))
+            .collect();
         let _ = writeln!(
             out,
-            "{} of {} records differ between Envoy and the harness",
+            "{} of {} records differ between Envoy and the harness (envoy: {}; {} decisions)",
             self.mismatches.len(),
-            self.compared
+            self.compared,
+            outcomes.join(", "),
+            self.decisions
         );
         out
     }

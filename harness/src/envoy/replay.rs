@@ -61,6 +61,8 @@ pub struct EnvoyReplay {
     pub log: String,
     /// Wall-clock time the sends took.
     pub elapsed: Duration,
+    /// Records sent over mTLS (those with a `peer_uri_san`).
+    pub mtls: usize,
 }
 
 /// The HTTP request for a record (its `host` header, if any, is its authority already).
@@ -114,6 +116,7 @@ pub fn run(
 
     let start = Instant::now();
     let mut results = Vec::with_capacity(records.len());
+    let mut mtls = 0;
     for (record, offset) in records.iter().zip(&schedule.offsets_ns) {
         // Pacing to the schedule, not waiting for a condition: the recording says when.
         let due = start + Duration::from_nanos(*offset);
@@ -128,6 +131,7 @@ pub fn run(
             _ => None,
         };
         let port = tls.as_ref().map_or(plain_port, |(_, p)| *p);
+        mtls += usize::from(tls.is_some());
         results.push(send_one(&request_for(record), port, tls.map(|(c, _)| c)));
     }
     let elapsed = start.elapsed();
@@ -148,6 +152,7 @@ pub fn run(
         results,
         log: envoy.log(),
         elapsed,
+        mtls,
     })
 }
 

@@ -165,13 +165,19 @@ pub fn address_ip(address: &str) -> &str {
     }
 }
 
-/// Appends the record's recorded peer to its `x-forwarded-for` (as the trusted proxy in
-/// front would), so the policy's client IP survives the socket peer becoming 127.0.0.1.
+/// The client a record without a recorded peer stands for: such records share one
+/// client, as they share the missing peer in a plain replay.
+pub const UNRECORDED_PEER: &str = "0.0.0.0";
+
+/// Appends the record's recorded peer (or [`UNRECORDED_PEER`]) to its `x-forwarded-for`,
+/// as the trusted proxy in front would, so the policy's client IP survives the socket
+/// peer becoming 127.0.0.1.
 pub fn forward_identity(record: &mut Record) {
-    let Some(source) = &record.source else {
-        return;
-    };
-    let ip = address_ip(source).to_owned();
+    let ip = record
+        .source
+        .as_deref()
+        .map_or(UNRECORDED_PEER, address_ip)
+        .to_owned();
     let headers = &mut record.request.headers;
     match headers
         .iter_mut()
@@ -274,6 +280,9 @@ mod tests {
         record.source = Some("[2001:db8::1]:80".into());
         forward_identity(&mut record);
         assert_eq!(record.request.headers[0].1, "203.0.113.10, 2001:db8::1");
+        record.source = None;
+        forward_identity(&mut record);
+        assert_eq!(record.request.headers[0].1, "203.0.113.10, 2001:db8::1, 0.0.0.0");
     }
 
     #[test]
