@@ -55,7 +55,12 @@ fn agree(recording: &str, policy: &str) {
     );
     assert_eq!(run.comparison.compared, records.len());
     // Not vacuous: the filter answered some requests itself and published decisions.
-    assert!(run.comparison.outcomes.get("local_reply").is_some_and(|n| *n > 0));
+    assert!(
+        run.comparison
+            .outcomes
+            .get("local_reply")
+            .is_some_and(|n| *n > 0)
+    );
     assert!(run.comparison.decisions > 0);
     assert!(
         run.comparison.mismatches.is_empty(),

@@ -1,12 +1,14 @@
 //! `stakeguard replay`: replay traffic, print a table or JSON Lines, compare with a
-//! golden file.
+//! golden file; with `--envoy`, replay it through a real Envoy too and print every record
+//! where Envoy and the harness disagree.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use std::io::IsTerminal;
 
+use stakeguard_harness::envoy::{self, CompareOptions, EnvoyOptions};
 use stakeguard_harness::{Harness, HarnessError, golden};
 
 use super::{
@@ -38,12 +40,39 @@ pub struct ReplayArgs {
     /// Traffic.
     #[command(flatten)]
     pub traffic: TrafficArgs,
+    /// Envoy comparison.
+    #[command(flatten)]
+    pub envoy: EnvoyArgs,
+}
+
+/// `--envoy` and its options.
+#[derive(Debug, Args)]
+pub struct EnvoyArgs {
+    /// Also send the traffic through a real Envoy running the module (paced to the
+    /// recorded times, an upstream answering the recorded responses) and print every
+    /// record where Envoy and the harness disagree (exit 1 if any).
+    #[arg(long, conflicts_with_all = ["expect", "update_expect"])]
+    pub envoy: bool,
+    /// The Envoy binary; default `$STAKEGUARD_ENVOY`, else `.venv/bin/envoy`.
+    #[arg(long, value_name = "PATH", requires = "envoy")]
+    pub envoy_bin: Option<PathBuf>,
+    /// Run recorded time this many times faster: policy durations and the gaps between
+    /// records are divided by it (both sides alike).
+    #[arg(long, value_name = "N", default_value_t = 60.0, requires = "envoy")]
+    pub time_scale: f64,
+    /// Do not carry each record's recorded peer in `x-forwarded-for` (with one more
+    /// trusted hop in the policy); every client is then 127.0.0.1.
+    #[arg(long, requires = "envoy")]
+    pub no_forward_identity: bool,
 }
 
 /// Runs `replay`.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
     let module = read_module(&args.module)?;
     let policy = resolve_policy(&args.policy)?;
+    if args.envoy.envoy {
+        return compare_with_envoy(&args, &module, &policy);
+    }
     let config = harness_config(&args.host, policy)?;
     let records = read_traffic(&args.traffic)?;
     let harness = Harness::new(&module, config)?;
@@ -96,4 +125,38 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --envoy`: the same records through Envoy and the harness, and the mismatches.
+fn compare_with_envoy(
+    args: &ReplayArgs,
+    module: &[u8],
+    policy: &[u8],
+) -> Result<ExitCode, CliError> {
+    let base = harness_config(&args.host, Vec::new())?;
+    let records = read_traffic(&args.traffic)?;
+    let options = CompareOptions {
+        envoy: EnvoyOptions {
+            binary: args
+                .envoy
+                .envoy_bin
+                .clone()
+                .unwrap_or_else(|| envoy::process::default_binary(Path::new("."))),
+            module: args.module.module.clone(),
+            concurrency: u32::try_from(args.host.workers).unwrap_or(u32::MAX),
+        },
+        time_scale: args.envoy.time_scale,
+        forward_identity: !args.envoy.no_forward_identity,
+    };
+    let run = envoy::compare_recording(&options, module, policy, &records, base)
+        .map_err(|e| CliError::Usage(format!("envoy comparison: {e}")))?;
+    print!("{}", run.comparison.render());
+    eprintln!(
+        "stakeguard: envoy took {:.1?} ({} over mTLS), the harness {:.1?}",
+        run.envoy.elapsed, run.envoy.mtls, run.harness_elapsed
+    );
+    Ok(match run.comparison.mismatches.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
 }

@@ -282,7 +282,10 @@ mod tests {
         assert_eq!(record.request.headers[0].1, "203.0.113.10, 2001:db8::1");
         record.source = None;
         forward_identity(&mut record);
-        assert_eq!(record.request.headers[0].1, "203.0.113.10, 2001:db8::1, 0.0.0.0");
+        assert_eq!(
+            record.request.headers[0].1,
+            "203.0.113.10, 2001:db8::1, 0.0.0.0"
+        );
     }
 
     #[test]
