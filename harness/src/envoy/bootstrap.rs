@@ -63,9 +63,12 @@ pub struct EnvoyConfig {
     pub concurrency: u32,
     /// Extra command-line arguments.
     pub extra_args: Vec<String>,
-    /// Leave response headers as the upstream and the filter made them: pass `server`
-    /// through (Envoy overwrites it by default) and add no `x-envoy-*` headers, so what
-    /// the client sees differs from what the upstream sent only by the filter's changes.
+    /// Leave requests and responses as the client, the upstream and the filter made them:
+    /// pass `server` through (Envoy overwrites it by default), add no `x-envoy-*`
+    /// headers, and take the socket peer as the client address (`use_remote_address`)
+    /// without appending it to `x-forwarded-for` (`skip_xff_append`). By default Envoy
+    /// would make the last `x-forwarded-for` entry the module's `source.address`; the
+    /// harness, like an edge Envoy, gives it the socket peer.
     pub faithful_headers: bool,
     /// A second listener, `mtls`, that requires a client certificate.
     pub mtls: Option<MtlsListener>,
@@ -198,6 +201,8 @@ impl EnvoyConfig {
             && let Some(map) = hcm.as_object_mut()
         {
             map.insert("server_header_transformation".into(), json!("PASS_THROUGH"));
+            map.insert("use_remote_address".into(), json!(true));
+            map.insert("skip_xff_append".into(), json!(true));
         }
         let mut chain = json!({ "filters": [{
             "name": "envoy.filters.network.http_connection_manager",
