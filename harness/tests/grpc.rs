@@ -85,10 +85,14 @@ fn a_reset_closes_the_call_with_unavailable() {
 }
 
 #[test]
-fn a_grpc_call_to_an_unknown_cluster_is_a_bad_argument() {
+fn a_grpc_call_to_an_unknown_cluster_is_a_parse_failure() {
     let module = common::wat_module(IMPORTS, BODY);
     let report = common::replay(&module, config(""), &common::get("/"));
     assert!(report.entries[0].callouts.is_empty());
-    // The status (2) was used as the length of a log message at 700 (two zero bytes).
-    assert_eq!(report.entries[0].logs, vec!["info: \u{0}\u{0}".to_string()]);
+    // The status (ParseFailure, 4, as Envoy's `grpcCall` returns) was used as the length
+    // of a log message at 700 (four zero bytes).
+    assert_eq!(
+        report.entries[0].logs,
+        vec!["info: \u{0}\u{0}\u{0}\u{0}".to_string()]
+    );
 }

@@ -4,8 +4,10 @@
 //! The host only records the request and hands out a token; the replay driver asks the
 //! stub upstream ([`crate::callouts`]) for the answer and delivers it on the virtual
 //! clock to the root context, as Envoy starts callouts on the root context. Envoy's
-//! rules: an unknown cluster is `BadArgument` (for gRPC too, when the service bytes are
-//! a cluster name, as the Rust SDK sends them); an http call needs `:method`, `:path`
+//! rules: an unknown cluster is `BadArgument` for an http call and `ParseFailure` for gRPC
+//! (the service bytes are not a `GrpcService` proto, so Envoy takes them as a cluster name,
+//! as the Rust SDK sends them, and fails the parse when no such cluster exists: Envoy's
+//! `Context::grpcCall`/`grpcStream`); an http call needs `:method`, `:path`
 //! and `:authority`; a negative timeout is `BadArgument`; the token slot is written (0)
 //! before anything starts, so a bad token pointer fails first.
 
@@ -174,7 +176,8 @@ pub fn proxy_grpc_call(
     let message = mem!(read(&mut caller, "grpc message", message_ptr, message_size));
     let state = caller.data_mut();
     if !state.config.callouts.knows(&target.cluster) {
-        return Ok(Status::BadArgument.code());
+        // Envoy: not a `GrpcService` proto and no cluster of that name.
+        return Ok(Status::ParseFailure.code());
     }
     let token = next_grpc_token(state, true);
     state.open_grpc.insert(token, target.cluster.clone());
@@ -224,7 +227,8 @@ pub fn proxy_grpc_stream(
     ));
     let state = caller.data_mut();
     if !state.config.callouts.knows(&target.cluster) {
-        return Ok(Status::BadArgument.code());
+        // Envoy: not a `GrpcService` proto and no cluster of that name.
+        return Ok(Status::ParseFailure.code());
     }
     let token = next_grpc_token(state, false);
     state.open_grpc.insert(token, target.cluster.clone());
