@@ -8,16 +8,44 @@ use std::time::Duration;
 use stakeguard_tests::client::Request;
 use stakeguard_tests::{start_filter, test_policy};
 
+/// The end-to-end policy with every mode switch turned to monitor (a policy edit
+/// through JSON pointers, so a missing field fails the test instead of panicking).
 fn monitored_policy() -> String {
     let mut policy: serde_json::Value =
         serde_json::from_str(&test_policy("e2e")).unwrap_or_default();
-    if let Some(tiers) = policy["tiers"].as_object_mut() {
-        for tier in tiers.values_mut() {
-            tier["mode"] = "monitor".into();
-        }
+    let set =
+        |policy: &mut serde_json::Value, pointer: &str, key: &str, value: serde_json::Value| {
+            let object = policy
+                .pointer_mut(pointer)
+                .and_then(serde_json::Value::as_object_mut);
+            assert!(
+                object.is_some(),
+                "the e2e policy has no object at {pointer}"
+            );
+            if let Some(object) = object {
+                object.insert(key.to_owned(), value);
+            }
+        };
+    let tiers: Vec<String> = policy
+        .get("tiers")
+        .and_then(serde_json::Value::as_object)
+        .map(|tiers| tiers.keys().cloned().collect())
+        .unwrap_or_default();
+    for tier in tiers {
+        set(
+            &mut policy,
+            &format!("/tiers/{tier}"),
+            "mode",
+            "monitor".into(),
+        );
     }
-    policy["unknown_routes"]["mode"] = "monitor".into();
-    policy["ambiguous_paths"] = serde_json::json!({ "mode": "monitor" });
+    set(&mut policy, "/unknown_routes", "mode", "monitor".into());
+    set(
+        &mut policy,
+        "",
+        "ambiguous_paths",
+        serde_json::json!({ "mode": "monitor" }),
+    );
     policy.to_string()
 }
 
