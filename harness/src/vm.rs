@@ -1,6 +1,7 @@
 //! One proxy-wasm VM: a wasmtime instance with its [`HostState`], the module's exported
 //! callbacks looked up once, and a wrapper that runs a callback for a context with a
-//! fuel budget and turns a trap into a [`Trapped`] report with the wasm backtrace.
+//! time budget (see [`deadline`]) and turns a trap into a [`Trapped`] report with the
+//! wasm backtrace.
 //!
 //! [`Plugin`] holds what is built once per module: the engine, the compiled module and
 //! the pre-linked `InstancePre`; a [`Vm`] is cheap to make from it.
@@ -8,9 +9,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+mod deadline;
+
 use wasmtime::{
-    Config, Engine, Instance, InstancePre, Module, Store, StoreLimitsBuilder, Trap, TypedFunc,
-    WasmBacktrace, WasmBacktraceDetails, WasmParams, WasmResults,
+    Config, Engine, Instance, InstancePre, Module, OptLevel, Store, StoreLimitsBuilder, Trap,
+    TypedFunc, WasmBacktrace, WasmBacktraceDetails, WasmParams, WasmResults,
 };
 
 use crate::error::LoadError;
@@ -32,8 +35,10 @@ impl Plugin {
     pub fn load(bytes: &[u8]) -> Result<Plugin, LoadError> {
         let mut config = Config::new();
         config.wasm_backtrace_details(WasmBacktraceDetails::Enable);
-        config.consume_fuel(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        deadline::register(&engine)?;
         let module =
             Module::new(&engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let exports: BTreeSet<String> = module.exports().map(|e| e.name().to_string()).collect();
@@ -82,7 +87,7 @@ impl Plugin {
     }
 }
 
-/// A trap (or fuel exhaustion) in a callback.
+/// A trap (or an exhausted budget) in a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trapped {
     /// The callback that trapped.
@@ -138,8 +143,9 @@ fn export<P: WasmParams, R: WasmResults>(
 pub fn describe_trap(error: &wasmtime::Error, host_trap: Option<String>) -> String {
     let mut message = match (host_trap, error.downcast_ref::<Trap>()) {
         (Some(host), _) => host,
-        (None, Some(Trap::OutOfFuel)) => {
-            "the callback ran out of fuel; an infinite loop? (raise --fuel for heavy modules)"
+        (None, Some(Trap::Interrupt)) => {
+            "the callback ran out of fuel (its time budget, about a millisecond per million units); \
+             an infinite loop? (raise --fuel for heavy modules)"
                 .to_string()
         }
         (None, Some(trap)) => trap.to_string(),
@@ -169,7 +175,8 @@ pub struct Vm {
     store: Store<HostState>,
     exports: Exports,
     next_context: u32,
-    fuel: u64,
+    /// The epoch deadline of each callback, in ticks.
+    budget_ticks: u64,
     /// The VM trapped; Envoy marks it failed.
     pub failed: bool,
 }
@@ -184,7 +191,7 @@ pub struct VmSetup {
     pub worker: usize,
     /// Virtual time at start, in nanoseconds.
     pub now_ns: u64,
-    /// Fuel per callback.
+    /// Fuel per callback (turned into a time budget by [`deadline::ticks_for`]).
     pub fuel: u64,
     /// How many times this worker's VM was started before (seeds differ per start).
     pub generation: u64,
@@ -234,9 +241,8 @@ impl Vm {
         };
         let mut store = Store::new(&plugin.engine, state);
         store.limiter(|s| &mut s.limits);
-        store
-            .set_fuel(setup.fuel)
-            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let budget_ticks = deadline::ticks_for(setup.fuel);
+        store.set_epoch_deadline(budget_ticks);
         let instance = plugin
             .pre
             .instantiate(&mut store)
@@ -309,7 +315,7 @@ impl Vm {
             store,
             exports,
             next_context: 1,
-            fuel: setup.fuel,
+            budget_ticks,
             failed: false,
         })
     }
@@ -351,7 +357,7 @@ impl Vm {
             s.effective = None;
             s.phase = phase;
         }
-        let _ = self.store.set_fuel(self.fuel);
+        self.store.set_epoch_deadline(self.budget_ticks);
         let result = func.call(&mut self.store, params);
         let s = self.store.data_mut();
         s.phase = Phase::Other;

@@ -51,12 +51,16 @@ pub struct HeaderMap {
 }
 
 impl HeaderMap {
-    /// A map of these pairs (keys lowercased).
+    /// A map of these pairs (keys lowercased in place: recorded keys mostly are already,
+    /// and this runs for every map of every request).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> HeaderMap {
         HeaderMap {
             entries: pairs
                 .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .map(|(mut k, v)| {
+                    k.make_ascii_lowercase();
+                    (k, v)
+                })
                 .collect(),
         }
     }

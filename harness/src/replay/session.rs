@@ -44,8 +44,9 @@ pub struct Session<'h> {
     pub(super) workers: Vec<Worker>,
     /// The virtual clock, in nanoseconds since the epoch.
     pub(super) now: u64,
-    /// Streams in flight by (worker, context).
-    pub(super) streams: BTreeMap<(usize, u32), StreamRun>,
+    /// Streams in flight by (worker, context), boxed: a stream is large, and the map
+    /// moves its values on every insert and removal.
+    pub(super) streams: BTreeMap<(usize, u32), Box<StreamRun>>,
     /// The entries of the replay in progress, by record index.
     pub(super) entries: Vec<Option<Entry>>,
     /// Callout answers due, by (time, sequence).

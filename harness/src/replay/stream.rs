@@ -191,7 +191,7 @@ impl Session<'_> {
             }
         };
         let start_ns = i64::try_from(self.now).unwrap_or(i64::MAX);
-        let mut stream = StreamRun {
+        let mut stream = Box::new(StreamRun {
             index,
             step: Step::Headers(Dir::Request),
             waiting: None,
@@ -227,7 +227,7 @@ impl Session<'_> {
                 trap: None,
                 notes,
             },
-        };
+        });
         let info = StreamInfo {
             start_ns,
             request_id: req
