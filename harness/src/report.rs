@@ -192,6 +192,28 @@ pub fn decision_label(value: &serde_json::Value) -> String {
     text.chars().take(80).collect()
 }
 
+/// The label of an incident metric: the `key.value` segments after an `incident`
+/// segment as `key=value` words (`stakeguard.incident.api.login.version.v2.control.login
+/// .severity.page` -> `api=login version=v2 control=login severity=page`); `None` for
+/// other names. Metric names are all a module can publish generically, and this one
+/// naming convention (Envoy's `stats_tags` read the same pairs) is enough to group them.
+pub fn incident_label(metric: &str) -> Option<String> {
+    let mut segments = metric.split('.');
+    segments.by_ref().find(|s| *s == "incident")?;
+    let rest: Vec<&str> = segments.collect();
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
+        return None;
+    }
+    let words: Vec<String> = rest
+        .chunks(2)
+        .filter_map(|pair| match pair {
+            [key, value] => Some(format!("{key}={value}")),
+            _ => None,
+        })
+        .collect();
+    Some(words.join(" "))
+}
+
 /// A metric's final value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricReport {
@@ -217,6 +239,10 @@ pub struct Summary {
     /// Metrics the module defined, with final values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, MetricReport>,
+    /// Incidents counted by the module's metrics, by [`incident_label`] (counters named
+    /// `<prefix>.incident.<key>.<value>...` with a non-zero value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incidents: BTreeMap<String, u64>,
     /// Log lines by level.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub logs: BTreeMap<String, u64>,
@@ -326,6 +352,12 @@ impl Report {
                 let _ = writeln!(out, "    {v:>6}  {k}");
             }
         }
+        if !s.incidents.is_empty() {
+            let _ = writeln!(out, "  incidents:");
+            for (k, v) in &s.incidents {
+                let _ = writeln!(out, "    {v:>6}  {k}");
+            }
+        }
         if !s.metrics.is_empty() {
             let _ = writeln!(out, "  metrics:");
             for (k, m) in &s.metrics {
@@ -369,6 +401,9 @@ pub fn header_changes(
     before: &[(String, String)],
     after: &[(String, String)],
 ) -> Vec<HeaderChange> {
+    if before == after {
+        return Vec::new();
+    }
     let mut names: Vec<&str> = Vec::new();
     for (k, _) in before.iter().chain(after.iter()) {
         if !names.contains(&k.as_str()) {
@@ -429,5 +464,17 @@ mod tests {
         assert_eq!(decision_label(&serde_json::json!("allow")), "allow");
         let text = serde_json::json!("api=login version=v2 control=login outcome=alerted ref=sg-1");
         assert_eq!(decision_label(&text), "login v2 login alerted");
+    }
+
+    #[test]
+    fn incident_metrics_are_labelled_by_their_key_value_segments() {
+        assert_eq!(
+            incident_label("stakeguard.incident.api.login.version.v2.control.login.severity.page")
+                .as_deref(),
+            Some("api=login version=v2 control=login severity=page")
+        );
+        assert_eq!(incident_label("stakeguard.decision.api.login"), None);
+        assert_eq!(incident_label("x.incident.api"), None);
+        assert_eq!(incident_label("x.incident"), None);
     }
 }

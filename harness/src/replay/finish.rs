@@ -6,7 +6,7 @@ use super::session::Session;
 use super::stream::status_of;
 use crate::abi::MetricType;
 use crate::host::state::{HeaderMap, lock};
-use crate::report::{Entry, MetricReport, Outcome, Report, header_changes};
+use crate::report::{Entry, MetricReport, Outcome, Report, header_changes, incident_label};
 
 /// The filter-state property a module publishes its decision in.
 const DECISION_PROPERTY: &str = "stakeguard.decision";
@@ -120,6 +120,12 @@ impl Session<'_> {
             }
         }
         for (name, m) in &lock(&self.shared).metrics {
+            if m.kind == Some(MetricType::Counter)
+                && m.value > 0
+                && let Some(label) = incident_label(name)
+            {
+                *summary.incidents.entry(label).or_default() += m.value;
+            }
             summary.metrics.insert(
                 name.clone(),
                 MetricReport {
