@@ -7,7 +7,10 @@
 //! `stakeguard-policies` natively (`on_request`, then `on_response` when the stream wants
 //! it). Rounds alternate between the two in one process; the medians give requests/s
 //! for each and the ratio, which is the number that matters: what running the policy
-//! as a proxy-wasm module under this host costs over calling the engine directly.
+//! as a proxy-wasm module under this host costs over calling the engine directly. Two
+//! baselines split the harness's share: a module without callbacks (the host alone)
+//! and one whose callbacks return at once (plus entering the VM). Set
+//! `STAKEGUARD_BENCH_MODULE` to measure another build of the filter.
 
 #![allow(
     clippy::unwrap_used,
@@ -96,11 +99,25 @@ fn records(samples: &[Sample]) -> Vec<Record> {
     records
 }
 
-/// A proxy-wasm module that exports no callback: what a replay costs the host alone.
+/// A proxy-wasm module without callbacks: what a replay costs the host alone.
 const EMPTY_MODULE: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024)))"#;
+
+/// A module whose stream callbacks all return at once: the host plus the cost of
+/// entering the VM for each callback stakeguard.wasm gets.
+const NOOP_MODULE: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32)))"#;
 
 fn native_pass(policy: &Policy, store: &MemoryStore, samples: &[Sample], now_ms: u64) {
     for s in samples {
@@ -147,83 +164,94 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A harness for `module` with `configuration`, on one worker.
+fn one_worker(module: &[u8], configuration: &str) -> Harness {
+    Harness::new(
+        module,
+        HarnessConfig {
+            plugin_configuration: configuration.as_bytes().to_vec(),
+            workers: 1,
+            ..HarnessConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 fn main() {
-    let module_path = workspace().join("target/wasm32-wasip1/release/stakeguard_filter.wasm");
+    // Another build of the filter (another opt-level, say) can be measured in its place.
+    let module_path = std::env::var_os("STAKEGUARD_BENCH_MODULE").map_or_else(
+        || workspace().join("target/wasm32-wasip1/release/stakeguard_filter.wasm"),
+        PathBuf::from,
+    );
     let module = std::fs::read(&module_path)
         .unwrap_or_else(|e| panic!("{}: {e}; run `make wasm` first", module_path.display()));
     let policy_text =
         std::fs::read_to_string(workspace().join("policies/examples/bank.json")).unwrap();
     let samples = samples();
     let records = records(&samples);
-
-    let harness = Harness::new(
-        &module,
-        HarnessConfig {
-            plugin_configuration: policy_text.clone().into_bytes(),
-            workers: 1,
-            ..HarnessConfig::default()
-        },
-    )
-    .unwrap();
-    let mut session = harness.session(START_MS * 1_000_000).unwrap();
     let period = pass_period_ns(&records);
-    let warm = session.replay(&records, 0, &mut |_| {});
-    for e in &warm.entries {
-        assert_eq!(
-            (e.outcome, e.status, e.decision.as_ref()),
-            (Outcome::Forwarded, 200, None),
-            "not the allow path: {e:?}"
-        );
+
+    // The filter, then the two baselines; every session is started once.
+    let harnesses = [
+        one_worker(&module, &policy_text),
+        one_worker(EMPTY_MODULE.as_bytes(), ""),
+        one_worker(NOOP_MODULE.as_bytes(), ""),
+    ];
+    let mut sessions: Vec<_> = harnesses
+        .iter()
+        .map(|h| h.session(START_MS * 1_000_000).unwrap())
+        .collect();
+    for session in &mut sessions {
+        let warm = session.replay(&records, 0, &mut |_| {});
+        for e in &warm.entries {
+            assert_eq!(
+                (e.outcome, e.status, e.decision.as_ref()),
+                (Outcome::Forwarded, 200, None),
+                "not the allow path: {e:?}"
+            );
+        }
     }
     let policy = Policy::from_json(&policy_text).unwrap();
     let store = MemoryStore::new();
     native_pass(&policy, &store, &samples, START_MS);
 
-    let empty = Harness::new(
-        EMPTY_MODULE.as_bytes(),
-        HarnessConfig {
-            workers: 1,
-            ..HarnessConfig::default()
-        },
-    )
-    .unwrap();
-    let mut empty_session = empty.session(START_MS * 1_000_000).unwrap();
-
-    let mut pass = 0u64;
-    let (mut wasm, mut native, mut host) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let start = Instant::now();
-        for _ in 0..PASSES {
-            pass += 1;
-            black_box(session.replay(&records, pass * period, &mut |_| {}));
+    let per_request =
+        |start: Instant| start.elapsed().as_nanos() as f64 / (PASSES * REQUESTS) as f64;
+    let mut wasm: Vec<Vec<f64>> = vec![Vec::new(); sessions.len()];
+    let mut native = Vec::new();
+    for round in 1..=ROUNDS as u64 {
+        for (session, times) in sessions.iter_mut().zip(&mut wasm) {
+            let start = Instant::now();
+            for p in 0..PASSES as u64 {
+                let shift = (round * PASSES as u64 + p) * period;
+                black_box(session.replay(&records, shift, &mut |_| {}));
+            }
+            times.push(per_request(start));
         }
-        wasm.push(start.elapsed().as_nanos() as f64 / (PASSES * REQUESTS) as f64);
-        let start = Instant::now();
-        for _ in 0..PASSES {
-            black_box(empty_session.replay(&records, pass * period, &mut |_| {}));
-        }
-        host.push(start.elapsed().as_nanos() as f64 / (PASSES * REQUESTS) as f64);
         let start = Instant::now();
         for p in 0..PASSES as u64 {
-            native_pass(&policy, &store, &samples, START_MS + p * period / 1_000_000);
+            let shift_ms = (round * PASSES as u64 + p) * period / 1_000_000;
+            native_pass(&policy, &store, &samples, START_MS + shift_ms);
         }
-        native.push(start.elapsed().as_nanos() as f64 / (PASSES * REQUESTS) as f64);
+        native.push(per_request(start));
     }
-    let (wasm, native, host) = (median(wasm), median(native), median(host));
+    let native = median(native);
+    let [filter, host, entries] = [0, 1, 2].map(|i| median(wasm[i].clone()));
+    let line = |what: &str, ns: f64| {
+        println!(
+            "  {what:<34} {:>9.0} requests/s  ({ns:>6.0} ns/request)",
+            1e9 / ns
+        )
+    };
     println!(
         "\nallow-path requests, bank policy, one worker (median of {ROUNDS} interleaved rounds):"
     );
+    line("harness, stakeguard.wasm:", filter);
+    line("native engine:", native);
+    line("harness, module without callbacks:", host);
+    line("harness, 7 callbacks doing nothing:", entries);
     println!(
-        "  harness (stakeguard.wasm): {:>10.0} requests/s  ({wasm:>7.0} ns/request)",
-        1e9 / wasm
+        "  ratio harness/native:              {:>9.2}x",
+        filter / native
     );
-    println!(
-        "  native engine:             {:>10.0} requests/s  ({native:>7.0} ns/request)",
-        1e9 / native
-    );
-    println!(
-        "  of which the host alone:   {:>10.0} requests/s  ({host:>7.0} ns/request, a module without callbacks)",
-        1e9 / host
-    );
-    println!("  ratio harness/native:      {:>10.2}x", wasm / native);
 }
