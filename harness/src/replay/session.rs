@@ -97,11 +97,6 @@ impl<'h> Session<'h> {
         Ok(session)
     }
 
-    /// The virtual clock, in nanoseconds since the Unix epoch.
-    pub fn now_ns(&self) -> u64 {
-        self.now
-    }
-
     /// Replays `records` through this session's VMs, with every recorded time moved
     /// `shift_ns` later, and reports on them (the summary covers what happened since the
     /// previous report). Counters, shared data and metrics carry over from earlier
