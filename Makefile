@@ -11,7 +11,7 @@ STAKEGUARD := target/harness/stakeguard
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
 .PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt \
-        test-native test-wasm bench schema oci istio examples
+        test-native test-wasm bench golden schema oci istio examples
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
 demo: toolchain wasm cli
@@ -65,6 +65,12 @@ test-wasm: toolchain
 ## Benchmarks: ratios measured side by side in one run, never timed assertions in tests.
 bench: toolchain wasm
 	$(CARGO) bench -p stakeguard-policies --bench decide
+	$(CARGO) bench -p stakeguard-harness --bench replay
+
+## Rewrites the harness golden files (conformance transcript, bundled recordings) after
+## a deliberate change of the filter's or the harness's behaviour.
+golden: wasm conformance
+	UPDATE_GOLDEN=1 $(CARGO) test -p stakeguard-harness --test conformance --test recordings
 
 ## An OCI image of stakeguard.wasm that Istio's WasmPlugin can pull (out/oci, out/stakeguard-oci.tar).
 oci: wasm

@@ -127,17 +127,6 @@ const ALLOWED: &[Allowed] = &[
             configured headers only",
     },
     Allowed {
-        harness: &[
-            r#"info: on_response_headers: get_header_map_value\(0, ":path"\) -> BadArgument"#,
-        ],
-        envoy: &[
-            r#"info: on_response_headers: get_header_map_value\(0, ":path"\) -> Ok = "/local""#,
-        ],
-        reason: "harness bug (in the replay driver, harness/src/replay/control.rs, not the \
-            host): a local reply drops the request headers, but Envoy keeps them readable in \
-            the response callbacks of a stream whose on_request_headers never continued",
-    },
-    Allowed {
         harness: &[r"info: on_vm_start: get_metric\(second id\) -> Ok = 2"],
         envoy: &[r"info: on_vm_start: get_metric\(second id\) -> Ok = [46]"],
         reason: MAIN_THREAD_VMS,

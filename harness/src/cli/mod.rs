@@ -72,7 +72,9 @@ pub struct HostArgs {
     /// Host log level: trace, debug, info, warn, error, critical.
     #[arg(long, default_value = "info")]
     pub log_level: String,
-    /// Fuel per callback (about one unit per wasm instruction) before it counts as a hang.
+    /// How long one callback may run before it counts as a hang, in units of about a
+    /// microsecond of wall time per thousand (checked by epoch interruption; at least
+    /// 20 ms).
     #[arg(long, default_value_t = 2_000_000_000)]
     pub fuel: u64,
     /// Plugin root_id.

@@ -105,8 +105,9 @@ impl Session<'_> {
         }
         s.local_reply = Some(reply);
         if let Some(st) = self.stream_state(w, ctx) {
-            st.request_headers = None;
-            st.request_trailers = None;
+            // The request maps stay as they are: Envoy drops them only when the request
+            // continues, so a filter that replied from its request callbacks can still
+            // read them in the response callbacks.
             st.request_body = None;
             st.response_headers = None;
             st.response_body = None;
