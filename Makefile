@@ -56,7 +56,7 @@ fmt:
 	$(CARGO) fmt --all
 
 test-native: wasm conformance
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 test-wasm: toolchain
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" \

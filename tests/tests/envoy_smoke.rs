@@ -1,4 +1,5 @@
-//! The test infrastructure itself: a plain Envoy (no filter) in front of the test upstream.
+//! The test infrastructure itself (a plain Envoy in front of the test upstream) and the
+//! shipped Envoy examples: they validate, and carry the policy the project documents.
 
 use stakeguard_tests::client::Request;
 use stakeguard_tests::envoy::{Envoy, EnvoyConfig};
@@ -151,5 +152,43 @@ fn the_standalone_example_carries_the_bank_policy() {
     assert!(
         jwt < wasm,
         "jwt_authn must verify tokens before stakeguard reads their claims"
+    );
+}
+
+/// The hot-reload example passes `envoy --mode validate` too. Its ECDS file is written by
+/// `swap-policy.sh` at run time, so the check points the config's watched directory at a
+/// scratch one holding the resource the script would write for the bank policy.
+#[test]
+fn the_hot_reload_example_validates() {
+    let root = stakeguard_tests::repo_root();
+    let module = stakeguard_tests::filter_wasm().unwrap();
+    let ecds = stakeguard_tests::ecds::Ecds::new(&module).unwrap();
+    let bank = std::fs::read_to_string(root.join("policies/examples/bank.json")).unwrap();
+    std::fs::write(ecds.resource_path(), ecds.resource(&bank).to_string()).unwrap();
+    let shipped =
+        std::fs::read_to_string(root.join("envoy-examples/hot-reload/envoy.yaml")).unwrap();
+    assert!(
+        shipped.contains("envoy-examples/hot-reload/ecds"),
+        "the example watches its ecds/ directory"
+    );
+    let config = ecds.dir().join("envoy.yaml");
+    let watched = ecds.dir().display().to_string();
+    std::fs::write(
+        &config,
+        shipped.replace("envoy-examples/hot-reload/ecds", &watched),
+    )
+    .unwrap();
+    let output = std::process::Command::new(stakeguard_tests::envoy_binary().unwrap())
+        .args(["--mode", "validate", "-l", "warning", "-c"])
+        .arg(&config)
+        .args(stakeguard_tests::ecds::node_args())
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "envoy --mode validate failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
