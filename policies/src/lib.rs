@@ -39,7 +39,7 @@ mod read;
 pub mod request;
 pub mod routes;
 mod state;
-mod units;
+pub mod units;
 
 pub use decision::*;
 pub use engine::{Decision, Stream};

@@ -5,7 +5,7 @@
 
 /// Parses a duration such as `250ms`, `30s`, `15m`, `8h`, `1d` or `1h30m` into
 /// milliseconds. `None` when the text is not such a duration (or overflows).
-pub(crate) fn parse_duration(text: &str) -> Option<u64> {
+pub fn parse_duration(text: &str) -> Option<u64> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return None;

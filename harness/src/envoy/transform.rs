@@ -40,42 +40,10 @@ const DEFAULTS: [(&str, &str, &str); 4] = [
     ("alertmanager", "dedupe_window", "5m"),
 ];
 
-/// Parses `250ms`, `30s`, `15m`, `8h`, `1d` or sums such as `1h30m` into milliseconds,
-/// the grammar the policy engine accepts.
-pub fn parse_duration_ms(text: &str) -> Option<u64> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at_checked(digits)?;
-        let value: u64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at_checked(unit_len)?;
-        let scale = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return None,
-        };
-        total = total.checked_add(value.checked_mul(scale)?)?;
-        rest = next;
-    }
-    Some(total)
-}
-
 /// A duration divided by `factor`, in whole milliseconds and never zero (the engine
 /// refuses a zero duration).
 fn scaled(text: &str, factor: f64) -> Option<String> {
-    let ms = parse_duration_ms(text)?;
+    let ms = stakeguard_policies::units::parse_duration(text)?;
     #[expect(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,

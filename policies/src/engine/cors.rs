@@ -85,27 +85,33 @@ pub(super) fn preflight(
             body: String::new(),
         }));
     }
-    let reference = request.reference;
     // In monitor mode the preflight goes to the upstream as it would without stakeguard.
     Some(
-        stream
-            .block(
-                cx.api,
-                EventKind::CorsOriginRefused,
-                Control::Cors,
-                cors.mode,
-                stream.client,
-                || {
-                    error_reply(
-                        403,
-                        "cors_refused",
-                        "this origin or method may not call this API",
-                        reference,
-                        Vec::new(),
-                    )
-                },
-            )
-            .unwrap_or(Verdict::Continue),
+        refuse(
+            stream,
+            cx,
+            cors,
+            "this origin or method may not call this API",
+        )
+        .unwrap_or(Verdict::Continue),
+    )
+}
+
+/// Refuses a cross-origin request (enforce) or reports it (monitor).
+fn refuse(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    cors: &Cors,
+    message: &str,
+) -> Option<Verdict> {
+    let reference = cx.reference();
+    stream.block(
+        cx.api,
+        EventKind::CorsOriginRefused,
+        Control::Cors,
+        cors.mode,
+        stream.client,
+        || error_reply(403, "cors_refused", message, reference, Vec::new()),
     )
 }
 
@@ -119,23 +125,7 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
         stream.cors_origin = Some(origin.to_owned());
         return None;
     }
-    let reference = request.reference;
-    stream.block(
-        cx.api,
-        EventKind::CorsOriginRefused,
-        Control::Cors,
-        cors.mode,
-        stream.client,
-        || {
-            error_reply(
-                403,
-                "cors_refused",
-                "this origin may not call this API",
-                reference,
-                Vec::new(),
-            )
-        },
-    )
+    refuse(stream, cx, cors, "this origin may not call this API")
 }
 
 /// The headers every answer to an allowed origin carries, preflight or not.
