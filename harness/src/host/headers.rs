@@ -153,38 +153,47 @@ pub fn proxy_get_header_map_size(
 
 /// `proxy_add_header_map_value(map_type, key, key_size, value, value_size)`.
 pub fn proxy_add_header_map_value(
-    mut caller: Caller<'_, HostState>,
+    caller: Caller<'_, HostState>,
     map: u32,
     key_ptr: u32,
     key_size: u32,
     value_ptr: u32,
     value_size: u32,
 ) -> HostResult {
-    let t = status!(map_type(map));
-    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
-    let value = mem!(read_string(
-        &mut caller,
-        "header value",
-        value_ptr,
-        value_size
-    ));
-    match mut_map(caller.data_mut(), t) {
-        Some(m) => {
-            m.add(&key, &value);
-            Ok(Status::Ok.code())
-        }
-        None => Ok(Status::BadArgument.code()),
-    }
+    write_value(
+        caller,
+        map,
+        (key_ptr, key_size),
+        (value_ptr, value_size),
+        HeaderMap::add,
+    )
 }
 
 /// `proxy_replace_header_map_value(map_type, key, key_size, value, value_size)`.
 pub fn proxy_replace_header_map_value(
-    mut caller: Caller<'_, HostState>,
+    caller: Caller<'_, HostState>,
     map: u32,
     key_ptr: u32,
     key_size: u32,
     value_ptr: u32,
     value_size: u32,
+) -> HostResult {
+    write_value(
+        caller,
+        map,
+        (key_ptr, key_size),
+        (value_ptr, value_size),
+        HeaderMap::replace,
+    )
+}
+
+/// Reads a key and a value from the guest and writes them into a map with `op`.
+fn write_value(
+    mut caller: Caller<'_, HostState>,
+    map: u32,
+    (key_ptr, key_size): (u32, u32),
+    (value_ptr, value_size): (u32, u32),
+    op: fn(&mut HeaderMap, &str, &str),
 ) -> HostResult {
     let t = status!(map_type(map));
     let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
@@ -196,7 +205,7 @@ pub fn proxy_replace_header_map_value(
     ));
     match mut_map(caller.data_mut(), t) {
         Some(m) => {
-            m.replace(&key, &value);
+            op(m, &key, &value);
             Ok(Status::Ok.code())
         }
         None => Ok(Status::BadArgument.code()),
