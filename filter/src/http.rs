@@ -377,15 +377,12 @@ impl HttpContext for Stream {
         }
         if let Some(engine) = &self.engine {
             let decision = engine.decision();
-            worker.metrics.add(
-                metrics::decision_name(
-                    &self.policy,
-                    decision.api,
-                    decision.control,
-                    decision.outcome,
-                ),
-                1,
-            );
+            let key = metrics::DecisionKey {
+                api: decision.api,
+                control: decision.control,
+                outcome: decision.outcome,
+            };
+            worker.metrics.count_decision(&self.policy, key);
         }
         worker.schedule_tick();
     }

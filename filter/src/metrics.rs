@@ -20,6 +20,7 @@
 //! traffic, and a rejected configuration may never tick.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use proxy_wasm::types::{LogLevel, MetricType};
 use stakeguard_policies::{ApiId, Control, Outcome, Policy, Severity};
@@ -107,11 +108,27 @@ pub fn revision_name(revision: &str) -> String {
     format!("stakeguard.policy.revision.{}", sanitize(revision))
 }
 
+/// What a stream's decision counter is made of; its name is built only at flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionKey {
+    /// The API.
+    pub api: Option<ApiId>,
+    /// The control behind the decision.
+    pub control: Option<Control>,
+    /// What the request experienced.
+    pub outcome: Outcome,
+}
+
 /// The worker's metric ids and pending increments.
 #[derive(Debug, Default)]
 pub struct Batch {
     ids: HashMap<String, u32>,
     pending: HashMap<String, u64>,
+    /// Decisions counted since the last flush, with the policy they were decided under
+    /// (a stream may end after a swap; its API ids are its own policy's). A handful of
+    /// distinct entries per tick, so a list searched in place: no name is formatted,
+    /// hashed or allocated per request.
+    decisions: Vec<(Rc<Policy>, DecisionKey, u64)>,
 }
 
 impl Batch {
@@ -122,9 +139,21 @@ impl Batch {
         }
     }
 
+    /// Counts one stream's decision, to be flushed later.
+    pub fn count_decision(&mut self, policy: &Rc<Policy>, key: DecisionKey) {
+        let known = self
+            .decisions
+            .iter_mut()
+            .find(|(p, k, _)| *k == key && Rc::ptr_eq(p, policy));
+        match known {
+            Some((_, _, count)) => *count += 1,
+            None => self.decisions.push((Rc::clone(policy), key, 1)),
+        }
+    }
+
     /// Whether increments wait for a flush.
     pub fn is_dirty(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.decisions.is_empty()
     }
 
     fn id(&mut self, kind: MetricType, name: &str) -> Option<u32> {
@@ -148,6 +177,12 @@ impl Batch {
 
     /// Writes every pending increment to the host.
     pub fn flush(&mut self) {
+        for (policy, key, by) in std::mem::take(&mut self.decisions) {
+            self.add(
+                decision_name(&policy, key.api, key.control, key.outcome),
+                by,
+            );
+        }
         for (name, by) in std::mem::take(&mut self.pending) {
             if let Some(id) = self.id(MetricType::Counter, &name) {
                 let _ = host::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
@@ -190,5 +225,32 @@ mod tests {
         assert!(batch.is_dirty());
         assert_eq!(batch.pending.get("a"), Some(&3));
         assert_eq!(batch.pending.get("b"), None);
+    }
+
+    #[test]
+    fn decisions_are_counted_per_policy_and_key_without_names() {
+        let text = r#"{"revision":"1","tiers":{"t":{}},"apis":[{"name":"a","version":"v1","owner":"o","tier":"t","routes":[{"path":"/a"}]}]}"#;
+        let old = Rc::new(Policy::from_json(text).unwrap());
+        let new = Rc::new(Policy::from_json(text).unwrap());
+        let key = DecisionKey {
+            api: Some(0),
+            control: None,
+            outcome: Outcome::Allowed,
+        };
+        let mut batch = Batch::default();
+        batch.count_decision(&old, key);
+        batch.count_decision(&old, key);
+        batch.count_decision(&new, key);
+        assert!(batch.is_dirty());
+        let counts: Vec<u64> = batch.decisions.iter().map(|(_, _, n)| *n).collect();
+        assert_eq!(
+            counts,
+            vec![2, 1],
+            "a swapped-in policy counts apart from the old one"
+        );
+        assert!(
+            batch.pending.is_empty(),
+            "no name is built before the flush"
+        );
     }
 }
