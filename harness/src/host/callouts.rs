@@ -120,6 +120,43 @@ struct GrpcTarget {
     metadata: Vec<(String, String)>,
 }
 
+/// Opens a gRPC call (odd token) or stream (even token) to a stub cluster and queues it
+/// for the stub upstream; `None` for a cluster Envoy would not know: with no
+/// `GrpcService` proto and no cluster of that name, Envoy answers `ParseFailure`.
+fn open_grpc(
+    state: &mut HostState,
+    target: GrpcTarget,
+    stream: bool,
+    body: Vec<u8>,
+    timeout_ms: u32,
+) -> Option<u32> {
+    if !state.config.callouts.knows(&target.cluster) {
+        return None;
+    }
+    let token = next_grpc_token(state, !stream);
+    state.open_grpc.insert(token, target.cluster.clone());
+    let (service, method) = (target.service, target.method);
+    let kind = if stream {
+        CalloutKind::GrpcStream { service, method }
+    } else {
+        CalloutKind::GrpcCall { service, method }
+    };
+    let request = CalloutRequest {
+        token,
+        root_context: state.root_context,
+        from_context: state.context(),
+        cluster: target.cluster,
+        kind,
+        headers: target.metadata,
+        body,
+        trailers: Vec::new(),
+        timeout_ms,
+    };
+    state.new_callouts.push(request);
+    Some(token)
+}
+
+/// Reads the cluster, service, method and metadata of a gRPC call or stream.
 #[expect(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn read_grpc_target(
     caller: &mut Caller<'_, HostState>,
@@ -174,28 +211,9 @@ pub fn proxy_grpc_call(
         metadata_size
     ));
     let message = mem!(read(&mut caller, "grpc message", message_ptr, message_size));
-    let state = caller.data_mut();
-    if !state.config.callouts.knows(&target.cluster) {
-        // Envoy: not a `GrpcService` proto and no cluster of that name.
+    let Some(token) = open_grpc(caller.data_mut(), target, false, message, timeout_ms) else {
         return Ok(Status::ParseFailure.code());
-    }
-    let token = next_grpc_token(state, true);
-    state.open_grpc.insert(token, target.cluster.clone());
-    let request = CalloutRequest {
-        token,
-        root_context: state.root_context,
-        from_context: state.context(),
-        cluster: target.cluster,
-        kind: CalloutKind::GrpcCall {
-            service: target.service,
-            method: target.method,
-        },
-        headers: target.metadata,
-        body: message,
-        trailers: Vec::new(),
-        timeout_ms,
     };
-    state.new_callouts.push(request);
     mem!(write_u32(&mut caller, "return token", token_ptr, token));
     Ok(Status::Ok.code())
 }
@@ -225,28 +243,9 @@ pub fn proxy_grpc_stream(
         metadata_ptr,
         metadata_size
     ));
-    let state = caller.data_mut();
-    if !state.config.callouts.knows(&target.cluster) {
-        // Envoy: not a `GrpcService` proto and no cluster of that name.
+    let Some(token) = open_grpc(caller.data_mut(), target, true, Vec::new(), 0) else {
         return Ok(Status::ParseFailure.code());
-    }
-    let token = next_grpc_token(state, false);
-    state.open_grpc.insert(token, target.cluster.clone());
-    let request = CalloutRequest {
-        token,
-        root_context: state.root_context,
-        from_context: state.context(),
-        cluster: target.cluster,
-        kind: CalloutKind::GrpcStream {
-            service: target.service,
-            method: target.method,
-        },
-        headers: target.metadata,
-        body: Vec::new(),
-        trailers: Vec::new(),
-        timeout_ms: 0,
     };
-    state.new_callouts.push(request);
     mem!(write_u32(&mut caller, "return token", token_ptr, token));
     Ok(Status::Ok.code())
 }

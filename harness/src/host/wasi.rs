@@ -76,6 +76,15 @@ fn is_std_stream(fd: u32) -> bool {
     fd == 1 || fd == 2
 }
 
+/// The answer to an operation Envoy accepts (and ignores) on stdout and stderr only.
+fn accepted_on_std_streams(fd: u32) -> u32 {
+    if is_std_stream(fd) {
+        errno::SUCCESS
+    } else {
+        errno::BADF
+    }
+}
+
 /// Gathers the iovecs and logs them; returns the byte count or an errno.
 fn write_iovs(
     caller: &mut Caller<'_, HostState>,
@@ -218,11 +227,7 @@ pub fn fd_fdstat_set_rights(
     _base: u64,
     _inh: u64,
 ) -> WasiResult {
-    Ok(if is_std_stream(fd) {
-        errno::SUCCESS
-    } else {
-        errno::BADF
-    })
+    Ok(accepted_on_std_streams(fd))
 }
 
 /// `fd_prestat_get`: there are no preopened directories.
@@ -247,11 +252,7 @@ pub fn fd_filestat_get(_: Caller<'_, HostState>, _fd: u32, _buf: u32) -> WasiRes
 
 /// `fd_filestat_set_size`: accepted on stdout and stderr.
 pub fn fd_filestat_set_size(_: Caller<'_, HostState>, fd: u32, _size: u64) -> WasiResult {
-    Ok(if is_std_stream(fd) {
-        errno::SUCCESS
-    } else {
-        errno::BADF
-    })
+    Ok(accepted_on_std_streams(fd))
 }
 
 /// `fd_filestat_set_times`: accepted on stdout and stderr.
@@ -262,11 +263,7 @@ pub fn fd_filestat_set_times(
     _m: u64,
     _f: u32,
 ) -> WasiResult {
-    Ok(if is_std_stream(fd) {
-        errno::SUCCESS
-    } else {
-        errno::BADF
-    })
+    Ok(accepted_on_std_streams(fd))
 }
 
 /// `fd_advise`: a hint, always accepted.
@@ -282,20 +279,12 @@ pub fn fd_advise(
 
 /// `fd_allocate`: accepted on stdout and stderr.
 pub fn fd_allocate(_: Caller<'_, HostState>, fd: u32, _offset: u64, _len: u64) -> WasiResult {
-    Ok(if is_std_stream(fd) {
-        errno::SUCCESS
-    } else {
-        errno::BADF
-    })
+    Ok(accepted_on_std_streams(fd))
 }
 
 /// `fd_sync` and `fd_datasync`: accepted on stdout and stderr.
 pub fn fd_sync(_: Caller<'_, HostState>, fd: u32) -> WasiResult {
-    Ok(if is_std_stream(fd) {
-        errno::SUCCESS
-    } else {
-        errno::BADF
-    })
+    Ok(accepted_on_std_streams(fd))
 }
 
 /// `fd_readdir`: nothing is a directory.
