@@ -81,6 +81,18 @@ fn const_map(state: &HostState, t: MapType) -> Option<&HeaderMap> {
 }
 
 /// The map as the module may change it now (stream maps only).
+/// Applies `edit` to a writable map: `BadArgument` when the map does not exist or can
+/// no longer be written, as in Envoy.
+fn edit_map(state: &mut HostState, t: MapType, edit: impl FnOnce(&mut HeaderMap)) -> HostResult {
+    match mut_map(state, t) {
+        Some(m) => {
+            edit(m);
+            Ok(Status::Ok.code())
+        }
+        None => Ok(Status::BadArgument.code()),
+    }
+}
+
 fn mut_map(state: &mut HostState, t: MapType) -> Option<&mut HeaderMap> {
     let s = state.stream_mut()?;
     match t {
@@ -203,13 +215,7 @@ fn write_value(
         value_ptr,
         value_size
     ));
-    match mut_map(caller.data_mut(), t) {
-        Some(m) => {
-            op(m, &key, &value);
-            Ok(Status::Ok.code())
-        }
-        None => Ok(Status::BadArgument.code()),
-    }
+    edit_map(caller.data_mut(), t, |m| op(m, &key, &value))
 }
 
 /// `proxy_remove_header_map_value(map_type, key, key_size)`.
@@ -221,13 +227,7 @@ pub fn proxy_remove_header_map_value(
 ) -> HostResult {
     let t = status!(map_type(map));
     let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
-    match mut_map(caller.data_mut(), t) {
-        Some(m) => {
-            m.remove(&key);
-            Ok(Status::Ok.code())
-        }
-        None => Ok(Status::BadArgument.code()),
-    }
+    edit_map(caller.data_mut(), t, |m| m.remove(&key))
 }
 
 /// `proxy_set_header_map_pairs(map_type, pairs, pairs_size)`: replaces the whole map.
@@ -240,11 +240,5 @@ pub fn proxy_set_header_map_pairs(
     let t = status!(map_type(map));
     let bytes = mem!(read(&mut caller, "header pairs", ptr, size));
     let pairs = decode_pairs(&bytes);
-    match mut_map(caller.data_mut(), t) {
-        Some(m) => {
-            *m = HeaderMap::from_pairs(pairs);
-            Ok(Status::Ok.code())
-        }
-        None => Ok(Status::BadArgument.code()),
-    }
+    edit_map(caller.data_mut(), t, |m| *m = HeaderMap::from_pairs(pairs))
 }
