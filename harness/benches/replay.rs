@@ -159,9 +159,11 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The median of the rounds a side ran (NaN for a side left out).
 fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A harness for `module` with `configuration`, on one worker.
@@ -215,22 +217,41 @@ fn main() {
     let store = MemoryStore::new();
     native_pass(&policy, &store, &samples, START_MS);
 
+    // `STAKEGUARD_BENCH_ONLY=filter|host|callbacks|native` times one side alone, ten
+    // times as long, for a profiler (`perf record` with `STAKEGUARD_PERFMAP=1`).
+    let only = std::env::var("STAKEGUARD_BENCH_ONLY").ok();
+    let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
+    let (rounds, passes) = if only.is_some() {
+        (ROUNDS * 10, PASSES)
+    } else {
+        (ROUNDS, PASSES)
+    };
     let per_request =
-        |start: Instant| start.elapsed().as_nanos() as f64 / (PASSES * REQUESTS) as f64;
-    let mut wasm: Vec<Vec<f64>> = vec![Vec::new(); sessions.len()];
-    let mut native = Vec::new();
-    for round in 1..=ROUNDS as u64 {
-        for (session, times) in sessions.iter_mut().zip(&mut wasm) {
+        |start: Instant| start.elapsed().as_nanos() as f64 / (passes * REQUESTS) as f64;
+    let mut wasm: Vec<Vec<f64>> = vec![vec![f64::NAN]; sessions.len()];
+    let mut native = vec![f64::NAN];
+    for round in 1..=rounds as u64 {
+        for ((session, times), side) in sessions
+            .iter_mut()
+            .zip(&mut wasm)
+            .zip(["filter", "host", "callbacks"])
+        {
+            if !runs(side) {
+                continue;
+            }
             let start = Instant::now();
-            for p in 0..PASSES as u64 {
-                let shift = (round * PASSES as u64 + p) * period;
+            for p in 0..passes as u64 {
+                let shift = (round * passes as u64 + p) * period;
                 black_box(session.replay(&records, shift, &mut |_| {}));
             }
             times.push(per_request(start));
         }
+        if !runs("native") {
+            continue;
+        }
         let start = Instant::now();
-        for p in 0..PASSES as u64 {
-            let shift_ms = (round * PASSES as u64 + p) * period / 1_000_000;
+        for p in 0..passes as u64 {
+            let shift_ms = (round * passes as u64 + p) * period / 1_000_000;
             native_pass(&policy, &store, &samples, START_MS + shift_ms);
         }
         native.push(per_request(start));
@@ -244,7 +265,7 @@ fn main() {
         )
     };
     println!(
-        "\nallow-path requests, bank policy, one worker (median of {ROUNDS} interleaved rounds):"
+        "\nallow-path requests, bank policy, one worker (median of {rounds} interleaved rounds):"
     );
     line("harness, stakeguard.wasm:", filter);
     line("native engine:", native);

@@ -37,6 +37,9 @@ impl Plugin {
         config.wasm_backtrace_details(WasmBacktraceDetails::Enable);
         config.cranelift_opt_level(OptLevel::Speed);
         config.epoch_interruption(true);
+        if std::env::var_os("STAKEGUARD_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         deadline::register(&engine)?;
         let module =
