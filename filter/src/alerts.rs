@@ -219,11 +219,10 @@ impl Alerts {
         } else {
             host::get_headers(MapType::HttpCallResponseHeaders)
                 .ok()
-                .and_then(|h| h.into_iter().find(|(n, _)| n == ":status"))
-                .and_then(|(_, v)| {
-                    std::str::from_utf8(&v)
-                        .ok()
-                        .and_then(|s| s.parse::<u16>().ok())
+                .and_then(|headers| {
+                    let pairs = headers.pairs(|name, value| (name, value))?;
+                    let (_, value) = pairs.into_iter().find(|(n, _)| *n == b":status")?;
+                    std::str::from_utf8(value).ok()?.parse::<u16>().ok()
                 })
         };
         match status {

@@ -1,6 +1,8 @@
 //! What the filter says about a request: the reference id, the published decision and
 //! one structured JSON log line per engine event.
 
+use std::borrow::Cow;
+
 use stakeguard_policies::json::ObjectWriter;
 use stakeguard_policies::{Decision, Event, Outcome, Policy};
 
@@ -10,16 +12,16 @@ const MAX_REFERENCE: usize = 64;
 /// The reference of a request: its `x-request-id` when that is 1–64 characters of
 /// `[A-Za-z0-9-]` (Envoy generates a UUID when the client sent none), else `sg-` and
 /// the time and a per-worker counter in hex.
-pub fn reference(request_id: Option<&[u8]>, now_ms: u64, counter: u64) -> String {
+pub fn reference(request_id: Option<&str>, now_ms: u64, counter: u64) -> Cow<'_, str> {
     match request_id {
         Some(id)
             if !id.is_empty()
                 && id.len() <= MAX_REFERENCE
-                && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') =>
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
         {
-            String::from_utf8_lossy(id).into_owned()
+            Cow::Borrowed(id)
         }
-        _ => format!("sg-{now_ms:x}-{counter:x}"),
+        _ => Cow::Owned(format!("sg-{now_ms:x}-{counter:x}")),
     }
 }
 
@@ -38,12 +40,17 @@ fn word(value: &str) -> String {
         .collect()
 }
 
+/// Whether a decision says nothing worth publishing: allowed, no control involved.
+pub fn is_plain(decision: &Decision) -> bool {
+    decision.outcome == Outcome::Allowed && decision.control.is_none()
+}
+
 /// The published decision, `None` when there is nothing to say (plain `allowed` with no
 /// control involved): `api=accounts version=v1 tier=critical control=lifecycle
 /// outcome=blocked ref=...`. Envoy's access log prints it with
 /// `%FILTER_STATE(wasm.stakeguard.decision:PLAIN)%`.
 pub fn decision_value(policy: &Policy, decision: &Decision, reference: &str) -> Option<String> {
-    if decision.outcome == Outcome::Allowed && decision.control.is_none() {
+    if is_plain(decision) {
         return None;
     }
     let mut out = String::with_capacity(128);
@@ -129,10 +136,10 @@ mod tests {
 
     #[test]
     fn a_clean_request_id_is_the_reference_and_a_dirty_one_is_replaced() {
-        assert_eq!(reference(Some(b"abc-123"), 1, 2), "abc-123");
-        assert_eq!(reference(Some(b"a b"), 255, 2), "sg-ff-2");
-        assert_eq!(reference(Some(&[b'a'; 65]), 255, 2), "sg-ff-2");
-        assert_eq!(reference(Some(b""), 255, 16), "sg-ff-10");
+        assert_eq!(reference(Some("abc-123"), 1, 2), "abc-123");
+        assert_eq!(reference(Some("a b"), 255, 2), "sg-ff-2");
+        assert_eq!(reference(Some(&"a".repeat(65)), 255, 2), "sg-ff-2");
+        assert_eq!(reference(Some(""), 255, 16), "sg-ff-10");
         assert_eq!(reference(None, 255, 2), "sg-ff-2");
     }
 

@@ -143,16 +143,33 @@ pub fn get_buffer(buffer: BufferType, start: usize, max: usize) -> Result<Vec<u8
     }
 }
 
-/// A whole header map in one call: names as text, values as raw bytes.
-pub fn get_headers(map: MapType) -> Result<Vec<(String, Vec<u8>)>> {
+/// A whole header map as the host encoded it, in the one buffer the host handed over;
+/// [`HeaderBytes::pairs`] reads names and values in place, so nothing is copied per
+/// header.
+#[derive(Debug, Default)]
+pub struct HeaderBytes(Vec<u8>);
+
+impl HeaderBytes {
+    /// The pairs, each made by `pair` from its borrowed name and value; `None` when the
+    /// lengths do not add up.
+    pub fn pairs<'a, T>(&'a self, pair: impl FnMut(&'a [u8], &'a [u8]) -> T) -> Option<Vec<T>> {
+        decode_map(&self.0, pair)
+    }
+}
+
+impl From<Vec<u8>> for HeaderBytes {
+    fn from(encoded: Vec<u8>) -> Self {
+        Self(encoded)
+    }
+}
+
+/// A whole header map in one call.
+pub fn get_headers(map: MapType) -> Result<HeaderBytes> {
     let mut data = std::ptr::null_mut();
     let mut size = 0;
     // SAFETY: valid out-pointers.
     status(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
-    match take_buffer(data, size) {
-        Some(bytes) => decode_map(&bytes).ok_or(HostError::MALFORMED),
-        None => Ok(Vec::new()),
-    }
+    Ok(HeaderBytes(take_buffer(data, size).unwrap_or_default()))
 }
 
 /// Replaces a whole header map in one call.
@@ -162,18 +179,14 @@ pub fn set_headers(map: MapType, pairs: &[(&str, &[u8])]) -> Result<()> {
     status(unsafe { proxy_set_header_map_pairs(map as u32, bytes.as_ptr(), bytes.len()) })
 }
 
-fn property_path(path: &[&str]) -> Vec<u8> {
-    let mut bytes = path.join("\0").into_bytes();
-    bytes.shrink_to_fit();
-    bytes
-}
+/// A property path: its segments joined by NUL, as the ABI wants them (`"source\0address"`).
+pub type PropertyPath = &'static str;
 
 /// A property (`source.address`, ...), `None` when the host has none.
-pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>> {
-    let path = property_path(path);
+pub fn get_property(path: PropertyPath) -> Result<Option<Vec<u8>>> {
     let mut data = std::ptr::null_mut();
     let mut size = 0;
-    // SAFETY: a live buffer and valid out-pointers.
+    // SAFETY: a live `str` and valid out-pointers.
     let code = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
     match status(code) {
         Ok(()) => Ok(take_buffer(data, size)),
@@ -183,8 +196,7 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>> {
 }
 
 /// Sets a property (Envoy keeps it in the stream's filter state as `wasm.<path>`).
-pub fn set_property(path: &[&str], value: &[u8]) -> Result<()> {
-    let path = property_path(path);
+pub fn set_property(path: PropertyPath, value: &[u8]) -> Result<()> {
     // SAFETY: live buffers.
     status(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
@@ -274,7 +286,10 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 
 /// Decodes the ABI's map encoding: a count, then (name length, value length) pairs, then
 /// each name and value followed by a NUL. `None` when the lengths do not add up.
-pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+pub fn decode_map<'a, T>(
+    bytes: &'a [u8],
+    mut pair: impl FnMut(&'a [u8], &'a [u8]) -> T,
+) -> Option<Vec<T>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -289,7 +304,7 @@ pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         data = data.checked_add(name_len)?.checked_add(1)?;
         let value = bytes.get(data..data.checked_add(value_len)?)?;
         data = data.checked_add(value_len)?.checked_add(1)?;
-        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        pairs.push(pair(name, value));
     }
     Some(pairs)
 }
@@ -324,14 +339,8 @@ mod tests {
     fn a_map_survives_encoding_and_decoding_with_non_utf8_values() {
         let pairs: [(&str, &[u8]); 2] = [(":path", b"/a"), ("x-bin", b"\xff\xfe")];
         let bytes = encode_map(&pairs).unwrap();
-        let decoded = decode_map(&bytes).unwrap();
-        assert_eq!(
-            decoded,
-            vec![
-                (":path".to_owned(), b"/a".to_vec()),
-                ("x-bin".to_owned(), b"\xff\xfe".to_vec())
-            ]
-        );
+        let decoded = decode_map(&bytes, |n, v| (n, v)).unwrap();
+        assert_eq!(decoded, pairs.map(|(n, v)| (n.as_bytes(), v)));
     }
 
     #[test]
@@ -339,10 +348,13 @@ mod tests {
         let pairs: [(&str, &[u8]); 1] = [("name", b"value")];
         let bytes = encode_map(&pairs).unwrap();
         for cut in 1..bytes.len() - 1 {
-            assert!(decode_map(&bytes[..cut]).is_none(), "cut at {cut}");
+            assert!(
+                decode_map(&bytes[..cut], |_, _| ()).is_none(),
+                "cut at {cut}"
+            );
         }
         let mut huge = bytes.clone();
         huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_map(&huge).is_none());
+        assert!(decode_map(&huge, |_, _| ()).is_none());
     }
 }

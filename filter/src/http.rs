@@ -6,6 +6,7 @@
 //! headers) and `source.address`. Metrics are batched in the worker, and a decision that
 //! says nothing (plain `allowed`) is not published.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -14,7 +15,7 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use stakeguard_policies::{HeaderChange, LocalReply, Policy, Request, Response, Verdict};
 
 use crate::events::{self, RequestSummary};
-use crate::host;
+use crate::host::{self, HeaderBytes, HostError, PropertyPath};
 use crate::metrics;
 use crate::root::Worker;
 use crate::store::SharedData;
@@ -22,25 +23,58 @@ use crate::store::SharedData;
 /// The filter-state key the decision is published under (`wasm.stakeguard.decision`).
 pub const DECISION_PROPERTY: &str = "stakeguard.decision";
 
-type Pairs = Vec<(String, String)>;
+const SOURCE_ADDRESS: PropertyPath = "source\0address";
+const PEER_URI_SAN: PropertyPath = "connection\0uri_san_peer_certificate";
 
-/// Header values as text; a value that is not UTF-8 is read lossily (the engine then sees
-/// replacement characters: a decision, never a trap).
-fn as_text(raw: Vec<(String, Vec<u8>)>) -> Pairs {
-    raw.into_iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8(value)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            (name, value)
-        })
-        .collect()
+/// A header value as the engine reads it (text; a value that is not UTF-8 is read
+/// lossily, so the engine sees replacement characters: a decision, never a trap) and as
+/// it goes back to the host (its bytes, untouched).
+pub struct Value<'a> {
+    bytes: &'a [u8],
+    text: Cow<'a, str>,
 }
 
-fn find<'a>(headers: &'a Pairs, name: &str) -> Option<&'a str> {
+impl AsRef<str> for Value<'_> {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Header pairs borrowed from the host's buffer (a copy only for what is not UTF-8).
+type Pairs<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
+
+fn pairs(headers: &HeaderBytes) -> Option<Pairs<'_>> {
+    headers.pairs(|name, bytes| {
+        let value = Value {
+            bytes,
+            text: text(bytes),
+        };
+        (text(name), value)
+    })
+}
+
+/// Bytes as text, copied only when they are not UTF-8 (a validation pass is much cheaper
+/// than `from_utf8_lossy`'s chunking, and almost every header is valid).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+fn find<'a>(headers: &'a Pairs<'_>, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.text.as_ref())
+}
+
+/// What log lines, alerts and the published decision quote of a request. It is read again
+/// from the kept request headers only when something is said: most requests say nothing.
+struct Quote {
+    reference: String,
+    method: String,
+    path: String,
 }
 
 /// One HTTP stream.
@@ -50,9 +84,12 @@ pub struct Stream {
     worker: Rc<RefCell<Worker>>,
     store: SharedData,
     engine: Option<stakeguard_policies::Stream>,
-    reference: String,
-    method: String,
-    path: String,
+    /// The request headers as the host handed them over (one buffer, kept as is).
+    request_headers: HeaderBytes,
+    /// When the request started and its number on this worker: with `x-request-id`, what
+    /// its reference is made of.
+    started_ms: u64,
+    serial: u64,
     reading_body: bool,
     paused: bool,
     replied: bool,
@@ -68,13 +105,28 @@ impl Stream {
             worker,
             store: SharedData::default(),
             engine: None,
-            reference: String::new(),
-            method: String::new(),
-            path: String::new(),
+            request_headers: HeaderBytes::default(),
+            started_ms: 0,
+            serial: 0,
             reading_body: false,
             paused: false,
             replied: false,
             published: None,
+        }
+    }
+
+    fn quote(&self) -> Quote {
+        let headers = pairs(&self.request_headers).unwrap_or_default();
+        let text = |name| find(&headers, name).unwrap_or("").to_owned();
+        Quote {
+            reference: events::reference(
+                find(&headers, "x-request-id"),
+                self.started_ms,
+                self.serial,
+            )
+            .into_owned(),
+            method: text(":method"),
+            path: text(":path"),
         }
     }
 
@@ -87,31 +139,36 @@ impl Stream {
         let events = engine.take_events();
         let decision = engine.decision();
         let (conflicts, failures) = self.store.take_counts();
-        let summary = RequestSummary {
-            reference: &self.reference,
-            method: &self.method,
-            path: &self.path,
-        };
-        {
-            let mut worker = self.worker.borrow_mut();
-            let Worker {
-                metrics: batch,
-                alerts,
-                ..
-            } = &mut *worker;
-            batch.add(metrics::STORE_CONFLICTS, conflicts);
-            batch.add(metrics::STORE_FAILURES, failures);
+        let quote = (!events.is_empty() || !events::is_plain(&decision)).then(|| self.quote());
+        let mut worker = self.worker.borrow_mut();
+        let Worker {
+            metrics: batch,
+            alerts,
+            ..
+        } = &mut *worker;
+        batch.add(metrics::STORE_CONFLICTS, conflicts);
+        batch.add(metrics::STORE_FAILURES, failures);
+        if let Some(quote) = &quote {
             for event in &events {
                 if let Some(severity) = event.severity {
                     batch.add(
                         metrics::incident_name(&self.policy, event.api, event.control, severity),
                         1,
                     );
-                    alerts.raise(&self.policy, event, &self.reference, now, batch);
+                    alerts.raise(&self.policy, event, &quote.reference, now, batch);
                 }
             }
-            worker.schedule_tick();
         }
+        worker.schedule_tick();
+        drop(worker);
+        let Some(quote) = quote else {
+            return;
+        };
+        let summary = RequestSummary {
+            reference: &quote.reference,
+            method: &quote.method,
+            path: &quote.path,
+        };
         for event in &events {
             let level = if event.severity.is_some() {
                 LogLevel::Warn
@@ -120,10 +177,10 @@ impl Stream {
             };
             host::log(level, &events::log_line(&self.policy, event, &summary));
         }
-        let value = events::decision_value(&self.policy, &decision, &self.reference);
+        let value = events::decision_value(&self.policy, &decision, &quote.reference);
         if value.is_some() && value != self.published {
             if let Some(text) = &value
-                && let Err(e) = host::set_property(&[DECISION_PROPERTY], text.as_bytes())
+                && let Err(e) = host::set_property(DECISION_PROPERTY, text.as_bytes())
             {
                 host::log(
                     LogLevel::Warn,
@@ -168,7 +225,7 @@ impl Stream {
                         &format!(
                             "stakeguard: {} streams already paused; not delaying {}",
                             self.policy.max_delayed_streams(),
-                            self.reference
+                            self.quote().reference
                         ),
                     );
                     Action::Continue
@@ -176,7 +233,6 @@ impl Stream {
             }
         }
     }
-
     fn decide_body(&mut self, body: &[u8], complete: bool, now: u64) -> Action {
         let Some(engine) = self.engine.as_mut() else {
             return Action::Continue;
@@ -215,14 +271,15 @@ impl Stream {
     }
 
     fn refuse(&mut self, why: &str) -> Action {
+        let reference = self.quote().reference;
         host::log(
             LogLevel::Error,
-            &format!("stakeguard: {why}; refusing {}", self.reference),
+            &format!("stakeguard: {why}; refusing {reference}"),
         );
         self.reply(&LocalReply {
             status: 503,
             headers: Vec::new(),
-            body: events::error_body("policy_unavailable", &self.reference),
+            body: events::error_body("policy_unavailable", &reference),
         });
         Action::Pause
     }
@@ -233,38 +290,33 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = host::now_ms();
-        let headers = match host::get_headers(MapType::HttpRequestHeaders) {
-            Ok(raw) => as_text(raw),
-            Err(e) => return self.refuse(&format!("cannot read request headers: status {}", e.0)),
-        };
-        let counter = {
+        self.started_ms = now;
+        self.serial = {
             let mut worker = self.worker.borrow_mut();
             worker.references = worker.references.wrapping_add(1);
             worker.references
         };
-        self.reference = events::reference(
-            find(&headers, "x-request-id").map(str::as_bytes),
-            now,
-            counter,
-        );
-        find(&headers, ":method")
-            .unwrap_or("")
-            .clone_into(&mut self.method);
-        find(&headers, ":path")
-            .unwrap_or("")
-            .clone_into(&mut self.path);
+        let head = match host::get_headers(MapType::HttpRequestHeaders) {
+            Ok(head) => head,
+            Err(e) => return self.refuse(&format!("cannot read request headers: status {}", e.0)),
+        };
+        let Some(headers) = pairs(&head) else {
+            let malformed = HostError::MALFORMED.0;
+            return self.refuse(&format!("cannot read request headers: status {malformed}"));
+        };
+        let reference = events::reference(find(&headers, "x-request-id"), now, self.serial);
         // Each property is a host call: read only what the policy can use.
-        let property = |path: &[&str]| match host::get_property(path) {
+        let property = |path| match host::get_property(path) {
             Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
             _ => None,
         };
         let source = if self.policy.needs_source_address() {
-            property(&["source", "address"])
+            property(SOURCE_ADDRESS)
         } else {
             None
         };
         let peer_uri_san = if self.policy.needs_peer_certificate() {
-            property(&["connection", "uri_san_peer_certificate"])
+            property(PEER_URI_SAN)
         } else {
             None
         };
@@ -272,16 +324,17 @@ impl HttpContext for Stream {
             .or_else(|| find(&headers, "host"))
             .unwrap_or("");
         let request = Request {
-            method: &self.method,
+            method: find(&headers, ":method").unwrap_or(""),
             authority,
-            path: &self.path,
+            path: find(&headers, ":path").unwrap_or(""),
             headers: &headers,
             source_address: source.as_deref(),
             peer_uri_san: peer_uri_san.as_deref(),
-            reference: &self.reference,
+            reference: &reference,
         };
         let (engine, verdict) = self.policy.on_request(&request, &now, &self.store);
         self.engine = Some(engine);
+        self.request_headers = head;
         self.after_engine(now);
         self.carry_out(verdict, now, end_of_stream)
     }
@@ -327,8 +380,8 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let now = host::now_ms();
-        let raw = match host::get_headers(MapType::HttpResponseHeaders) {
-            Ok(raw) => raw,
+        let head = match host::get_headers(MapType::HttpResponseHeaders) {
+            Ok(head) => head,
             Err(e) => {
                 host::log(
                     LogLevel::Warn,
@@ -337,7 +390,16 @@ impl HttpContext for Stream {
                 return Action::Continue;
             }
         };
-        let headers = as_text(raw.clone());
+        let Some(headers) = pairs(&head) else {
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "stakeguard: cannot read response headers: status {}",
+                    HostError::MALFORMED.0
+                ),
+            );
+            return Action::Continue;
+        };
         let status = find(&headers, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
@@ -350,21 +412,17 @@ impl HttpContext for Stream {
             &now,
             &self.store,
         );
-        if !changes.is_empty() {
-            let changed = apply(raw, changes);
-            let pairs: Vec<(&str, &[u8])> = changed
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_slice()))
-                .collect();
-            if let Err(e) = host::set_headers(MapType::HttpResponseHeaders, &pairs) {
-                host::log(
-                    LogLevel::Error,
-                    &format!(
-                        "stakeguard: cannot rewrite response headers: status {}",
-                        e.0
-                    ),
-                );
-            }
+        if !changes.is_empty()
+            && let Err(e) =
+                host::set_headers(MapType::HttpResponseHeaders, &apply(&headers, &changes))
+        {
+            host::log(
+                LogLevel::Error,
+                &format!(
+                    "stakeguard: cannot rewrite response headers: status {}",
+                    e.0
+                ),
+            );
         }
         self.after_engine(now);
         Action::Continue
@@ -388,32 +446,30 @@ impl HttpContext for Stream {
     }
 }
 
-/// Applies the engine's changes to the response headers (values kept as bytes).
-pub fn apply(
-    mut headers: Vec<(String, Vec<u8>)>,
-    changes: Vec<HeaderChange>,
-) -> Vec<(String, Vec<u8>)> {
+/// The response headers with the engine's changes applied, borrowed from both; values the
+/// engine did not touch keep their bytes. Names are compared without case and handed over
+/// as the engine wrote them: the host lowercases names it stores (Envoy does).
+fn apply<'a>(headers: &'a Pairs<'_>, changes: &'a [HeaderChange]) -> Vec<(&'a str, &'a [u8])> {
+    let mut out: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (name.as_ref(), value.bytes))
+        .collect();
     for change in changes {
         match change {
             HeaderChange::Set(name, value) => {
-                let name = name.to_ascii_lowercase();
-                headers.retain(|(n, _)| *n != name);
-                headers.push((name, value.into_bytes()));
+                out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                out.push((name, value.as_bytes()));
             }
             HeaderChange::Remove(name) => {
-                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+                out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             }
             HeaderChange::ReplaceSetCookies(cookies) => {
-                headers.retain(|(n, _)| n != "set-cookie");
-                headers.extend(
-                    cookies
-                        .into_iter()
-                        .map(|c| ("set-cookie".to_owned(), c.into_bytes())),
-                );
+                out.retain(|(n, _)| *n != "set-cookie");
+                out.extend(cookies.iter().map(|c| ("set-cookie", c.as_bytes())));
             }
         }
     }
-    headers
+    out
 }
 
 /// The stream of a worker that has no policy (it never accepted one): every request is
@@ -440,38 +496,31 @@ impl HttpContext for Refusal {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
-            .collect()
-    }
-
     #[test]
     fn header_changes_replace_remove_and_rewrite_cookies() {
-        let headers = h(&[
-            (":status", "200"),
-            ("server", "x"),
-            ("set-cookie", "a=1"),
-            ("cache-control", "public"),
-            ("set-cookie", "b=2"),
-        ]);
-        let out = apply(
-            headers,
-            vec![
-                HeaderChange::Remove("Server".into()),
-                HeaderChange::Set("cache-control".into(), "no-store".into()),
-                HeaderChange::ReplaceSetCookies(vec!["a=1; Secure".into(), "b=2; Secure".into()]),
-            ],
-        );
-        assert_eq!(
-            out,
-            h(&[
-                (":status", "200"),
-                ("cache-control", "no-store"),
-                ("set-cookie", "a=1; Secure"),
-                ("set-cookie", "b=2; Secure")
-            ])
-        );
+        let head = host::encode_map(&[
+            (":status", b"200"),
+            ("server", b"x"),
+            ("set-cookie", b"a=1"),
+            ("cache-control", b"public"),
+            ("set-cookie", b"b=2"),
+            ("x-bin", b"\xff"),
+        ])
+        .map(HeaderBytes::from)
+        .unwrap();
+        let headers = pairs(&head).unwrap();
+        let changes = [
+            HeaderChange::Remove("Server".into()),
+            HeaderChange::Set("cache-control".into(), "no-store".into()),
+            HeaderChange::ReplaceSetCookies(vec!["a=1; Secure".into(), "b=2; Secure".into()]),
+        ];
+        let expected: [(&str, &[u8]); 5] = [
+            (":status", b"200"),
+            ("x-bin", b"\xff"),
+            ("cache-control", b"no-store"),
+            ("set-cookie", b"a=1; Secure"),
+            ("set-cookie", b"b=2; Secure"),
+        ];
+        assert_eq!(apply(&headers, &changes), expected);
     }
 }
