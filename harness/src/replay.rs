@@ -14,7 +14,8 @@
 //! then is reported as stalled. A trap fails the VM: its streams follow the fail-open or
 //! fail-closed policy, and the worker gets a fresh VM for its next stream.
 //!
-//! The work is split by responsibility: [`session`] (workers and the record loop),
+//! The work is split by responsibility: `prepared` (records made ready for replay once:
+//! the maps and facts every replay shares), [`session`] (workers and the record loop),
 //! `clock` (the virtual clock, ticks, deferred work), `stream` (starting and driving a
 //! stream), `steps` (the header, body and trailer callbacks of both directions),
 //! `control` (what the module asks of a stream: continue, local reply, reset),
@@ -26,6 +27,7 @@ mod clock;
 mod control;
 mod failure;
 mod finish;
+mod prepared;
 pub mod session;
 mod steps;
 mod stream;
@@ -40,6 +42,7 @@ use crate::report::Report;
 use crate::traffic::Record;
 use crate::vm::{Plugin, Vm, VmSetup};
 
+pub use prepared::PreparedRecords;
 pub use session::Session;
 
 /// The virtual time used when the traffic carries none: 2026-01-01T00:00:00Z.
@@ -186,6 +189,12 @@ impl Harness {
         Session::new(self, start_ns)
     }
 
+    /// `records` made ready for any number of replays on this harness's sessions
+    /// ([`Session::replay_prepared`]).
+    pub fn prepare(&self, records: &[Record]) -> PreparedRecords {
+        PreparedRecords::new(records, self.config.chunk_size)
+    }
+
     /// Replays `records` with fresh VMs and shared state.
     pub fn replay(&self, records: &[Record]) -> Result<Report, HarnessError> {
         self.replay_with_progress(records, &mut |_| {})
@@ -198,17 +207,30 @@ impl Harness {
         records: &[Record],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Report, HarnessError> {
-        let mut session = self.session(first_time_ns(records))?;
-        Ok(session.replay(records, 0, progress))
+        self.replay_prepared(&self.prepare(records), progress)
+    }
+
+    /// [`Harness::replay_with_progress`] of records this harness prepared, which can be
+    /// replayed again (by this harness or one [reconfigured](Harness::reconfigure) from
+    /// it with the same chunk size).
+    pub fn replay_prepared(
+        &self,
+        records: &PreparedRecords,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Report, HarnessError> {
+        let mut session = self.session(records.start_ns())?;
+        Ok(session.replay_prepared(records, 0, progress))
     }
 }
 
 /// The virtual time a replay of `records` starts at: the first recorded time, or
 /// [`DEFAULT_START_NS`].
 pub fn first_time_ns(records: &[Record]) -> u64 {
-    let start = records
-        .iter()
-        .find_map(|r| r.time_ns)
-        .unwrap_or(DEFAULT_START_NS);
+    start_ns(records.iter().map(|r| r.time_ns))
+}
+
+/// The first of recorded `times`, or [`DEFAULT_START_NS`].
+fn start_ns(times: impl Iterator<Item = Option<i64>>) -> u64 {
+    let start = times.flatten().next().unwrap_or(DEFAULT_START_NS);
     u64::try_from(start).unwrap_or(0)
 }

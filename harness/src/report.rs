@@ -4,9 +4,12 @@
 //! in a fixed order.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::traffic::time::{format_rfc3339, parse_rfc3339};
 
 /// How a request ended, as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,16 +91,19 @@ pub struct CalloutReport {
 pub struct Entry {
     /// Index in the replayed traffic.
     pub index: usize,
-    /// Recorded start time (RFC 3339).
-    pub time: String,
+    /// Recorded start time.
+    pub time: Time,
     /// The worker VM that ran it.
     pub worker: usize,
-    /// `:method`.
-    pub method: String,
+    /// `:method` (shared with the prepared record, as are the next two).
+    #[serde(with = "shared_text")]
+    pub method: Arc<str>,
     /// `:authority`.
-    pub authority: String,
+    #[serde(with = "shared_text")]
+    pub authority: Arc<str>,
     /// `:path`.
-    pub path: String,
+    #[serde(with = "shared_text")]
+    pub path: Arc<str>,
     /// How it ended.
     pub outcome: Outcome,
     /// The status the client saw (0: none).
@@ -135,6 +141,47 @@ pub struct Entry {
     /// Host notes (VM restarts, ignored calls, defaults used).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A point in virtual time, nanoseconds since the epoch, written as RFC 3339 UTC with
+/// milliseconds: kept as a number, so a replay formats no dates, only its output does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Time(pub i64);
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format_rfc3339(self.0))
+    }
+}
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_rfc3339(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Time, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_rfc3339(&text)
+            .map(Time)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for the `Arc<str>` fields of an entry, as plain strings.
+mod shared_text {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
 }
 
 impl Entry {

@@ -234,11 +234,13 @@ impl Vm {
             next_http_token: 1,
             next_grpc_token: 1,
             logs: Vec::new(),
+            queued: false,
             metric_ids: Default::default(),
             next_metric_id: [0, 1, 2],
             rng: Rng::new(seed),
             pending_done: Default::default(),
             done_called: Default::default(),
+            property_bytes: Vec::new(),
             host_trap: None,
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
         };

@@ -90,10 +90,12 @@ pub fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
     let module = read_module(&args.module)?;
     let records = read_traffic(&args.traffic)?;
     let base = Harness::new(&module, harness_config(&args.host, resolve_policy(old)?)?)?;
-    let old_report = base.replay(&records)?;
+    // Prepared once for both replays (the two harnesses differ in policy only).
+    let prepared = base.prepare(&records);
+    let old_report = base.replay_prepared(&prepared, &mut |_| {})?;
     let new_report = base
         .with_plugin_configuration(resolve_policy(new)?)?
-        .replay(&records)?;
+        .replay_prepared(&prepared, &mut |_| {})?;
     let changed = changes(&old_report, &new_report);
     let mut groups: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
     for c in &changed {

@@ -8,7 +8,10 @@
 
 use wasmtime::Caller;
 
-use super::memory::{copy_out, decode_pairs, encode_pairs, read, read_string, write_u32};
+use super::memory::{
+    copy_out, copy_out_with, decode_pairs, encode_pairs_into, guest_bytes, memory_and_state,
+    pairs_size, slice, write_u32,
+};
 use super::state::{HeaderMap, HostState, Phase};
 use super::{HostResult, LoadError, Registrar, mem, status};
 use crate::abi::{MapType, Status};
@@ -114,21 +117,28 @@ pub fn proxy_get_header_map_value(
     value_size_ptr: u32,
 ) -> HostResult {
     let t = status!(map_type(map));
-    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
+    let key = mem!(slice(&caller, "header key", key_ptr, key_size));
     let state = caller.data();
-    let value = match const_map(state, t) {
+    // A clone shares the entries, and holds the value while the guest allocates for it.
+    let map = match const_map(state, t) {
         None if state.phase == Phase::Log => return Ok(Status::NotFound.code()),
         None => return Ok(Status::BadArgument.code()),
-        Some(m) => match m.get(&key) {
-            Some(v) => v.as_bytes().to_vec(),
-            None => return Ok(Status::NotFound.code()),
-        },
+        Some(m) => m.clone(),
     };
-    mem!(copy_out(&mut caller, &value, value_ptr_ptr, value_size_ptr));
+    let Some(value) = map.get(&String::from_utf8_lossy(key)) else {
+        return Ok(Status::NotFound.code());
+    };
+    mem!(copy_out(
+        &mut caller,
+        value.as_bytes(),
+        value_ptr_ptr,
+        value_size_ptr
+    ));
     Ok(Status::Ok.code())
 }
 
-/// `proxy_get_header_map_pairs(map_type, ptr_ptr, size_ptr)`.
+/// `proxy_get_header_map_pairs(map_type, ptr_ptr, size_ptr)`: the map encoded straight
+/// into the guest's allocation.
 pub fn proxy_get_header_map_pairs(
     mut caller: Caller<'_, HostState>,
     map: u32,
@@ -136,11 +146,23 @@ pub fn proxy_get_header_map_pairs(
     size_ptr: u32,
 ) -> HostResult {
     let t = status!(map_type(map));
-    let bytes = match const_map(caller.data(), t) {
-        Some(m) if !m.is_empty() => encode_pairs(&m.entries),
-        _ => Vec::new(),
+    // A clone shares the entries: the map stays as it is while the guest allocates.
+    let map = const_map(caller.data(), t).cloned().unwrap_or_default();
+    let pairs = map.entries();
+    let size = if pairs.is_empty() {
+        0
+    } else {
+        pairs_size(pairs)
     };
-    mem!(copy_out(&mut caller, &bytes, ptr_ptr, size_ptr));
+    mem!(copy_out_with(
+        &mut caller,
+        size,
+        ptr_ptr,
+        size_ptr,
+        |dest| {
+            encode_pairs_into(pairs, dest);
+        }
+    ));
     Ok(Status::Ok.code())
 }
 
@@ -208,14 +230,16 @@ fn write_value(
     op: fn(&mut HeaderMap, &str, &str),
 ) -> HostResult {
     let t = status!(map_type(map));
-    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
-    let value = mem!(read_string(
-        &mut caller,
-        "header value",
-        value_ptr,
-        value_size
-    ));
-    edit_map(caller.data_mut(), t, |m| op(m, &key, &value))
+    let (memory, state) = mem!(memory_and_state(&mut caller));
+    let key = mem!(guest_bytes(memory, "header key", key_ptr, key_size));
+    let value = mem!(guest_bytes(memory, "header value", value_ptr, value_size));
+    edit_map(state, t, |m| {
+        op(
+            m,
+            &String::from_utf8_lossy(key),
+            &String::from_utf8_lossy(value),
+        );
+    })
 }
 
 /// `proxy_remove_header_map_value(map_type, key, key_size)`.
@@ -226,8 +250,9 @@ pub fn proxy_remove_header_map_value(
     key_size: u32,
 ) -> HostResult {
     let t = status!(map_type(map));
-    let key = mem!(read_string(&mut caller, "header key", key_ptr, key_size));
-    edit_map(caller.data_mut(), t, |m| m.remove(&key))
+    let (memory, state) = mem!(memory_and_state(&mut caller));
+    let key = mem!(guest_bytes(memory, "header key", key_ptr, key_size));
+    edit_map(state, t, |m| m.remove(&String::from_utf8_lossy(key)))
 }
 
 /// `proxy_set_header_map_pairs(map_type, pairs, pairs_size)`: replaces the whole map.
@@ -238,7 +263,9 @@ pub fn proxy_set_header_map_pairs(
     size: u32,
 ) -> HostResult {
     let t = status!(map_type(map));
-    let bytes = mem!(read(&mut caller, "header pairs", ptr, size));
-    let pairs = decode_pairs(&bytes);
-    edit_map(caller.data_mut(), t, |m| *m = HeaderMap::from_pairs(pairs))
+    let (memory, state) = mem!(memory_and_state(&mut caller));
+    let bytes = mem!(guest_bytes(memory, "header pairs", ptr, size));
+    edit_map(state, t, |m| {
+        *m = HeaderMap::from_pairs(decode_pairs(bytes))
+    })
 }

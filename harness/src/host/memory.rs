@@ -85,6 +85,62 @@ fn range(
     Ok(start..end)
 }
 
+/// The `len` bytes at `ptr` of guest memory `data`.
+pub fn guest_bytes<'d>(
+    data: &'d [u8],
+    region: &'static str,
+    ptr: u32,
+    len: u32,
+) -> Result<&'d [u8], MemoryError> {
+    let r = range(region, u64::from(ptr), u64::from(len), data.len())?;
+    data.get(r).ok_or(MemoryError::OutOfBounds {
+        region,
+        ptr: u64::from(ptr),
+        len: u64::from(len),
+        memory_size: data.len() as u64,
+    })
+}
+
+/// The `len` bytes at `ptr`, borrowed from guest memory.
+pub fn slice<'c>(
+    caller: &'c Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    len: u32,
+) -> Result<&'c [u8], MemoryError> {
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    guest_bytes(memory.data(caller), region, ptr, len)
+}
+
+/// Guest memory and the host state at once, so a host function can read guest bytes
+/// (with [`guest_bytes`]) straight into host state without copying them first.
+pub fn memory_and_state<'c>(
+    caller: &'c mut Caller<'_, HostState>,
+) -> Result<(&'c [u8], &'c mut HostState), MemoryError> {
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    let (data, state) = memory.data_and_store_mut(caller);
+    Ok((data, state))
+}
+
+/// The `len` bytes at `ptr`, to write in place.
+fn slice_mut<'c>(
+    caller: &'c mut Caller<'_, HostState>,
+    region: &'static str,
+    ptr: u32,
+    len: usize,
+) -> Result<&'c mut [u8], MemoryError> {
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    let data = memory.data_mut(caller);
+    let size = data.len();
+    let r = range(region, u64::from(ptr), len as u64, size)?;
+    data.get_mut(r).ok_or(MemoryError::OutOfBounds {
+        region,
+        ptr: u64::from(ptr),
+        len: len as u64,
+        memory_size: size as u64,
+    })
+}
+
 /// A copy of `len` bytes at `ptr`.
 pub fn read(
     caller: &mut Caller<'_, HostState>,
@@ -92,17 +148,7 @@ pub fn read(
     ptr: u32,
     len: u32,
 ) -> Result<Vec<u8>, MemoryError> {
-    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
-    let data = memory.data(&*caller);
-    let r = range(region, u64::from(ptr), u64::from(len), data.len())?;
-    data.get(r)
-        .map(<[u8]>::to_vec)
-        .ok_or(MemoryError::OutOfBounds {
-            region,
-            ptr: u64::from(ptr),
-            len: u64::from(len),
-            memory_size: data.len() as u64,
-        })
+    slice(caller, region, ptr, len).map(<[u8]>::to_vec)
 }
 
 /// A copy of `len` bytes at `ptr`, as text (invalid UTF-8 replaced).
@@ -122,17 +168,7 @@ pub fn write(
     ptr: u32,
     bytes: &[u8],
 ) -> Result<(), MemoryError> {
-    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
-    let data = memory.data_mut(&mut *caller);
-    let size = data.len();
-    let r = range(region, u64::from(ptr), bytes.len() as u64, size)?;
-    let dest = data.get_mut(r).ok_or(MemoryError::OutOfBounds {
-        region,
-        ptr: u64::from(ptr),
-        len: bytes.len() as u64,
-        memory_size: size as u64,
-    })?;
-    dest.copy_from_slice(bytes);
+    slice_mut(caller, region, ptr, bytes.len())?.copy_from_slice(bytes);
     Ok(())
 }
 
@@ -162,7 +198,7 @@ pub fn read_u32(
     region: &'static str,
     ptr: u32,
 ) -> Result<u32, MemoryError> {
-    let bytes = read(caller, region, ptr, 4)?;
+    let bytes = slice(caller, region, ptr, 4)?;
     let mut word = [0u8; 4];
     word.copy_from_slice(bytes.get(..4).unwrap_or(&[0; 4]));
     Ok(u32::from_le_bytes(word))
@@ -208,40 +244,71 @@ pub fn copy_out(
     ptr_ptr: u32,
     size_ptr: u32,
 ) -> Result<(), MemoryError> {
-    let size = u32::try_from(bytes.len()).map_err(|_| MemoryError::AllocFailed {
-        size: bytes.len() as u64,
+    copy_out_with(caller, bytes.len(), ptr_ptr, size_ptr, |dest| {
+        dest.copy_from_slice(bytes);
+    })
+}
+
+/// [`copy_out`] for a value the host encodes straight into guest memory: the guest
+/// allocates `size` bytes and `fill` writes all of them, with no copy on the host.
+pub fn copy_out_with(
+    caller: &mut Caller<'_, HostState>,
+    size: usize,
+    ptr_ptr: u32,
+    size_ptr: u32,
+    fill: impl FnOnce(&mut [u8]),
+) -> Result<(), MemoryError> {
+    let size32 = u32::try_from(size).map_err(|_| MemoryError::AllocFailed {
+        size: size as u64,
         address: 0,
     })?;
     let mut address = 0;
-    if size > 0 {
-        address = alloc(caller, size)?;
-        write(caller, "allocated block", address, bytes)?;
+    if size32 > 0 {
+        address = alloc(caller, size32)?;
+        fill(slice_mut(caller, "allocated block", address, size)?);
     }
     write_u32(caller, "return pointer", ptr_ptr, address)?;
-    write_u32(caller, "return size", size_ptr, size)?;
+    write_u32(caller, "return size", size_ptr, size32)?;
     Ok(())
 }
 
-/// Encodes pairs the way proxy-wasm does: a `u32` count, then a `u32` key length and a
-/// `u32` value length per pair, then each key and value followed by a NUL byte.
-pub fn encode_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let mut size = 4 + pairs.len() * 8;
+/// The size of `pairs` in the proxy-wasm encoding (see [`encode_pairs_into`]).
+pub fn pairs_size<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> usize {
+    let strings: usize = pairs
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    4 + pairs.len() * 8 + strings
+}
+
+/// Encodes pairs the way proxy-wasm does into `out`, which holds exactly
+/// [`pairs_size`] bytes: a `u32` count, then a `u32` key length and a `u32` value length
+/// per pair, then each key and value followed by a NUL byte.
+pub fn encode_pairs_into<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)], out: &mut [u8]) {
+    let mut out = Cursor(out);
+    out.put(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
-        size += k.as_ref().len() + v.as_ref().len() + 2;
-    }
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
+        out.put(&(k.as_ref().len() as u32).to_le_bytes());
+        out.put(&(v.as_ref().len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k.as_ref());
-        out.push(0);
-        out.extend_from_slice(v.as_ref());
-        out.push(0);
+        out.put(k.as_ref());
+        out.put(&[0]);
+        out.put(v.as_ref());
+        out.put(&[0]);
     }
-    out
+}
+
+/// Writes bytes one after the other into a slice (what does not fit is dropped).
+struct Cursor<'a>(&'a mut [u8]);
+
+impl Cursor<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.0.len());
+        let (dest, rest) = std::mem::take(&mut self.0).split_at_mut(n);
+        dest.copy_from_slice(bytes.get(..n).unwrap_or_default());
+        self.0 = rest;
+    }
 }
 
 /// Decodes proxy-wasm pairs. Like Envoy, a buffer too short for its header yields no
@@ -283,10 +350,15 @@ pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = vec![0xff; pairs_size(pairs)];
+        encode_pairs_into(pairs, &mut out);
+        out
+    }
+
     #[test]
     fn pairs_round_trip_through_the_wire_format() {
-        let pairs = vec![(":path", "/a"), ("x-k", "")];
-        let bytes = encode_pairs(&pairs);
+        let bytes = encode_pairs(&[(":path", "/a"), ("x-k", "")]);
         assert_eq!(
             decode_pairs(&bytes),
             vec![

@@ -7,9 +7,9 @@
 
 use wasmtime::Caller;
 
-use super::memory::{copy_out, read};
+use super::memory::{copy_out, read, slice};
 use super::state::HostState;
-use super::{HostResult, LoadError, Registrar, mem, status};
+use super::{HostResult, LoadError, Registrar, mem};
 use crate::abi::Status;
 
 /// Registers this file's imports.
@@ -27,11 +27,24 @@ pub fn proxy_get_property(
     value_ptr_ptr: u32,
     value_size_ptr: u32,
 ) -> HostResult {
-    let path = mem!(read(&mut caller, "property path", path_ptr, path_size));
-    let state = caller.data();
-    let value = status!(crate::properties::get(&state.config, state.stream(), &path));
-    mem!(copy_out(&mut caller, &value, value_ptr_ptr, value_size_ptr));
-    Ok(Status::Ok.code())
+    // The value borrows host state, which the guest allocator's code could change: it
+    // is serialized first, into a buffer the VM keeps for its capacity.
+    let mut bytes = std::mem::take(&mut caller.data_mut().property_bytes);
+    bytes.clear();
+    let found = slice(&caller, "property path", path_ptr, path_size).map(|path| {
+        let state = caller.data();
+        crate::properties::get(&state.config, state.stream(), path)
+            .map(|value| value.serialize_into(&mut bytes))
+    });
+    let copied = match found {
+        Ok(Ok(())) => {
+            copy_out(&mut caller, &bytes, value_ptr_ptr, value_size_ptr).map(|()| Status::Ok)
+        }
+        Ok(Err(status)) => Ok(status),
+        Err(e) => Err(e),
+    };
+    caller.data_mut().property_bytes = bytes;
+    Ok(mem!(copied).code())
 }
 
 /// `proxy_set_property(path, path_size, value, value_size)`.

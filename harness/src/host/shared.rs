@@ -160,14 +160,17 @@ pub fn proxy_enqueue_shared_queue(
     value_size: u32,
 ) -> HostResult {
     let value = mem!(read(&mut caller, "queue item", value_ptr, value_size));
-    let state = caller.data();
-    let mut shared = lock(&state.shared);
-    let Some(queue) = shared.queues.get_mut(&token) else {
-        return Ok(Status::NotFound.code());
-    };
-    queue.items.push_back(value);
-    let owner = (queue.worker, queue.context, token);
-    shared.ready.push(owner);
+    let state = caller.data_mut();
+    {
+        let mut shared = lock(&state.shared);
+        let Some(queue) = shared.queues.get_mut(&token) else {
+            return Ok(Status::NotFound.code());
+        };
+        queue.items.push_back(value);
+        let owner = (queue.worker, queue.context, token);
+        shared.ready.push(owner);
+    }
+    state.queued = true;
     Ok(Status::Ok.code())
 }
 

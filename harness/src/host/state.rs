@@ -6,8 +6,9 @@
 //! clock) and reads back what the module did (header changes, actions such as
 //! `continue_stream` or a local reply, callouts, log lines) after it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::{Memory, StoreLimits, TypedFunc};
 
@@ -44,48 +45,78 @@ pub struct VmConfig {
 
 /// A header or trailer map with Envoy's semantics: lowercase keys, insertion order,
 /// repeated keys allowed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The entries are shared copy-on-write: a replay hands one recorded map to the stream,
+/// the module, the access-log phase and the report, and a clone is a reference count;
+/// the first change the module makes copies them. Comparing two clones of one map is a
+/// pointer comparison.
+#[derive(Debug, Clone, Eq)]
 pub struct HeaderMap {
-    /// The entries, in order.
-    pub entries: Vec<(String, String)>,
+    entries: Arc<Vec<(String, String)>>,
+}
+
+/// The entries of every empty map, so an empty map costs no allocation.
+static NO_ENTRIES: LazyLock<Arc<Vec<(String, String)>>> = LazyLock::new(Arc::default);
+
+impl Default for HeaderMap {
+    fn default() -> Self {
+        HeaderMap {
+            entries: NO_ENTRIES.clone(),
+        }
+    }
+}
+
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.entries, &other.entries) || self.entries == other.entries
+    }
 }
 
 impl HeaderMap {
-    /// A map of these pairs (keys lowercased in place: recorded keys mostly are already,
-    /// and this runs for every map of every request).
+    /// A map of these pairs (keys lowercased in place: recorded keys mostly are already).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> HeaderMap {
         HeaderMap {
-            entries: pairs
-                .into_iter()
-                .map(|(mut k, v)| {
-                    k.make_ascii_lowercase();
-                    (k, v)
-                })
-                .collect(),
+            entries: Arc::new(
+                pairs
+                    .into_iter()
+                    .map(|(mut k, v)| {
+                        k.make_ascii_lowercase();
+                        (k, v)
+                    })
+                    .collect(),
+            ),
         }
     }
 
-    /// The first value of `key`.
+    /// The entries, in order.
+    pub fn entries(&self) -> &[(String, String)] {
+        &self.entries
+    }
+
+    /// The entries to change: this map's own copy from now on.
+    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+        Arc::make_mut(&mut self.entries)
+    }
+
+    /// The first value of `key` (stored keys are lowercase, so matching ignores case).
     pub fn get(&self, key: &str) -> Option<&str> {
-        let key = key.to_ascii_lowercase();
         self.entries
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.as_str())
     }
 
     /// Appends an entry (`addCopy`).
     pub fn add(&mut self, key: &str, value: &str) {
-        self.entries
+        self.entries_mut()
             .push((key.to_ascii_lowercase(), value.to_string()));
     }
 
     /// Sets the first entry of `key` and drops the others, or appends (`setCopy`).
     pub fn replace(&mut self, key: &str, value: &str) {
-        let key = key.to_ascii_lowercase();
         let mut seen = false;
-        self.entries.retain_mut(|(k, v)| {
-            if *k != key {
+        self.entries_mut().retain_mut(|(k, v)| {
+            if !k.eq_ignore_ascii_case(key) {
                 return true;
             }
             if seen {
@@ -96,14 +127,16 @@ impl HeaderMap {
             true
         });
         if !seen {
-            self.entries.push((key, value.to_string()));
+            self.add(key, value);
         }
     }
 
-    /// Removes every entry of `key`.
+    /// Removes every entry of `key` (a map without one stays shared).
     pub fn remove(&mut self, key: &str) {
-        let key = key.to_ascii_lowercase();
-        self.entries.retain(|(k, _)| *k != key);
+        if self.get(key).is_some() {
+            self.entries_mut()
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        }
     }
 
     /// Keys plus values in bytes (Envoy's `byteSize`).
@@ -198,8 +231,13 @@ pub struct StreamState {
     pub request_body: Option<Vec<u8>>,
     /// The response body the module sees in `on_response_body`.
     pub response_body: Option<Vec<u8>>,
-    /// Everything the property model knows about this stream.
+    /// What the property model knows about this stream's record (shared by every
+    /// replay of it).
     pub info: Arc<StreamInfo>,
+    /// Request start, nanoseconds since the epoch (`request.time`).
+    pub start_ns: i64,
+    /// Downstream connection id.
+    pub connection_id: u64,
     /// Final copies of the maps for `proxy_on_log` (the access-log phase).
     pub log_request_headers: HeaderMap,
     /// Final response headers for the access-log phase.
@@ -209,7 +247,7 @@ pub struct StreamState {
     /// Response status once known.
     pub response_status: Option<u32>,
     /// `response.code_details` once known.
-    pub response_details: String,
+    pub response_details: Cow<'static, str>,
     /// Filter state written by `proxy_set_property`, by path (NUL-separated segments).
     pub filter_state: BTreeMap<Vec<u8>, Vec<u8>>,
     /// A local reply already went out on this stream (a second one is refused).
@@ -446,6 +484,9 @@ pub struct HostState {
     pub next_grpc_token: u32,
     /// Log lines written during the callback.
     pub logs: Vec<LogLine>,
+    /// The module queued an item during the callback: [`Shared::ready`] has
+    /// notifications to collect (without it, the driver leaves the shared lock alone).
+    pub queued: bool,
     /// Metrics defined in this VM, by id.
     pub metric_ids: BTreeMap<u32, MetricDef>,
     /// The next metric id per type (Envoy increments by 4, the low bits hold the type).
@@ -456,6 +497,9 @@ pub struct HostState {
     pub pending_done: BTreeSet<u32>,
     /// Root contexts that called `proxy_done`.
     pub done_called: BTreeSet<u32>,
+    /// Where `proxy_get_property` serializes a value before copying it out (kept for
+    /// its capacity).
+    pub property_bytes: Vec<u8>,
     /// A trap the host itself raised (for example `proc_exit`), to explain it.
     pub host_trap: Option<String>,
     /// Memory limits of the store.
@@ -507,8 +551,8 @@ mod tests {
         ]);
         map.replace("a", "x");
         assert_eq!(
-            map.entries,
-            vec![
+            map.entries(),
+            [
                 ("a".to_string(), "x".to_string()),
                 ("b".to_string(), "2".to_string())
             ]

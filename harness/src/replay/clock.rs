@@ -68,7 +68,7 @@ impl Session<'_> {
     pub(super) fn settle(&mut self, last_record_ns: u64) {
         let horizon = last_record_ns.saturating_add(self.h.config.idle_horizon_ms * 1_000_000);
         loop {
-            let waiting = self.streams.values().any(|s| s.waiting.is_some());
+            let waiting = self.streams.any_waiting();
             let due = if waiting {
                 self.next_due()
             } else {

@@ -4,9 +4,9 @@
 
 use super::clock::Work;
 use super::session::Session;
-use super::stream::{Dir, Flow, Step, lossy};
+use super::stream::{Dir, Flow, Step, chunks, lossy};
 use crate::abi::StreamType;
-use crate::host::state::LocalReply;
+use crate::host::state::{HeaderMap, LocalReply};
 use crate::report::{LocalReplyReport, Outcome};
 
 impl Session<'_> {
@@ -71,12 +71,8 @@ impl Session<'_> {
             headers.push(("content-length".to_string(), reply.body.len().to_string()));
             headers.push(("content-type".to_string(), "text/plain".to_string()));
         }
-        headers.extend(
-            reply
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
-        );
+        headers.extend(reply.headers.iter().cloned());
+        let headers = HeaderMap::from_pairs(headers);
         s.entry.local_reply = Some(LocalReplyReport {
             status: reply.status,
             details: reply.details.clone(),
@@ -85,14 +81,10 @@ impl Session<'_> {
         let before = std::mem::take(&mut s.response);
         s.response = Flow {
             headers: headers.clone(),
-            chunks: if reply.body.is_empty() {
-                Vec::new()
-            } else {
-                vec![reply.body.clone()]
-            },
+            chunks: chunks(&reply.body, None),
+            trailers: HeaderMap::default(),
             ..before
         };
-        s.response.trailers.clear();
         s.response.buffer.clear();
         s.waiting = None;
         if response_started {

@@ -43,13 +43,7 @@ impl Session<'_> {
             wk.needs_restart = true;
             wk.next_tick = None;
         }
-        let keys: Vec<u32> = self
-            .streams
-            .keys()
-            .filter(|(sw, _)| *sw == w)
-            .map(|(_, c)| *c)
-            .collect();
-        for c in keys {
+        for c in self.streams.contexts_of(w) {
             if let Some(s) = self.streams.get_mut(&(w, c)) {
                 s.failed = true;
                 s.waiting = None;
@@ -69,12 +63,7 @@ impl Session<'_> {
         s.entry.outcome = Outcome::Trapped;
         if s.local_reply.is_some() || s.response.sent_headers.is_some() {
             // The client already has its answer.
-            s.entry.status = status_of(
-                s.response
-                    .sent_headers
-                    .as_deref()
-                    .unwrap_or(&s.response.headers),
-            );
+            s.entry.status = status_of(s.response.final_headers());
         } else if self.h.config.fail_open {
             s.entry.status = status_of(&s.response.headers);
             s.entry
@@ -96,7 +85,7 @@ impl Session<'_> {
 
     /// Streams still paused after the idle horizon: nothing left could continue them.
     pub(super) fn stall_remaining(&mut self) {
-        for (key, mut s) in std::mem::take(&mut self.streams) {
+        for (key, mut s) in self.streams.take_all() {
             s.entry.outcome = Outcome::Stalled;
             s.entry.status = 0;
             let what = match s.waiting {

@@ -2,14 +2,27 @@
 //! `proxy_on_delete`) and of a replay: each stream's entry gets what the module changed
 //! and published, and the report gets its summary.
 
+use std::collections::BTreeMap;
+
 use super::session::Session;
 use super::stream::status_of;
 use crate::abi::MetricType;
 use crate::host::state::{HeaderMap, lock};
-use crate::report::{Entry, MetricReport, Outcome, Report, header_changes, incident_label};
+use crate::report::{
+    Entry, HeaderChange, MetricReport, Outcome, Report, header_changes, incident_label,
+};
 
 /// The filter-state property a module publishes its decision in.
 const DECISION_PROPERTY: &str = "stakeguard.decision";
+
+/// What the module changed from `before` to `after` (nothing, at the cost of a pointer
+/// comparison, when the module left the map alone).
+fn changes(before: &HeaderMap, after: &HeaderMap) -> Vec<HeaderChange> {
+    if before == after {
+        return Vec::new();
+    }
+    header_changes(before.entries(), after.entries())
+}
 
 impl Session<'_> {
     /// The stream is done: access log, done, delete, then its report entry.
@@ -17,21 +30,13 @@ impl Session<'_> {
         let Some(s) = self.streams.get(&(w, ctx)) else {
             return;
         };
-        let request_final = s
-            .request
-            .sent_headers
-            .clone()
-            .unwrap_or_else(|| s.request.headers.clone());
-        let response_final = s
-            .response
-            .sent_headers
-            .clone()
-            .unwrap_or_else(|| s.response.headers.clone());
+        let request_final = s.request.final_headers().clone();
+        let response_final = s.response.final_headers().clone();
         let trailers = s.response.sent_trailers.clone();
         if let Some(st) = self.stream_state(w, ctx) {
-            st.log_request_headers = HeaderMap::from_pairs(request_final);
-            st.log_response_headers = HeaderMap::from_pairs(response_final);
-            st.log_response_trailers = HeaderMap::from_pairs(trailers);
+            st.log_request_headers = request_final;
+            st.log_response_headers = response_final;
+            st.log_response_trailers = trailers;
             st.request_headers = None;
             st.response_headers = None;
             st.request_body = None;
@@ -65,18 +70,14 @@ impl Session<'_> {
             }
             s.entry.properties.insert(key, value);
         }
-        let response_final = s
-            .response
-            .sent_headers
-            .as_deref()
-            .unwrap_or(&s.response.headers);
+        let response_final = s.response.final_headers();
         if s.local_reply.is_none()
             && let Some(sent) = &s.request.sent_headers
         {
-            s.entry.request_header_changes = header_changes(&s.request.headers, sent);
+            s.entry.request_header_changes = changes(&s.request.headers, sent);
             s.entry.request_body_changed = s.request.sent_body != s.request.body();
         }
-        s.entry.response_header_changes = header_changes(&s.response.headers, response_final);
+        s.entry.response_header_changes = changes(&s.response.headers, response_final);
         s.entry.response_body_changed = s.response.sent_body != s.response.body();
         s.entry.status = if s.reset {
             0
@@ -110,14 +111,19 @@ impl Session<'_> {
             .flatten()
             .collect();
         summary.requests = entries.len();
+        // Counted by outcome first, so names are copied once per outcome, not per entry.
+        let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();
         for e in &entries {
-            *summary
-                .outcomes
-                .entry(e.outcome.name().to_string())
-                .or_default() += 1;
+            *outcomes.entry(e.outcome).or_default() += 1;
             if let Some(label) = e.decision_label() {
                 *summary.decisions.entry(label).or_default() += 1;
             }
+        }
+        for (outcome, n) in outcomes {
+            *summary
+                .outcomes
+                .entry(outcome.name().to_string())
+                .or_default() += n;
         }
         for (name, m) in &lock(&self.shared).metrics {
             if m.kind == Some(MetricType::Counter)

@@ -6,13 +6,14 @@
 //! left behind; the stream machinery lives in the sibling modules.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::Harness;
 use super::callouts::Event;
 use super::clock::Work;
-use super::stream::StreamRun;
+use super::prepared::PreparedRecords;
+use super::stream::Streams;
 use crate::error::{HarnessError, LoadError};
 use crate::host::state::{Action, Shared, SharedHandle, lock};
 use crate::report::{Entry, Report, Summary};
@@ -44,9 +45,8 @@ pub struct Session<'h> {
     pub(super) workers: Vec<Worker>,
     /// The virtual clock, in nanoseconds since the epoch.
     pub(super) now: u64,
-    /// Streams in flight by (worker, context), boxed: a stream is large, and the map
-    /// moves its values on every insert and removal.
-    pub(super) streams: BTreeMap<(usize, u32), Box<StreamRun>>,
+    /// Streams in flight by (worker, context).
+    pub(super) streams: Streams,
     /// The entries of the replay in progress, by record index.
     pub(super) entries: Vec<Option<Entry>>,
     /// Callout answers due, by (time, sequence).
@@ -54,8 +54,9 @@ pub struct Session<'h> {
     pub(super) seq: u64,
     /// Continues and queue notifications to run once the current callback is done.
     pub(super) work: VecDeque<Work>,
-    /// Connections of the replay in progress: worker and connection id.
-    connections: HashMap<String, (usize, u64)>,
+    /// Connections of the replay in progress, by their number in the prepared records:
+    /// worker and connection id, once opened.
+    connections: Vec<Option<(usize, u64)>>,
     /// Connections opened over the session's life (connection ids keep growing).
     opened: u64,
     next_worker: usize,
@@ -71,12 +72,12 @@ impl<'h> Session<'h> {
             shared: Arc::new(Mutex::new(Shared::default())),
             workers: Vec::new(),
             now: start_ns,
-            streams: BTreeMap::new(),
+            streams: Streams::default(),
             entries: Vec::new(),
             events: BinaryHeap::new(),
             seq: 0,
             work: VecDeque::new(),
-            connections: HashMap::new(),
+            connections: Vec::new(),
             opened: 0,
             next_worker: 0,
             summary: Summary::default(),
@@ -100,17 +101,31 @@ impl<'h> Session<'h> {
     /// Replays `records` through this session's VMs, with every recorded time moved
     /// `shift_ns` later, and reports on them (the summary covers what happened since the
     /// previous report). Counters, shared data and metrics carry over from earlier
-    /// replays, as they would in a proxy that keeps running.
+    /// replays, as they would in a proxy that keeps running. To replay the same records
+    /// more than once, prepare them once and use [`Session::replay_prepared`].
     pub fn replay(
         &mut self,
         records: &[Record],
         shift_ns: u64,
         progress: &mut dyn FnMut(usize),
     ) -> Report {
-        self.entries = vec![None; records.len()];
+        let prepared = self.h.prepare(records);
+        self.replay_prepared(&prepared, shift_ns, progress)
+    }
+
+    /// [`Session::replay`] of records prepared by this session's harness.
+    pub fn replay_prepared(
+        &mut self,
+        records: &PreparedRecords,
+        shift_ns: u64,
+        progress: &mut dyn FnMut(usize),
+    ) -> Report {
+        self.entries.clear();
+        self.entries.resize(records.len(), None);
         self.connections.clear();
+        self.connections.resize(records.connections, None);
         let mut last = self.now;
-        for (i, record) in records.iter().enumerate() {
+        for (i, record) in records.records.iter().enumerate() {
             let t = record
                 .time_ns
                 .and_then(|t| u64::try_from(t).ok())
@@ -179,23 +194,19 @@ impl<'h> Session<'h> {
         self.workers.get_mut(w)?.vm.as_mut()
     }
 
-    /// The worker and connection id of a record: its connection's, or a new connection
-    /// on the next worker round-robin.
-    pub(super) fn assign_worker(&mut self, record: &Record) -> (usize, u64) {
-        let key = match &record.connection {
-            Some(c) => {
-                if let Some(found) = self.connections.get(c) {
-                    return *found;
-                }
-                c.clone()
-            }
-            None => format!("\u{0}anonymous-{}", self.connections.len()),
-        };
+    /// The worker and connection id of a record's connection: the ones it got when it
+    /// opened, or a new connection on the next worker round-robin.
+    pub(super) fn assign_worker(&mut self, connection: usize) -> (usize, u64) {
+        if let Some(Some(found)) = self.connections.get(connection) {
+            return *found;
+        }
         let w = self.next_worker % self.workers.len().max(1);
         self.next_worker += 1;
         self.opened += 1;
         let assigned = (w, self.opened);
-        self.connections.insert(key, assigned);
+        if let Some(slot) = self.connections.get_mut(connection) {
+            *slot = Some(assigned);
+        }
         assigned
     }
 
@@ -205,13 +216,23 @@ impl<'h> Session<'h> {
             return;
         };
         let state = vm.state_mut();
-        let logs = std::mem::take(&mut state.logs);
-        let callouts = std::mem::take(&mut state.new_callouts);
         // Cancelled gRPC calls need nothing here: their tokens left `open_grpc`, so a
         // later answer is dropped on delivery.
         state.cancelled_grpc.clear();
+        let nothing_left = state.logs.is_empty()
+            && state.new_callouts.is_empty()
+            && state.actions.is_empty()
+            && !state.tick_changed
+            && !state.queued;
+        if nothing_left {
+            // Most callbacks: nothing to take, and no lock on the shared state.
+            return;
+        }
+        let logs = std::mem::take(&mut state.logs);
+        let callouts = std::mem::take(&mut state.new_callouts);
         let actions = std::mem::take(&mut state.actions);
         let tick = std::mem::take(&mut state.tick_changed).then_some(state.tick_period_ms);
+        let queued = std::mem::take(&mut state.queued);
         let min_level = state.config.log_level;
         for line in logs {
             if line.level < min_level {
@@ -238,9 +259,11 @@ impl<'h> Session<'h> {
                 Action::LocalReply { context, reply } => self.local_reply(w, context, reply),
             }
         }
-        let ready = std::mem::take(&mut lock(&self.shared).ready);
-        for (qw, root, token) in ready {
-            self.work.push_back(Work::QueueReady(qw, root, token));
+        if queued {
+            let ready = std::mem::take(&mut lock(&self.shared).ready);
+            for (qw, root, token) in ready {
+                self.work.push_back(Work::QueueReady(qw, root, token));
+            }
         }
     }
 }

@@ -2,10 +2,11 @@
 //! requests and responses alike: hand the module the data, call it, then forward,
 //! buffer or pause as its return value says, and move the stream to its next step.
 
+use std::borrow::Cow;
+
 use super::session::Session;
 use super::stream::{Dir, Step, StreamRun};
 use crate::abi::{DATA_STOP_AND_BUFFER, FILTER_CONTINUE};
-use crate::host::state::HeaderMap;
 use crate::vm::Trapped;
 
 /// The step after `from`: body chunks, trailers, then the other direction or the end.
@@ -69,18 +70,15 @@ impl Session<'_> {
         let eos = flow.chunks.is_empty() && flow.trailers.is_empty();
         let n = headers.len() as u32;
         let response_info = (dir == Dir::Response).then(|| {
-            let status = headers
-                .iter()
-                .find(|(k, _)| k == ":status")
-                .and_then(|(_, v)| v.parse().ok());
+            let status = headers.get(":status").and_then(|v| v.parse().ok());
             let details = match &s.local_reply {
-                Some(l) => l.details.clone(),
-                None => "via_upstream".to_string(),
+                Some(l) => Cow::Owned(l.details.clone()),
+                None => Cow::Borrowed("via_upstream"),
             };
             (status, details)
         });
         if let Some(st) = self.stream_state(w, ctx) {
-            *st.headers_mut(dir) = Some(HeaderMap::from_pairs(headers));
+            *st.headers_mut(dir) = Some(headers);
             if let Some((status, details)) = response_info {
                 st.response_status = status;
                 st.response_details = details;
@@ -117,14 +115,15 @@ impl Session<'_> {
             return Ok(());
         };
         let flow = s.flow_mut(dir);
-        let chunk = flow.chunks.get(i).cloned().unwrap_or_default();
+        let chunk = flow.chunks.get(i).map_or(&[][..], Vec::as_slice);
         let eos = i + 1 >= flow.chunks.len() && flow.trailers.is_empty();
-        flow.buffer.extend_from_slice(&chunk);
+        let chunk_size = chunk.len() as u64;
+        flow.buffer.extend_from_slice(chunk);
         let buffer = flow.buffer.clone();
         let size = buffer.len() as u32;
         if let Some(st) = self.stream_state(w, ctx) {
             *st.body_mut(dir) = Some(buffer);
-            *st.body_total_mut(dir) += chunk.len() as u64;
+            *st.body_total_mut(dir) += chunk_size;
         }
         let r = match (self.vm(w), dir) {
             (Some(vm), Dir::Request) => vm.on_request_body(ctx, size, eos),
@@ -161,7 +160,7 @@ impl Session<'_> {
         let trailers = s.flow(dir).trailers.clone();
         let n = trailers.len() as u32;
         if let Some(st) = self.stream_state(w, ctx) {
-            *st.trailers_mut(dir) = Some(HeaderMap::from_pairs(trailers));
+            *st.trailers_mut(dir) = Some(trailers);
         }
         let r = match (self.vm(w), dir) {
             (Some(vm), Dir::Request) => vm.on_request_trailers(ctx, n),
@@ -185,8 +184,7 @@ impl Session<'_> {
     pub(super) fn forward_headers(&mut self, w: usize, ctx: u32, dir: Dir) {
         let headers = self
             .stream_state(w, ctx)
-            .and_then(|st| st.headers_mut(dir).take())
-            .map(|m| m.entries);
+            .and_then(|st| st.headers_mut(dir).take());
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let flow = s.flow_mut(dir);
             if flow.sent_headers.is_none() {
@@ -212,8 +210,7 @@ impl Session<'_> {
     pub(super) fn forward_trailers(&mut self, w: usize, ctx: u32, dir: Dir) {
         let trailers = self
             .stream_state(w, ctx)
-            .and_then(|st| st.trailers_mut(dir).take())
-            .map(|m| m.entries);
+            .and_then(|st| st.trailers_mut(dir).take());
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let flow = s.flow_mut(dir);
             flow.sent_trailers = trailers.unwrap_or_else(|| flow.trailers.clone());

@@ -5,13 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::prepared::PreparedRecord;
 use super::session::Session;
 use crate::abi::StreamType;
 use crate::host::state::{HeaderMap, LocalReply, StreamState};
-use crate::properties::{StreamInfo, Value};
-use crate::report::{Entry, Outcome};
-use crate::traffic::Record;
-use crate::traffic::time::format_rfc3339;
+use crate::report::{Entry, Outcome, Time};
 
 /// A direction of an HTTP stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,30 +57,30 @@ impl Step {
 }
 
 /// One direction of a stream: what arrives (from the client or upstream) and what the
-/// filter let through.
+/// filter let through. What arrives is shared with the prepared record.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Flow {
     /// Headers as they arrived (`:status` first for a response).
-    pub(super) headers: Vec<(String, String)>,
+    pub(super) headers: HeaderMap,
     /// Body chunks as they arrive.
-    pub(super) chunks: Vec<Vec<u8>>,
+    pub(super) chunks: Arc<[Vec<u8>]>,
     /// Trailers as they arrived.
-    pub(super) trailers: Vec<(String, String)>,
+    pub(super) trailers: HeaderMap,
     /// Body data the filter asked to buffer.
     pub(super) buffer: Vec<u8>,
     /// The headers that went on, once they did.
-    pub(super) sent_headers: Option<Vec<(String, String)>>,
+    pub(super) sent_headers: Option<HeaderMap>,
     /// The body that went on.
     pub(super) sent_body: Vec<u8>,
     /// The trailers that went on.
-    pub(super) sent_trailers: Vec<(String, String)>,
+    pub(super) sent_trailers: HeaderMap,
 }
 
 impl Flow {
-    fn new(
-        headers: Vec<(String, String)>,
+    pub(super) fn new(
+        headers: HeaderMap,
         body: &[u8],
-        trailers: Vec<(String, String)>,
+        trailers: HeaderMap,
         chunk_size: Option<usize>,
     ) -> Flow {
         Flow {
@@ -96,6 +94,11 @@ impl Flow {
     /// The whole body as it arrived.
     pub(super) fn body(&self) -> Vec<u8> {
         self.chunks.concat()
+    }
+
+    /// The headers as they went on, or as they arrived if they have not gone on yet.
+    pub(super) fn final_headers(&self) -> &HeaderMap {
+        self.sent_headers.as_ref().unwrap_or(&self.headers)
     }
 }
 
@@ -133,13 +136,13 @@ impl StreamRun {
 }
 
 /// `body` cut into chunks of `size` (one chunk without a size; none when empty).
-fn chunks(body: &[u8], size: Option<usize>) -> Vec<Vec<u8>> {
+pub(super) fn chunks(body: &[u8], size: Option<usize>) -> Arc<[Vec<u8>]> {
     if body.is_empty() {
-        return Vec::new();
+        return Arc::default();
     }
     match size {
         Some(n) if n > 0 => body.chunks(n).map(<[u8]>::to_vec).collect(),
-        _ => vec![body.to_vec()],
+        _ => Arc::from([body.to_vec()]),
     }
 }
 
@@ -149,19 +152,78 @@ pub(super) fn lossy(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(cut).into_owned()
 }
 
-/// The `:status` of a header list (0: none).
-pub(super) fn status_of(headers: &[(String, String)]) -> u32 {
+/// The `:status` of a header map (0: none).
+pub(super) fn status_of(headers: &HeaderMap) -> u32 {
     headers
-        .iter()
-        .find(|(k, _)| k == ":status")
-        .and_then(|(_, v)| v.parse().ok())
+        .get(":status")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Streams in flight by (worker, context), in key order. A replay has few streams in
+/// flight at once (one, unless streams pause), so a sorted vector serves better than a
+/// map: no node or box to allocate per stream.
+#[derive(Default)]
+pub(super) struct Streams {
+    runs: Vec<((usize, u32), StreamRun)>,
+}
+
+impl Streams {
+    fn position(&self, key: (usize, u32)) -> Result<usize, usize> {
+        self.runs.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
+    pub(super) fn get(&self, key: &(usize, u32)) -> Option<&StreamRun> {
+        let at = self.position(*key).ok()?;
+        self.runs.get(at).map(|(_, s)| s)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &(usize, u32)) -> Option<&mut StreamRun> {
+        let at = self.position(*key).ok()?;
+        self.runs.get_mut(at).map(|(_, s)| s)
+    }
+
+    /// Adds a stream (or replaces the one under `key`).
+    pub(super) fn insert(&mut self, key: (usize, u32), run: StreamRun) {
+        match self.position(key) {
+            Ok(at) => {
+                if let Some(slot) = self.runs.get_mut(at) {
+                    slot.1 = run;
+                }
+            }
+            Err(at) => self.runs.insert(at, (key, run)),
+        }
+    }
+
+    pub(super) fn remove(&mut self, key: &(usize, u32)) -> Option<StreamRun> {
+        let at = self.position(*key).ok()?;
+        Some(self.runs.remove(at).1)
+    }
+
+    /// The contexts of worker `w`'s streams, in order.
+    pub(super) fn contexts_of(&self, w: usize) -> Vec<u32> {
+        self.runs
+            .iter()
+            .filter(|((sw, _), _)| *sw == w)
+            .map(|((_, c), _)| *c)
+            .collect()
+    }
+
+    /// Whether a stream is paused.
+    pub(super) fn any_waiting(&self) -> bool {
+        self.runs.iter().any(|(_, s)| s.waiting.is_some())
+    }
+
+    /// Every stream, in key order, leaving none.
+    pub(super) fn take_all(&mut self) -> Vec<((usize, u32), StreamRun)> {
+        std::mem::take(&mut self.runs)
+    }
 }
 
 impl Session<'_> {
     /// Opens a stream for record `index` on its worker and drives it as far as it goes.
-    pub(super) fn start_stream(&mut self, index: usize, record: &Record) {
-        let (w, connection_id) = self.assign_worker(record);
+    pub(super) fn start_stream(&mut self, index: usize, record: &PreparedRecord) {
+        let (w, connection_id) = self.assign_worker(record.connection);
         let mut notes = Vec::new();
         let restart = self
             .workers
@@ -171,48 +233,27 @@ impl Session<'_> {
             self.restart_worker(w);
             notes.push(format!("worker {w} got a fresh VM after a trap"));
         }
-        let req = &record.request;
-        let chunk_size = self.h.config.chunk_size;
-        let request_headers = req.header_pairs();
-        let response = match &record.response {
-            Some(r) => {
-                let mut headers = vec![(":status".to_string(), r.status.to_string())];
-                headers.extend(r.headers.iter().cloned());
-                Flow::new(headers, &r.body, r.trailers.clone(), chunk_size)
-            }
-            None => {
-                notes.push("no recorded response; upstream answered 200 with no body".to_string());
-                Flow::new(
-                    vec![(":status".to_string(), "200".to_string())],
-                    &[],
-                    Vec::new(),
-                    chunk_size,
-                )
-            }
-        };
+        if !record.response_recorded {
+            notes.push("no recorded response; upstream answered 200 with no body".to_string());
+        }
         let start_ns = i64::try_from(self.now).unwrap_or(i64::MAX);
-        let mut stream = Box::new(StreamRun {
+        let mut stream = StreamRun {
             index,
             step: Step::Headers(Dir::Request),
             waiting: None,
             continue_pending: [false; 2],
-            request: Flow::new(
-                request_headers.clone(),
-                &req.body,
-                req.trailers.clone(),
-                chunk_size,
-            ),
-            response,
+            request: record.request.clone(),
+            response: record.response.clone(),
             local_reply: None,
             reset: false,
             failed: false,
             entry: Entry {
                 index,
-                time: format_rfc3339(start_ns),
+                time: Time(start_ns),
                 worker: w,
-                method: req.method.clone(),
-                authority: req.authority.clone(),
-                path: req.path.clone(),
+                method: record.method.clone(),
+                authority: record.authority.clone(),
+                path: record.path.clone(),
                 outcome: Outcome::Forwarded,
                 status: 0,
                 request_header_changes: Vec::new(),
@@ -227,29 +268,6 @@ impl Session<'_> {
                 trap: None,
                 notes,
             },
-        });
-        let info = StreamInfo {
-            start_ns,
-            request_id: req
-                .headers
-                .iter()
-                .find(|(k, _)| k == "x-request-id")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| format!("harness-{index}")),
-            protocol: "HTTP/1.1".to_string(),
-            source: record.source.clone(),
-            destination: record.destination.clone(),
-            peer_uri_san: record.peer_uri_san.clone(),
-            connection_id,
-            sni: Some(req.authority.split(':').next().unwrap_or("").to_string()),
-            route_name: String::new(),
-            cluster_name: String::new(),
-            request_headers: HeaderMap::from_pairs(request_headers),
-            overrides: record
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from_json(v)))
-                .collect(),
         };
         self.set_clock(w);
         let Some(vm) = self.vm(w) else {
@@ -266,7 +284,9 @@ impl Session<'_> {
         vm.state_mut().streams.insert(
             ctx,
             StreamState {
-                info: Arc::new(info),
+                info: record.info.clone(),
+                start_ns,
+                connection_id,
                 ..StreamState::default()
             },
         );
