@@ -4,6 +4,10 @@
 //! the route index is a host map and a segment trie. Criterion measures each size; a
 //! final side-by-side run (sizes interleaved, same process, same requests) prints the
 //! ratio of each size to the smallest, which is the number that matters.
+//!
+//! A second group replays the bank policy's allow path as the harness's replay bench
+//! sends it (`on_request`, then `on_response`), and the run ends with how many heap
+//! allocations one such request costs: in stakeguard.wasm each goes through dlmalloc.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,11 +17,41 @@
     reason = "a benchmark fails loudly"
 )]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion};
-use stakeguard_policies::{MemoryStore, Policy, Request, Verdict};
+use stakeguard_policies::{MemoryStore, Policy, Request, Response, Verdict};
+
+/// The system allocator, counting allocations for the bank request's report.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 
@@ -92,7 +126,106 @@ const HEADERS: [(&str, &str); 6] = [
     ("x-request-id", "0b6e7c2e-5d7a-4e0a-9f55-1f1c2f1a7c11"),
 ];
 
+/// A token whose claims are `{"sub":"alice","accounts":["1000","1001","1002"],
+/// "scope":"accounts:read transfers:write"}`, as in the harness's replay bench.
+const TOKEN: &str = "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImJhbmstMjAyNiJ9.eyJzdWIiOiJhbGljZSIsImFjY291bnRzIjpbIjEwMDAiLCIxMDAxIiwiMTAwMiJdLCJzY29wZSI6ImFjY291bnRzOnJlYWQgdHJhbnNmZXJzOndyaXRlIn0.c2lnbmF0dXJl";
+
+/// The bank policy's allow path as the replay bench drives it: every other request
+/// reads exchange rates without credentials, the others list accounts with a token;
+/// all come from the mTLS partner the policy exempts from rate limits.
+struct BankSample {
+    path: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn bank_samples() -> Vec<BankSample> {
+    (0..64)
+        .map(|k| {
+            let (path, auth) = if k % 2 == 0 {
+                (format!("/api/v1/rates/EUR{k:03}?at=now"), None)
+            } else {
+                ("/api/v2/accounts".to_owned(), Some(TOKEN))
+            };
+            let mut headers = vec![
+                (":method", "GET".to_owned()),
+                (":authority", "bank.example.com".to_owned()),
+                (":path", path.clone()),
+                ("user-agent", "bench/1.0".to_owned()),
+                ("accept", "application/json".to_owned()),
+                ("x-request-id", format!("bench-{k}")),
+            ];
+            if let Some(token) = auth {
+                headers.push(("authorization", token.to_owned()));
+            }
+            BankSample { path, headers }
+        })
+        .collect()
+}
+
+const RESPONSE_HEADERS: [(&str, &str); 4] = [
+    (":status", "200"),
+    ("server", "nginx/1.25.3"),
+    ("x-powered-by", "Express"),
+    ("content-type", "application/json"),
+];
+
+fn bank_exchange(policy: &Policy, store: &MemoryStore, sample: &BankSample) {
+    let request = Request {
+        method: "GET",
+        authority: "bank.example.com",
+        path: &sample.path,
+        headers: &sample.headers,
+        source_address: Some("198.51.100.7:40000"),
+        peer_uri_san: Some("spiffe://partners.example/aggregator"),
+        reference: "bench",
+    };
+    let now = 1_795_910_400_000u64;
+    let (mut stream, verdict) = policy.on_request(&request, &now, store);
+    assert_eq!(verdict, Verdict::Continue);
+    if stream.wants_response() {
+        let response = Response {
+            status: 200,
+            headers: &RESPONSE_HEADERS,
+        };
+        black_box(policy.on_response(&mut stream, &response, &now, store));
+    }
+    black_box(stream);
+}
+
+fn bank_policy() -> Policy {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bank.json"))
+        .unwrap();
+    Policy::from_json(&text).unwrap()
+}
+
+/// Heap allocations per bank request, averaged over the samples (both kinds alike).
+fn bank_allocations() {
+    let policy = bank_policy();
+    let store = MemoryStore::new();
+    let samples = bank_samples();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for sample in &samples {
+        bank_exchange(&policy, &store, sample);
+    }
+    let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    println!(
+        "\nbank allow path: {:.1} heap allocations per request (on_request + on_response)",
+        count as f64 / samples.len() as f64
+    );
+}
+
 fn criterion_benches(c: &mut Criterion) {
+    let policy = bank_policy();
+    let store = MemoryStore::new();
+    let samples = bank_samples();
+    let mut k = 0;
+    c.bench_function("bank_allow_path", |b| {
+        b.iter(|| {
+            k = (k + 1) % samples.len();
+            bank_exchange(&policy, &store, &samples[k]);
+        });
+    });
+
     let mut group = c.benchmark_group("allow_path");
     for n in SIZES {
         let policy = inventory(n);
@@ -148,4 +281,5 @@ fn main() {
     criterion_benches(&mut criterion);
     criterion.final_summary();
     side_by_side();
+    bank_allocations();
 }

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use crate::decision::{Action, EventKind, Mode, Severity};
+use crate::decision::{Action, EventKind, HeaderChange, Mode, Severity};
 use crate::error::PolicyErrors;
 use crate::json::Json;
 use crate::model::{
@@ -427,13 +427,13 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                     "write printable ASCII",
                 );
             } else {
-                headers.push((name.to_ascii_lowercase(), value.clone()));
+                headers.push((name.to_ascii_lowercase().into(), value.as_str().into()));
             }
         }
         let mut strip = Vec::new();
         for (i, name) in response.strip.iter().flatten().enumerate() {
             if is_token(name) {
-                strip.push(name.to_ascii_lowercase());
+                strip.push(name.to_ascii_lowercase().into());
             } else {
                 errors.push(
                     &join(&origin.path(&["response", "strip"]), &format!("[{i}]")),
@@ -841,11 +841,20 @@ fn compile_lifecycle(
                     "a deprecated API needs the RFC 3339 time its deprecation took effect, for the Deprecation header (RFC 9745)",
                 );
             }
+            let deprecation = format!("@{}", deprecated_at.unwrap_or(0).div_euclid(1_000));
+            let notice = [
+                Some(("deprecation", deprecation)),
+                sunset_ms.map(|sunset| ("sunset", http_date(sunset))),
+                link.clone().map(|link| ("link", link)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| HeaderChange::Set(name.into(), value.into()))
+            .collect();
             Lifecycle::Deprecated {
                 mode,
-                deprecation: format!("@{}", deprecated_at.unwrap_or(0).div_euclid(1_000)),
                 sunset_ms,
-                sunset: sunset_ms.map(http_date),
+                notice,
                 link,
             }
         }

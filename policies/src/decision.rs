@@ -5,6 +5,8 @@
 //! filter turns into metrics, log lines and alerts. Nothing here holds a raw password,
 //! token or cookie: keys appear only as [`KeyHash`]es.
 
+use std::sync::Arc;
+
 use crate::read::spec_enum;
 
 /// A 64-bit digest of an identity key (user, client IP, session, username): enough to
@@ -236,12 +238,15 @@ pub enum Verdict {
 }
 
 /// A change to the response headers.
+///
+/// Names and values are shared with the compiled policy wherever they come from it, so
+/// hardening a response copies no text: a clone of an `Arc<str>` is a count increment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderChange {
     /// Replace every value of the header with this one.
-    Set(String, String),
+    Set(Arc<str>, Arc<str>),
     /// Remove the header.
-    Remove(String),
+    Remove(Arc<str>),
     /// Replace all `set-cookie` values with these (hardened) ones, in order.
     ReplaceSetCookies(Vec<String>),
 }

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::json::Json;
+use crate::json::RawJson;
 use crate::policy::{Identity, Partner, PartnerMatch, UserSource};
 use crate::request::{Headers, Request};
 
@@ -43,12 +43,15 @@ fn strip_port(address: &str) -> &str {
 
 /// The value of a cookie from the request's `Cookie` headers.
 pub(crate) fn cookie<'a>(headers: &'a dyn Headers, name: &str) -> Option<&'a str> {
-    headers.get_all("cookie").find_map(|line| {
-        line.split(';').find_map(|pair| {
+    let mut found = None;
+    headers.all_values("cookie", &mut |line| {
+        found = line.split(';').find_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key.trim() == name).then(|| value.trim().trim_matches('"'))
-        })
-    })
+        });
+        found.is_none()
+    });
+    found
 }
 
 /// The user identity: the first configured source that is present and non-empty.
@@ -63,34 +66,87 @@ pub(crate) fn user<'a>(request: &Request<'a>, identity: &Identity) -> Option<Cow
     })
 }
 
+/// Token payloads up to this many bytes are decoded on the stack: an ordinary token
+/// carries a few hundred bytes of claims, and reading them then costs no allocation.
+const INLINE_PAYLOAD: usize = 1024;
+
+/// The decoded payload of a bearer token, checked to be a JSON object.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the inline buffer is the point: it lives on the stack for one request"
+)]
+pub(crate) enum Claims {
+    Inline {
+        bytes: [u8; INLINE_PAYLOAD],
+        len: usize,
+    },
+    Heap(Vec<u8>),
+}
+
+impl Claims {
+    /// Decodes unpadded (or padded) base64url, as JWT segments are written, and keeps
+    /// the result if it is a JSON object.
+    fn decode(text: &str) -> Option<Claims> {
+        let text = text.trim_end_matches('=');
+        // Every character carries 6 bits; leftover bits at the end make no byte.
+        let len = text.len() * 6 / 8;
+        let mut claims = if len <= INLINE_PAYLOAD {
+            Claims::Inline {
+                bytes: [0; INLINE_PAYLOAD],
+                len,
+            }
+        } else {
+            Claims::Heap(vec![0; len])
+        };
+        let out = match &mut claims {
+            Claims::Inline { bytes, len } => bytes.get_mut(..*len)?,
+            Claims::Heap(bytes) => bytes.as_mut_slice(),
+        };
+        base64url_decode(text, out)?;
+        let is_object = RawJson::parse_bytes(out).is_some_and(RawJson::is_object);
+        is_object.then_some(claims)
+    }
+
+    /// The claims, as a JSON object read in place.
+    pub(crate) fn json(&self) -> RawJson<'_> {
+        let bytes = match self {
+            Claims::Inline { bytes, len } => bytes.get(..*len).unwrap_or_default(),
+            Claims::Heap(bytes) => bytes,
+        };
+        // `decode` checked that these bytes are UTF-8 JSON.
+        RawJson::checked(std::str::from_utf8(bytes).unwrap_or_default())
+    }
+}
+
 /// The claims of the bearer token's payload. The signature is not checked: see the
 /// module documentation.
-pub(crate) fn bearer_claims(headers: &dyn Headers) -> Option<Json> {
+pub(crate) fn bearer_claims(headers: &dyn Headers) -> Option<Claims> {
     let authorization = headers.get("authorization")?.trim();
     let (scheme, token) = authorization.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let payload = token.trim().split('.').nth(1)?;
-    let claims = Json::parse_bytes(&base64url_decode(payload)?)?;
-    matches!(claims, Json::Object(_)).then_some(claims)
+    Claims::decode(payload)
 }
 
 /// A claim of the bearer token's payload, as text (strings as they are, numbers and
 /// booleans as written).
 pub(crate) fn bearer_claim(headers: &dyn Headers, claim: &str) -> Option<String> {
     bearer_claims(headers)?
+        .json()
         .get(claim)?
         .as_text()
-        .map(str::to_owned)
+        .map(Cow::into_owned)
 }
 
-/// Decodes unpadded (or padded) base64url, as JWT segments are written.
-fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+/// Decodes base64url (either alphabet, no padding) into `out`, which has room for
+/// exactly the decoded bytes.
+fn base64url_decode(text: &str, out: &mut [u8]) -> Option<()> {
     let mut buffer: u32 = 0;
     let mut bits = 0;
-    for byte in text.trim_end_matches('=').bytes() {
+    let mut written = out.iter_mut();
+    for byte in text.bytes() {
         let value = match byte {
             b'A'..=b'Z' => byte - b'A',
             b'a'..=b'z' => byte - b'a' + 26,
@@ -103,10 +159,10 @@ fn base64url_decode(text: &str) -> Option<Vec<u8>> {
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+            *written.next()? = u8::try_from((buffer >> bits) & 0xff).ok()?;
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// The first partner whose match fits the request.

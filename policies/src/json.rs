@@ -7,6 +7,7 @@
 //! objects (error bodies, log lines, alerts) with correct escaping. Numbers are kept as
 //! their text and converted on request, so no floating-point code is linked in.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// A parsed JSON value. Objects keep their keys in document order.
@@ -338,9 +339,17 @@ impl Parser<'_> {
         }
     }
 
-    fn expect_word(&mut self, word: &str, value: Json) -> Result<Json, SyntaxError> {
-        if self.bytes.get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
+    /// Steps over `word` (`true`, `false`, `null`) if the text goes on with it.
+    fn word(&mut self, word: &str) -> bool {
+        let found = self.bytes.get(self.pos..self.pos + word.len()) == Some(word.as_bytes());
+        if found {
             self.pos += word.len();
+        }
+        found
+    }
+
+    fn expect_word(&mut self, word: &str, value: Json) -> Result<Json, SyntaxError> {
+        if self.word(word) {
             Ok(value)
         } else {
             Err(self.error("expected a value"))
@@ -428,6 +437,13 @@ impl Parser<'_> {
 
     fn number(&mut self) -> Result<Json, SyntaxError> {
         let start = self.pos;
+        self.lex_number().map_err(|message| self.error(message))?;
+        let text = self.text.get(start..self.pos).unwrap_or_default();
+        Ok(Json::Number(text.to_owned()))
+    }
+
+    /// Steps over a number; on an error, `pos` is where it was found.
+    fn lex_number(&mut self) -> Result<(), &'static str> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -441,12 +457,12 @@ impl Parser<'_> {
         if self.peek() == Some(b'0') {
             self.pos += 1;
         } else if !digits(self) {
-            return Err(self.error("expected a digit"));
+            return Err("expected a digit");
         }
         if self.peek() == Some(b'.') {
             self.pos += 1;
             if !digits(self) {
-                return Err(self.error("expected a digit after `.`"));
+                return Err("expected a digit after `.`");
             }
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
@@ -455,26 +471,25 @@ impl Parser<'_> {
                 self.pos += 1;
             }
             if !digits(self) {
-                return Err(self.error("expected a digit in the exponent"));
+                return Err("expected a digit in the exponent");
             }
         }
-        let text = self.text.get(start..self.pos).unwrap_or_default();
-        Ok(Json::Number(text.to_owned()))
-    }
-
-    fn hex4(&mut self) -> Result<u32, SyntaxError> {
-        let digits = self
-            .text
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.error("bad `\\u` escape"))?;
-        let value = u32::from_str_radix(digits, 16).map_err(|_| self.error("bad `\\u` escape"))?;
-        self.pos += 4;
-        Ok(value)
+        Ok(())
     }
 
     fn string(&mut self) -> Result<String, SyntaxError> {
-        self.pos += 1;
         let mut out = String::new();
+        self.lex_string(Some(&mut out))
+            .map_err(|message| self.error(message))?;
+        Ok(out)
+    }
+
+    /// Steps over a string, appending its characters to `out` when given, and returns
+    /// where its content (between the quotes) starts and ends. On an error, `pos` is
+    /// where it was found.
+    fn lex_string(&mut self, mut out: Option<&mut String>) -> Result<(usize, usize), &'static str> {
+        self.pos += 1;
+        let start = self.pos;
         loop {
             let run_start = self.pos;
             while let Some(byte) = self.peek() {
@@ -483,50 +498,363 @@ impl Parser<'_> {
                 }
                 self.pos += 1;
             }
-            out.push_str(self.text.get(run_start..self.pos).unwrap_or_default());
+            if let Some(out) = out.as_deref_mut() {
+                out.push_str(self.text.get(run_start..self.pos).unwrap_or_default());
+            }
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok((start, self.pos - 1));
                 }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let escaped = self.peek().ok_or_else(|| self.error("unfinished escape"))?;
-                    self.pos += 1;
-                    match escaped {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let first = self.hex4()?;
-                            let code = if (0xd800..0xdc00).contains(&first) {
-                                if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                                    return Err(self.error("lone surrogate in `\\u` escape"));
-                                }
-                                self.pos += 2;
-                                let second = self.hex4()?;
-                                if !(0xdc00..0xe000).contains(&second) {
-                                    return Err(self.error("lone surrogate in `\\u` escape"));
-                                }
-                                0x10000 + ((first - 0xd800) << 10) + (second - 0xdc00)
-                            } else {
-                                first
-                            };
-                            out.push(
-                                char::from_u32(code)
-                                    .ok_or_else(|| self.error("bad `\\u` escape"))?,
-                            );
+                Some(b'\\') => match escape(self.text, self.pos + 1) {
+                    Ok((c, next)) => {
+                        if let Some(out) = out.as_deref_mut() {
+                            out.push(c);
                         }
-                        _ => return Err(self.error("unknown escape")),
+                        self.pos = next;
                     }
+                    Err((at, message)) => {
+                        self.pos = at;
+                        return Err(message);
+                    }
+                },
+                Some(_) => return Err("control character in a string"),
+                None => return Err("unfinished string"),
+            }
+        }
+    }
+}
+
+/// Decodes the escape whose backslash is just before `text[pos]`: the character and
+/// where the text goes on, or where it went wrong and why.
+fn escape(text: &str, pos: usize) -> Result<(char, usize), (usize, &'static str)> {
+    let bytes = text.as_bytes();
+    let hex4 = |at: usize| {
+        text.get(at..at + 4)
+            .and_then(|digits| u32::from_str_radix(digits, 16).ok())
+            .ok_or((at, "bad `\\u` escape"))
+    };
+    let Some(&escaped) = bytes.get(pos) else {
+        return Err((pos, "unfinished escape"));
+    };
+    let pos = pos + 1;
+    let simple = match escaped {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let first = hex4(pos)?;
+            let mut next = pos + 4;
+            let code = if (0xd800..0xdc00).contains(&first) {
+                if bytes.get(next..next + 2) != Some(b"\\u") {
+                    return Err((next, "lone surrogate in `\\u` escape"));
                 }
-                Some(_) => return Err(self.error("control character in a string")),
-                None => return Err(self.error("unfinished string")),
+                let second = hex4(next + 2)?;
+                next += 6;
+                if !(0xdc00..0xe000).contains(&second) {
+                    return Err((next, "lone surrogate in `\\u` escape"));
+                }
+                0x10000 + ((first - 0xd800) << 10) + (second - 0xdc00)
+            } else {
+                first
+            };
+            return char::from_u32(code)
+                .map(|c| (c, next))
+                .ok_or((next, "bad `\\u` escape"));
+        }
+        _ => return Err((pos, "unknown escape")),
+    };
+    Ok((simple, pos))
+}
+
+/// How many keys of the objects open at one point the checker remembers, to find
+/// duplicates without allocating. A text that needs more is checked by [`Json::parse`].
+const CHECKED_KEYS: usize = 32;
+
+/// A JSON value read in place: its text, checked once, of which only what is asked for
+/// is ever decoded. For bearer-token payloads, where the engine reads a claim or two
+/// per request and building a [`Json`] tree would cost an allocation per value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawJson<'t> {
+    /// One whole value, without surrounding blanks.
+    text: &'t str,
+}
+
+impl<'t> RawJson<'t> {
+    /// Checks UTF-8 JSON bytes: `Some` for exactly the texts [`Json::parse_bytes`]
+    /// accepts (the nesting limit and the refusal of duplicate keys included).
+    pub(crate) fn parse_bytes(bytes: &'t [u8]) -> Option<RawJson<'t>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut checker = Checker {
+            parser: Parser {
+                text,
+                bytes,
+                pos: 0,
+            },
+            keys: [(0, 0); CHECKED_KEYS],
+            open_keys: 0,
+            unchecked_keys: false,
+        };
+        checker.parser.skip_blanks();
+        let start = checker.parser.pos;
+        checker.value(0)?;
+        let end = checker.parser.pos;
+        checker.parser.skip_blanks();
+        if checker.parser.pos < bytes.len()
+            || (checker.unchecked_keys && Json::parse(text).is_err())
+        {
+            return None;
+        }
+        Some(RawJson::checked(text.get(start..end)?))
+    }
+
+    /// A text that [`RawJson::parse_bytes`] accepted (surrounding blanks are dropped).
+    pub(crate) fn checked(text: &'t str) -> RawJson<'t> {
+        RawJson {
+            text: text.trim_matches([' ', '\t', '\n', '\r']),
+        }
+    }
+
+    /// Whether this is an object.
+    pub(crate) fn is_object(self) -> bool {
+        self.text.starts_with('{')
+    }
+
+    /// Whether this is an array.
+    pub(crate) fn is_array(self) -> bool {
+        self.text.starts_with('[')
+    }
+
+    /// Whether this is a string.
+    pub(crate) fn is_string(self) -> bool {
+        self.text.starts_with('"')
+    }
+
+    /// A field of an object.
+    pub(crate) fn get(self, key: &str) -> Option<RawJson<'t>> {
+        if !self.is_object() {
+            return None;
+        }
+        self.elements()
+            .find(|(name, _)| name.is_some_and(|name| same_text(name, key)))
+            .map(|(_, value)| value)
+    }
+
+    /// The items of an array (none for anything else).
+    pub(crate) fn items(self) -> impl Iterator<Item = RawJson<'t>> {
+        let array = self.is_array();
+        self.elements()
+            .take_while(move |_| array)
+            .map(|(_, item)| item)
+    }
+
+    /// As [`Json::as_text`]: strings unescaped (borrowed unless they hold an escape),
+    /// numbers and booleans as written.
+    pub(crate) fn as_text(self) -> Option<Cow<'t, str>> {
+        match self.text.as_bytes().first()? {
+            b'"' => {
+                let content = self.text.strip_prefix('"')?.strip_suffix('"')?;
+                Some(if content.contains('\\') {
+                    Cow::Owned(unescaped(content).collect())
+                } else {
+                    Cow::Borrowed(content)
+                })
+            }
+            b't' | b'f' | b'-' | b'0'..=b'9' => Some(Cow::Borrowed(self.text)),
+            _ => None,
+        }
+    }
+
+    /// The elements of an array or an object, with the raw content of each key for an
+    /// object. Stepping over a value checks it again, which costs what skipping it
+    /// would.
+    fn elements(self) -> impl Iterator<Item = (Option<&'t str>, RawJson<'t>)> {
+        let text = self.text;
+        let object = self.is_object();
+        let mut checker = Checker {
+            parser: Parser {
+                text,
+                bytes: text.as_bytes(),
+                // Past the bracket; a scalar has no elements.
+                pos: if object || self.is_array() {
+                    1
+                } else {
+                    text.len()
+                },
+            },
+            keys: [(0, 0); CHECKED_KEYS],
+            open_keys: 0,
+            unchecked_keys: false,
+        };
+        std::iter::from_fn(move || {
+            let parser = &mut checker.parser;
+            parser.skip_blanks();
+            if matches!(parser.peek(), Some(b']' | b'}') | None) {
+                return None;
+            }
+            let key = if object {
+                let (start, end) = parser.lex_string(None).ok()?;
+                parser.skip_blanks();
+                parser.pos += 1; // the `:`
+                parser.skip_blanks();
+                Some(text.get(start..end)?)
+            } else {
+                None
+            };
+            let start = checker.parser.pos;
+            checker.value(0)?;
+            let value = RawJson {
+                text: text.get(start..checker.parser.pos)?,
+            };
+            checker.parser.skip_blanks();
+            if checker.parser.peek() == Some(b',') {
+                checker.parser.pos += 1;
+            }
+            Some((key, value))
+        })
+    }
+}
+
+/// Whether the raw content of a checked string reads as `text`.
+fn same_text(raw: &str, text: &str) -> bool {
+    if raw.contains('\\') {
+        unescaped(raw).eq(text.chars())
+    } else {
+        raw == text
+    }
+}
+
+/// The characters of a checked string's content, escapes decoded.
+fn unescaped(content: &str) -> impl Iterator<Item = char> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let c = content.get(pos..)?.chars().next()?;
+        if c == '\\' {
+            let (c, next) = escape(content, pos + 1).ok()?;
+            pos = next;
+            Some(c)
+        } else {
+            pos += c.len_utf8();
+            Some(c)
+        }
+    })
+}
+
+/// [`Parser`]'s grammar without building values: checks a text and finds where each value
+/// ends, allocating nothing.
+struct Checker<'t> {
+    parser: Parser<'t>,
+    /// Where the keys of the objects open at this point are (their content, between the
+    /// quotes), outermost object first.
+    keys: [(usize, usize); CHECKED_KEYS],
+    open_keys: usize,
+    /// Set when an object's keys did not all fit in `keys`: duplicates were not all
+    /// looked for.
+    unchecked_keys: bool,
+}
+
+impl Checker<'_> {
+    /// Steps over one value; `None` when the text is not JSON.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let p = &mut self.parser;
+        let valid = match p.peek()? {
+            b'{' => return self.object(depth),
+            b'[' => return self.array(depth),
+            b'"' => p.lex_string(None).is_ok(),
+            b't' => p.word("true"),
+            b'f' => p.word("false"),
+            b'n' => p.word("null"),
+            b'-' | b'0'..=b'9' => p.lex_number().is_ok(),
+            _ => false,
+        };
+        valid.then_some(())
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        let first_key = self.open_keys;
+        self.parser.pos += 1;
+        self.parser.skip_blanks();
+        if self.parser.peek() == Some(b'}') {
+            self.parser.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.parser.skip_blanks();
+            if self.parser.peek() != Some(b'"') {
+                return None;
+            }
+            let key = self.parser.lex_string(None).ok()?;
+            self.remember_key(first_key, key)?;
+            self.parser.skip_blanks();
+            if self.parser.peek() != Some(b':') {
+                return None;
+            }
+            self.parser.pos += 1;
+            self.parser.skip_blanks();
+            self.value(depth + 1)?;
+            self.parser.skip_blanks();
+            match self.parser.peek()? {
+                b',' => self.parser.pos += 1,
+                b'}' => {
+                    self.parser.pos += 1;
+                    self.open_keys = first_key;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Refuses a key already seen in the object whose keys start at `first_key`.
+    fn remember_key(&mut self, first_key: usize, key: (usize, usize)) -> Option<()> {
+        let text = self.parser.text;
+        let new = text.get(key.0..key.1)?;
+        let earlier = self.keys.get(first_key..self.open_keys).unwrap_or_default();
+        if earlier.iter().any(|&(start, end)| {
+            text.get(start..end).is_some_and(|old| {
+                old == new
+                    || ((old.contains('\\') || new.contains('\\'))
+                        && unescaped(old).eq(unescaped(new)))
+            })
+        }) {
+            return None;
+        }
+        match self.keys.get_mut(self.open_keys) {
+            Some(slot) => {
+                *slot = key;
+                self.open_keys += 1;
+            }
+            None => self.unchecked_keys = true,
+        }
+        Some(())
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.parser.pos += 1;
+        self.parser.skip_blanks();
+        if self.parser.peek() == Some(b']') {
+            self.parser.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.parser.skip_blanks();
+            self.value(depth + 1)?;
+            self.parser.skip_blanks();
+            match self.parser.peek()? {
+                b',' => self.parser.pos += 1,
+                b']' => {
+                    self.parser.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
             }
         }
     }
@@ -568,6 +896,69 @@ mod tests {
             "\"\\ud800\"",
         ] {
             assert!(Json::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// `RawJson` must accept exactly what the tree parser accepts and read the same
+    /// fields: the claims a policy checks depend on it. Texts near valid ones (each with
+    /// one byte changed or cut short) probe the edges of the grammar.
+    #[test]
+    fn the_raw_reader_agrees_with_the_tree_parser() {
+        let seeds = [
+            r#"{"sub":"alice","accounts":["1000","1001"],"scope":"a b","n":-1.5e3,"ok":true,"x":null}"#,
+            r#" {"a\u0041":"\ud83d\ude00\n","b":[{"c":[]},{}],"d":"\/"} "#,
+            r#"{"k":1,"k\u0000":2,"K":3}"#,
+            r#"[0,1e+2,-0.5,"\"",[[]],{"a":{"a":{"a":1}}}]"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"a":{"b":1,"b":2}}"#,
+            r#"{"a":{"b":1},"b":{"a":1}}"#,
+            "\"\\u+123\"",
+        ];
+        let mut texts: Vec<Vec<u8>> = Vec::new();
+        for seed in seeds {
+            let bytes = seed.as_bytes();
+            texts.push(bytes.to_vec());
+            for i in 0..bytes.len() {
+                texts.push(bytes[..i].to_vec());
+                for replacement in [
+                    b'"', b'\\', b'{', b'}', b',', b':', b'1', b'e', b' ', 0x01, 0xff,
+                ] {
+                    let mut changed = bytes.to_vec();
+                    changed[i] = replacement;
+                    texts.push(changed);
+                }
+            }
+        }
+        let deep = |n: usize| ("[".repeat(n) + &"]".repeat(n)).into_bytes();
+        texts.extend([deep(65), deep(66), deep(100)]);
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{}\":{i}", i % 39)).collect();
+        texts.push(format!("{{{}}}", many.join(",")).into_bytes());
+        texts.push(format!("{{{}}}", many[..39].join(",")).into_bytes());
+        for text in &texts {
+            let tree = Json::parse_bytes(text);
+            let raw = RawJson::parse_bytes(text);
+            assert_eq!(
+                raw.is_some(),
+                tree.is_some(),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+            let (Some(Json::Object(fields)), Some(raw)) = (&tree, raw) else {
+                continue;
+            };
+            for (key, value) in fields {
+                let read = raw.get(key).unwrap();
+                assert_eq!(read.as_text().as_deref(), value.as_text(), "{key}");
+                if let Json::Array(items) = value {
+                    let texts: Vec<_> = read.items().map(RawJson::as_text).collect();
+                    let expected: Vec<_> = items
+                        .iter()
+                        .map(|i| i.as_text().map(Cow::Borrowed))
+                        .collect();
+                    assert_eq!(texts, expected);
+                }
+            }
+            assert_eq!(raw.get("missing"), None);
         }
     }
 

@@ -6,8 +6,9 @@
 //! one index lookup and a walk over the few controls of its API.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::decision::{Action, ApiId, Control, EventKind, Mode, Severity};
+use crate::decision::{Action, ApiId, Control, EventKind, HeaderChange, Mode, Severity};
 use crate::model::{OnError, RateKey, SameSite, UnknownAction};
 use crate::routes::RouteIndex;
 use crate::state::Table;
@@ -74,11 +75,10 @@ pub(crate) enum Lifecycle {
     Active,
     Deprecated {
         mode: Mode,
-        /// `@<seconds>`: the RFC 9745 structured date.
-        deprecation: String,
         sunset_ms: Option<i64>,
-        /// The `Sunset` header value.
-        sunset: Option<String>,
+        /// The `Deprecation` (RFC 9745 structured date, `@<seconds>`), `Sunset` and
+        /// `Link` headers of every answer, made once so each answer shares their text.
+        notice: Vec<HeaderChange>,
         /// The `Link` header value.
         link: Option<String>,
     },
@@ -273,10 +273,10 @@ pub(crate) struct Hardening {
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: Option<SameSite>,
-    /// Lowercase names.
-    pub(crate) headers: Vec<(String, String)>,
-    /// Lowercase names.
-    pub(crate) strip: Vec<String>,
+    /// Lowercase names; shared with the header changes that set them.
+    pub(crate) headers: Vec<(Arc<str>, Arc<str>)>,
+    /// Lowercase names; shared with the header changes that remove them.
+    pub(crate) strip: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Default)]

@@ -6,12 +6,17 @@
 
 /// Header lookup, case-insensitive on names. Envoy already lowercases names; the
 /// comparison is case-insensitive anyway so that recordings and tests can be sloppy.
+///
+/// Both lookups borrow and allocate nothing: they run several times on every request, and
+/// in `stakeguard.wasm` each allocation goes through the module's allocator.
 pub trait Headers {
     /// The first value of the header, if present.
     fn get(&self, name: &str) -> Option<&str>;
 
-    /// Every value of the header, in order (for `set-cookie` and repeated `cookie`).
-    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a>;
+    /// Calls `visit` with every value of the header, in order (for `set-cookie` and
+    /// repeated `cookie`), until it returns `false`; like [`Iterator::all`], the answer
+    /// is whether every value was visited.
+    fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool;
 }
 
 impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
@@ -21,12 +26,10 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
             .map(|(_, v)| v.as_ref())
     }
 
-    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
-        Box::new(
-            self.iter()
-                .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_ref()),
-        )
+    fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool {
+        self.iter()
+            .filter(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+            .all(|(_, v)| visit(v.as_ref()))
     }
 }
 
@@ -35,8 +38,8 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {
         Headers::get(self.as_slice(), name)
     }
 
-    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
-        Headers::get_all(self.as_slice(), name)
+    fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool {
+        Headers::all_values(self.as_slice(), name, visit)
     }
 }
 
@@ -45,8 +48,8 @@ impl<N: AsRef<str>, V: AsRef<str>, const M: usize> Headers for [(N, V); M] {
         Headers::get(self.as_slice(), name)
     }
 
-    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
-        Headers::get_all(self.as_slice(), name)
+    fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool {
+        Headers::all_values(self.as_slice(), name, visit)
     }
 }
 
@@ -55,8 +58,8 @@ impl<H: Headers + ?Sized> Headers for &H {
         (**self).get(name)
     }
 
-    fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
-        (**self).get_all(name)
+    fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool {
+        (**self).all_values(name, visit)
     }
 }
 

@@ -8,32 +8,38 @@
 
 use crate::decision::{Control, EventKind, Mode, Verdict};
 use crate::identity;
-use crate::json::Json;
+use crate::json::RawJson;
 use crate::path::decode_segment;
 use crate::policy::{BindingTarget, ClaimRule, ClaimTest};
 
 use super::reply::error_reply;
 use super::{Context, Stream};
 
+/// Whether any value of a claim (each item of a list, or the claim itself) passes
+/// `test`.
+fn any_value(claim: RawJson<'_>, test: impl Fn(&str) -> bool) -> bool {
+    if claim.is_array() {
+        claim
+            .items()
+            .any(|item| item.as_text().is_some_and(|text| test(&text)))
+    } else {
+        claim.as_text().is_some_and(|text| test(&text))
+    }
+}
+
 /// Whether the claims hold a rule.
-fn holds(rule: &ClaimRule, claims: &Json) -> bool {
+fn holds(rule: &ClaimRule, claims: RawJson<'_>) -> bool {
     let Some(value) = claims.get(&rule.claim) else {
         return false;
     };
-    let values = || -> Box<dyn Iterator<Item = &str> + '_> {
-        match value {
-            Json::Array(items) => Box::new(items.iter().filter_map(Json::as_text)),
-            other => Box::new(other.as_text().into_iter()),
-        }
-    };
     match &rule.test {
-        ClaimTest::OneOf(allowed) => values().any(|v| allowed.iter().any(|a| a == v)),
-        ClaimTest::Contains(wanted) => match value {
-            // OAuth writes scopes as one space-separated string.
-            Json::String(text) => text.split_whitespace().any(|w| w == wanted),
-            _ => values().any(|v| v == wanted),
-        },
-        ClaimTest::Equals(wanted) => value.as_text() == Some(wanted.as_str()),
+        ClaimTest::OneOf(allowed) => any_value(value, |v| allowed.iter().any(|a| a == v)),
+        // OAuth writes scopes as one space-separated string.
+        ClaimTest::Contains(wanted) if value.is_string() => value
+            .as_text()
+            .is_some_and(|text| text.split_whitespace().any(|w| w == wanted)),
+        ClaimTest::Contains(wanted) => any_value(value, |v| v == wanted),
+        ClaimTest::Equals(wanted) => value.as_text().as_deref() == Some(wanted.as_str()),
     }
 }
 
@@ -124,16 +130,10 @@ pub(super) fn check_ownership(stream: &mut Stream, cx: &Context<'_, '_>) -> Opti
             BindingTarget::User => {
                 identity::user(request, &cx.policy.identity).is_some_and(|user| *user == *segment)
             }
-            BindingTarget::Claim(claim) => {
-                cx.claims()
-                    .and_then(|c| c.get(claim))
-                    .is_some_and(|value| match value {
-                        Json::Array(items) => {
-                            items.iter().any(|item| item.as_text() == Some(&*segment))
-                        }
-                        other => other.as_text() == Some(&*segment),
-                    })
-            }
+            BindingTarget::Claim(claim) => cx
+                .claims()
+                .and_then(|c| c.get(claim))
+                .is_some_and(|value| any_value(value, |v| v == segment)),
         }
     });
     if owned {
@@ -171,34 +171,34 @@ mod tests {
 
     #[test]
     fn claim_rules_read_strings_lists_and_scopes() {
-        let claims = Json::parse(
-            r#"{"role":"admin","roles":["a","support"],"scope":"read transfers:write","n":7}"#,
+        let claims = RawJson::parse_bytes(
+            br#"{"role":"admin","roles":["a","support"],"scope":"read transfers:write","n":7}"#,
         )
         .unwrap();
         assert!(holds(
             &rule("role", ClaimTest::OneOf(vec!["admin".into()])),
-            &claims
+            claims
         ));
         assert!(holds(
             &rule("roles", ClaimTest::OneOf(vec!["support".into()])),
-            &claims
+            claims
         ));
         assert!(holds(
             &rule("scope", ClaimTest::Contains("transfers:write".into())),
-            &claims
+            claims
         ));
         assert!(!holds(
             &rule("scope", ClaimTest::Contains("transfers".into())),
-            &claims
+            claims
         ));
         assert!(holds(
             &rule("roles", ClaimTest::Contains("a".into())),
-            &claims
+            claims
         ));
-        assert!(holds(&rule("n", ClaimTest::Equals("7".into())), &claims));
+        assert!(holds(&rule("n", ClaimTest::Equals("7".into())), claims));
         assert!(!holds(
             &rule("missing", ClaimTest::Equals("7".into())),
-            &claims
+            claims
         ));
     }
 }

@@ -146,6 +146,10 @@ fn allow_headers(cors: &Cors, origin: &str) -> Vec<(String, String)> {
     headers
 }
 
+/// The most headers [`respond`] sets: allow-origin, vary, allow-credentials and
+/// expose-headers.
+pub(super) const MOST_CHANGES: usize = 4;
+
 /// On the response: the CORS headers for an allowed origin (set, overruling the
 /// upstream's own).
 pub(super) fn respond(stream: &Stream, api: &Api, changes: &mut Vec<HeaderChange>) {
@@ -163,7 +167,7 @@ pub(super) fn respond(stream: &Stream, api: &Api, changes: &mut Vec<HeaderChange
     changes.extend(
         headers
             .into_iter()
-            .map(|(name, value)| HeaderChange::Set(name, value)),
+            .map(|(name, value)| HeaderChange::Set(name.into(), value.into())),
     );
 }
 

@@ -24,7 +24,7 @@ use std::cell::OnceCell;
 
 use crate::host::{Clock, CounterStore, Millis, StoreError};
 use crate::identity;
-use crate::json::Json;
+use crate::json::RawJson;
 use crate::model::{OnError, UnknownAction};
 use crate::path::normalize;
 use crate::policy::{Api, Lifecycle, Policy};
@@ -149,18 +149,19 @@ pub(crate) struct Context<'r, 'a> {
     /// The matched route, for its template parameters.
     pub(crate) found: Option<Found<'a, 'r, (ApiId, usize)>>,
     /// The bearer token's claims, decoded on first use.
-    claims: OnceCell<Option<Json>>,
+    claims: OnceCell<Option<identity::Claims>>,
 }
 
 impl<'r> Context<'r, '_> {
     /// The bearer token's claims (decoded once per request, only when a control asks).
-    pub(crate) fn claims(&self) -> Option<&Json> {
+    pub(crate) fn claims(&self) -> Option<RawJson<'_>> {
         self.claims
             .get_or_init(|| {
                 self.request
                     .and_then(|r| identity::bearer_claims(r.headers))
             })
             .as_ref()
+            .map(identity::Claims::json)
     }
 
     /// A template parameter of the matched route, still percent-encoded.
@@ -571,7 +572,7 @@ impl Policy {
         let Some(cx) = self.context(stream, clock, store) else {
             return Vec::new();
         };
-        let mut changes = Vec::new();
+        let mut changes = Vec::with_capacity(response::most_changes(cx.api));
         login::count(stream, &cx, response);
         quota::count_success(stream, &cx, response);
         session::observe_issued(stream, &cx, response);

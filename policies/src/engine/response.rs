@@ -7,31 +7,40 @@
 
 use crate::decision::{Control, EventKind, HeaderChange, Mode, Outcome};
 use crate::model::SameSite;
-use crate::policy::{Hardening, Lifecycle};
+use crate::policy::{Api, Hardening, Lifecycle};
 use crate::request::Response;
 
 use super::{Context, Stream};
+
+/// The most header changes one answer of `api` can get (CORS, lifecycle, hardening), so
+/// that the list of changes is allocated once.
+pub(super) fn most_changes(api: &Api) -> usize {
+    let cors = api
+        .controls
+        .cors
+        .as_ref()
+        .map_or(0, |_| super::cors::MOST_CHANGES);
+    let notice = match &api.lifecycle {
+        Lifecycle::Deprecated { notice, .. } => notice.len(),
+        _ => 0,
+    };
+    let hardening = api
+        .controls
+        .response
+        .as_ref()
+        .map_or(0, |h| 1 + h.headers.len() + h.strip.len());
+    cors + notice + hardening
+}
 
 /// `Deprecation`, `Sunset` and `Link` on every answer of a deprecated API.
 pub(super) fn lifecycle_headers(cx: &Context<'_, '_>, changes: &mut Vec<HeaderChange>) {
     if let Lifecycle::Deprecated {
         mode: Mode::Enforce,
-        deprecation,
-        sunset,
-        link,
+        notice,
         ..
     } = &cx.api.lifecycle
     {
-        changes.push(HeaderChange::Set(
-            "deprecation".to_owned(),
-            deprecation.clone(),
-        ));
-        if let Some(sunset) = sunset {
-            changes.push(HeaderChange::Set("sunset".to_owned(), sunset.clone()));
-        }
-        if let Some(link) = link {
-            changes.push(HeaderChange::Set("link".to_owned(), link.clone()));
-        }
+        changes.extend_from_slice(notice);
     }
 }
 
@@ -45,34 +54,34 @@ pub(super) fn harden(
     let Some(hardening) = cx.api.controls.response.as_ref() else {
         return;
     };
-    let mut would_change = Vec::new();
-    let cookies: Vec<&str> = response.headers.get_all("set-cookie").collect();
+    let before = changes.len();
+    let mut cookies = Vec::new();
+    response.headers.all_values("set-cookie", &mut |cookie| {
+        cookies.push(cookie);
+        true
+    });
     let hardened: Vec<String> = cookies
         .iter()
         .map(|c| harden_cookie(c, hardening))
         .collect();
     if hardened.iter().zip(&cookies).any(|(h, c)| h != c) {
-        would_change.push(HeaderChange::ReplaceSetCookies(hardened));
+        changes.push(HeaderChange::ReplaceSetCookies(hardened));
     }
     for (name, value) in &hardening.headers {
         if response.headers.get(name).is_none() {
-            would_change.push(HeaderChange::Set(name.clone(), value.clone()));
+            changes.push(HeaderChange::Set(name.clone(), value.clone()));
         }
     }
     for name in &hardening.strip {
         if response.headers.get(name).is_some() {
-            would_change.push(HeaderChange::Remove(name.clone()));
+            changes.push(HeaderChange::Remove(name.clone()));
         }
-    }
-    if would_change.is_empty() {
-        return;
     }
     // Hardening every response is routine: enforced, it changes headers silently (no
     // event, no log line, nothing to publish); in monitor mode one event says what it
     // would have changed, which is what a team wants to see before switching it on.
-    if hardening.mode == Mode::Enforce {
-        changes.append(&mut would_change);
-    } else {
+    if hardening.mode != Mode::Enforce && changes.len() > before {
+        changes.truncate(before);
         stream.raise(
             EventKind::ResponseHardened,
             Control::Response,

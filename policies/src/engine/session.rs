@@ -116,12 +116,12 @@ pub(super) fn observe_issued(stream: &mut Stream, cx: &Context<'_, '_>, response
     };
     let now = cx.now;
     let client = stream.client.unwrap_or(0);
-    for line in response.headers.get_all("set-cookie") {
+    response.headers.all_values("set-cookie", &mut |line| {
         let Some((name, rest)) = line.split_once('=') else {
-            continue;
+            return true;
         };
         if name.trim() != session.cookie {
-            continue;
+            return true;
         }
         let value = rest
             .split(';')
@@ -131,7 +131,7 @@ pub(super) fn observe_issued(stream: &mut Stream, cx: &Context<'_, '_>, response
             .trim_matches('"');
         let clears = rest.to_ascii_lowercase().contains("max-age=0");
         if value.is_empty() || clears {
-            continue;
+            return true;
         }
         let key = key_hash("session", value.as_bytes());
         match cx.slots.update(Table::Session, key, live, |_| Entry {
@@ -143,5 +143,6 @@ pub(super) fn observe_issued(stream: &mut Stream, cx: &Context<'_, '_>, response
             Ok(updated) => stream.note(&updated),
             Err(error) => stream.store_failed_late(cx, error),
         }
-    }
+        true
+    });
 }
