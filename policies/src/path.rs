@@ -150,10 +150,23 @@ pub fn decode_segment(segment: &str) -> Option<Cow<'_, str>> {
 /// decode, no hex to uppercase, no dot segment, no repeated slash).
 fn scan(path: &str) -> Result<bool, PathError> {
     let bytes = path.as_bytes();
-    let mut normal = !path.contains("//");
+    let mut normal = true;
+    // The segment read so far: its length and how many of its bytes are raw dots, so
+    // that `//`, `.` and `..` are seen in the same pass. (Encoded dots clear `normal`
+    // as escapes to decode.)
+    let (mut length, mut dots) = (0, 0);
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        match b {
+        let width = match b {
+            b'/' => {
+                // An empty segment after the leading `/` is a repeated slash.
+                if is_dot_segment(length, dots) || (length == 0 && i > 0) {
+                    normal = false;
+                }
+                (length, dots) = (0, 0);
+                i += 1;
+                continue;
+            }
             b'%' => {
                 let (value, lowercase_hex) = escape_at(bytes, i)?;
                 match value {
@@ -165,16 +178,26 @@ fn scan(path: &str) -> Result<bool, PathError> {
                 if lowercase_hex || is_unreserved(value) {
                     normal = false;
                 }
-                i += 3;
+                3
             }
             b'\\' => return Err(PathError::Backslash),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             0x80.. => return Err(PathError::NonAscii),
-            _ => i += 1,
-        }
+            b'.' => {
+                dots += 1;
+                1
+            }
+            _ => 1,
+        };
+        length += width;
+        i += width;
     }
-    // Encoded dots already cleared `normal` above, so raw dots are all that is left.
-    Ok(normal && !path.split('/').any(|s| s == "." || s == ".."))
+    Ok(normal && !is_dot_segment(length, dots))
+}
+
+/// Whether a segment of `length` bytes, `dots` of them raw dots, is `.` or `..`.
+fn is_dot_segment(length: usize, dots: usize) -> bool {
+    length == dots && (dots == 1 || dots == 2)
 }
 
 /// Builds the normal form of a path that `scan` accepted but found not normal.
