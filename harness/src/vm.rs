@@ -261,7 +261,7 @@ impl Vm {
                 .ok_or(LoadError::MissingAllocator)?,
         };
         store.data_mut().memory = Some(memory);
-        store.data_mut().allocator = Some(allocator);
+        store.data_mut().allocator = Some(Arc::new(allocator));
         let exports = Exports {
             on_context_create: export(&instance, &mut store, "proxy_on_context_create")?,
             on_vm_start: export(&instance, &mut store, "proxy_on_vm_start")?,
@@ -342,15 +342,17 @@ impl Vm {
         id
     }
 
+    /// Runs the callback `func` picks from the exports, if the module has it.
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,
         name: &str,
-        func: Option<TypedFunc<P, R>>,
+        func: fn(&Exports) -> Option<&TypedFunc<P, R>>,
         context: u32,
         phase: Phase,
         params: P,
     ) -> Result<Option<R>, Trapped> {
-        let Some(func) = func else {
+        // Borrowed, not cloned: a `TypedFunc` clone copies its type's reference counts.
+        let Some(func) = func(&self.exports) else {
             return Ok(None);
         };
         if self.failed {
@@ -382,10 +384,9 @@ impl Vm {
 
     /// `proxy_on_context_create(context, parent)`.
     pub fn on_context_create(&mut self, context: u32, parent: u32) -> Result<(), Trapped> {
-        let f = self.exports.on_context_create.clone();
         self.call(
             "proxy_on_context_create",
-            f,
+            |e| e.on_context_create.as_ref(),
             context,
             Phase::Other,
             (context, parent),
@@ -405,9 +406,14 @@ impl Vm {
     pub fn on_vm_start(&mut self) -> Result<bool, Trapped> {
         let root = self.state().root_context;
         let size = self.state().config.vm_configuration.len() as u32;
-        let f = self.exports.on_vm_start.clone();
         Ok(self
-            .call("proxy_on_vm_start", f, root, Phase::VmStart, (root, size))?
+            .call(
+                "proxy_on_vm_start",
+                |e| e.on_vm_start.as_ref(),
+                root,
+                Phase::VmStart,
+                (root, size),
+            )?
             .is_none_or(|r| r != 0))
     }
 
@@ -415,11 +421,10 @@ impl Vm {
     pub fn on_configure(&mut self) -> Result<bool, Trapped> {
         let root = self.state().root_context;
         let size = self.state().config.plugin_configuration.len() as u32;
-        let f = self.exports.on_configure.clone();
         Ok(self
             .call(
                 "proxy_on_configure",
-                f,
+                |e| e.on_configure.as_ref(),
                 root,
                 Phase::Configure,
                 (root, size),
@@ -430,25 +435,34 @@ impl Vm {
     /// `proxy_on_tick(root)`.
     pub fn on_tick(&mut self) -> Result<(), Trapped> {
         let root = self.state().root_context;
-        let f = self.exports.on_tick.clone();
-        self.call("proxy_on_tick", f, root, Phase::Other, root)
-            .map(|_| ())
+        self.call(
+            "proxy_on_tick",
+            |e| e.on_tick.as_ref(),
+            root,
+            Phase::Other,
+            root,
+        )
+        .map(|_| ())
     }
 
     /// `proxy_on_queue_ready(root, token)`.
     pub fn on_queue_ready(&mut self, root: u32, token: u32) -> Result<(), Trapped> {
-        let f = self.exports.on_queue_ready.clone();
-        self.call("proxy_on_queue_ready", f, root, Phase::Other, (root, token))
-            .map(|_| ())
+        self.call(
+            "proxy_on_queue_ready",
+            |e| e.on_queue_ready.as_ref(),
+            root,
+            Phase::Other,
+            (root, token),
+        )
+        .map(|_| ())
     }
 
     /// `proxy_on_request_headers(ctx, n, eos)`; 0 (Continue) when absent.
     pub fn on_request_headers(&mut self, ctx: u32, n: u32, eos: bool) -> Result<u32, Trapped> {
-        let f = self.exports.on_request_headers.clone();
         Ok(self
             .call(
                 "proxy_on_request_headers",
-                f,
+                |e| e.on_request_headers.as_ref(),
                 ctx,
                 Phase::Other,
                 (ctx, n, u32::from(eos)),
@@ -458,11 +472,10 @@ impl Vm {
 
     /// `proxy_on_request_body(ctx, size, eos)`.
     pub fn on_request_body(&mut self, ctx: u32, size: u32, eos: bool) -> Result<u32, Trapped> {
-        let f = self.exports.on_request_body.clone();
         Ok(self
             .call(
                 "proxy_on_request_body",
-                f,
+                |e| e.on_request_body.as_ref(),
                 ctx,
                 Phase::Other,
                 (ctx, size, u32::from(eos)),
@@ -472,19 +485,23 @@ impl Vm {
 
     /// `proxy_on_request_trailers(ctx, n)`.
     pub fn on_request_trailers(&mut self, ctx: u32, n: u32) -> Result<u32, Trapped> {
-        let f = self.exports.on_request_trailers.clone();
         Ok(self
-            .call("proxy_on_request_trailers", f, ctx, Phase::Other, (ctx, n))?
+            .call(
+                "proxy_on_request_trailers",
+                |e| e.on_request_trailers.as_ref(),
+                ctx,
+                Phase::Other,
+                (ctx, n),
+            )?
             .unwrap_or(0))
     }
 
     /// `proxy_on_response_headers(ctx, n, eos)`.
     pub fn on_response_headers(&mut self, ctx: u32, n: u32, eos: bool) -> Result<u32, Trapped> {
-        let f = self.exports.on_response_headers.clone();
         Ok(self
             .call(
                 "proxy_on_response_headers",
-                f,
+                |e| e.on_response_headers.as_ref(),
                 ctx,
                 Phase::Other,
                 (ctx, n, u32::from(eos)),
@@ -494,11 +511,10 @@ impl Vm {
 
     /// `proxy_on_response_body(ctx, size, eos)`.
     pub fn on_response_body(&mut self, ctx: u32, size: u32, eos: bool) -> Result<u32, Trapped> {
-        let f = self.exports.on_response_body.clone();
         Ok(self
             .call(
                 "proxy_on_response_body",
-                f,
+                |e| e.on_response_body.as_ref(),
                 ctx,
                 Phase::Other,
                 (ctx, size, u32::from(eos)),
@@ -508,9 +524,14 @@ impl Vm {
 
     /// `proxy_on_response_trailers(ctx, n)`.
     pub fn on_response_trailers(&mut self, ctx: u32, n: u32) -> Result<u32, Trapped> {
-        let f = self.exports.on_response_trailers.clone();
         Ok(self
-            .call("proxy_on_response_trailers", f, ctx, Phase::Other, (ctx, n))?
+            .call(
+                "proxy_on_response_trailers",
+                |e| e.on_response_trailers.as_ref(),
+                ctx,
+                Phase::Other,
+                (ctx, n),
+            )?
             .unwrap_or(0))
     }
 
@@ -523,10 +544,9 @@ impl Vm {
         body: u32,
         trailers: u32,
     ) -> Result<(), Trapped> {
-        let f = self.exports.on_http_call_response.clone();
         self.call(
             "proxy_on_http_call_response",
-            f,
+            |e| e.on_http_call_response.as_ref(),
             root,
             Phase::HttpCallResponse,
             (root, token, headers, body, trailers),
@@ -541,10 +561,9 @@ impl Vm {
         token: u32,
         n: u32,
     ) -> Result<(), Trapped> {
-        let f = self.exports.on_grpc_receive_initial_metadata.clone();
         self.call(
             "proxy_on_grpc_receive_initial_metadata",
-            f,
+            |e| e.on_grpc_receive_initial_metadata.as_ref(),
             root,
             Phase::GrpcReceive,
             (root, token, n),
@@ -554,10 +573,9 @@ impl Vm {
 
     /// `proxy_on_grpc_receive(root, token, size)`.
     pub fn on_grpc_receive(&mut self, root: u32, token: u32, size: u32) -> Result<(), Trapped> {
-        let f = self.exports.on_grpc_receive.clone();
         self.call(
             "proxy_on_grpc_receive",
-            f,
+            |e| e.on_grpc_receive.as_ref(),
             root,
             Phase::GrpcReceive,
             (root, token, size),
@@ -572,10 +590,9 @@ impl Vm {
         token: u32,
         n: u32,
     ) -> Result<(), Trapped> {
-        let f = self.exports.on_grpc_receive_trailing_metadata.clone();
         self.call(
             "proxy_on_grpc_receive_trailing_metadata",
-            f,
+            |e| e.on_grpc_receive_trailing_metadata.as_ref(),
             root,
             Phase::GrpcReceive,
             (root, token, n),
@@ -585,10 +602,9 @@ impl Vm {
 
     /// `proxy_on_grpc_close(root, token, status)`.
     pub fn on_grpc_close(&mut self, root: u32, token: u32, status: u32) -> Result<(), Trapped> {
-        let f = self.exports.on_grpc_close.clone();
         self.call(
             "proxy_on_grpc_close",
-            f,
+            |e| e.on_grpc_close.as_ref(),
             root,
             Phase::Other,
             (root, token, status),
@@ -598,23 +614,32 @@ impl Vm {
 
     /// `proxy_on_done(ctx)`; true when absent.
     pub fn on_done(&mut self, ctx: u32) -> Result<bool, Trapped> {
-        let f = self.exports.on_done.clone();
         Ok(self
-            .call("proxy_on_done", f, ctx, Phase::Other, ctx)?
+            .call(
+                "proxy_on_done",
+                |e| e.on_done.as_ref(),
+                ctx,
+                Phase::Other,
+                ctx,
+            )?
             .is_none_or(|r| r != 0))
     }
 
     /// `proxy_on_log(ctx)`.
     pub fn on_log(&mut self, ctx: u32) -> Result<(), Trapped> {
-        let f = self.exports.on_log.clone();
-        self.call("proxy_on_log", f, ctx, Phase::Log, ctx)
+        self.call("proxy_on_log", |e| e.on_log.as_ref(), ctx, Phase::Log, ctx)
             .map(|_| ())
     }
 
     /// `proxy_on_delete(ctx)`.
     pub fn on_delete(&mut self, ctx: u32) -> Result<(), Trapped> {
-        let f = self.exports.on_delete.clone();
-        self.call("proxy_on_delete", f, ctx, Phase::Other, ctx)
-            .map(|_| ())
+        self.call(
+            "proxy_on_delete",
+            |e| e.on_delete.as_ref(),
+            ctx,
+            Phase::Other,
+            ctx,
+        )
+        .map(|_| ())
     }
 }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::{Memory, StoreLimits, TypedFunc};
@@ -422,6 +423,36 @@ impl Shared {
     }
 }
 
+/// Stream states by context id.
+pub type ContextMap<V> = HashMap<u32, V, BuildHasherDefault<ContextIdHasher>>;
+
+/// The hasher of [`ContextMap`]: context ids are small numbers the host hands out, so a
+/// multiplicative hash spreads them well, for a fraction of SipHash's cost on every host
+/// call that reaches its stream.
+#[derive(Debug, Default)]
+pub struct ContextIdHasher(u64);
+
+impl Hasher for ContextIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits, which the table probes by, mix all of `n`.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// A handle on the shared state.
 pub type SharedHandle = Arc<Mutex<Shared>>;
 
@@ -446,8 +477,9 @@ pub struct HostState {
     pub start_ns: u64,
     /// The module's memory.
     pub memory: Option<Memory>,
-    /// The module's allocator.
-    pub allocator: Option<TypedFunc<u32, u32>>,
+    /// The module's allocator, shared so a host function can hold it while it runs (a
+    /// `TypedFunc` clone copies its type's reference counts on every allocation).
+    pub allocator: Option<Arc<TypedFunc<u32, u32>>>,
     /// Set while the allocator runs.
     pub in_allocator: bool,
     /// The root context of this VM.
@@ -459,7 +491,7 @@ pub struct HostState {
     /// Which callback runs.
     pub phase: Phase,
     /// Stream contexts alive in this VM.
-    pub streams: HashMap<u32, StreamState>,
+    pub streams: ContextMap<StreamState>,
     /// The callout answer being delivered.
     pub callout_answer: Option<CalloutAnswerState>,
     /// Tick period asked for by the root context, in milliseconds (0: off).

@@ -75,10 +75,10 @@ impl Session<'_> {
             && let Some(sent) = &s.request.sent_headers
         {
             s.entry.request_header_changes = changes(&s.request.headers, sent);
-            s.entry.request_body_changed = s.request.sent_body != s.request.body();
+            s.entry.request_body_changed = s.request.body_changed();
         }
         s.entry.response_header_changes = changes(&s.response.headers, response_final);
-        s.entry.response_body_changed = s.response.sent_body != s.response.body();
+        s.entry.response_body_changed = s.response.body_changed();
         s.entry.status = if s.reset {
             0
         } else {

@@ -200,8 +200,12 @@ impl Session<'_> {
             .and_then(|st| st.body_mut(dir).take());
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let flow = s.flow_mut(dir);
-            let body = body.unwrap_or_else(|| flow.buffer.clone());
-            flow.sent_body.extend_from_slice(&body);
+            match body {
+                // The first data to go on is taken as it is.
+                Some(body) if flow.sent_body.is_empty() => flow.sent_body = body,
+                Some(body) => flow.sent_body.extend_from_slice(&body),
+                None => flow.sent_body.extend_from_slice(&flow.buffer),
+            }
             flow.buffer.clear();
         }
     }

@@ -91,9 +91,17 @@ impl Flow {
         }
     }
 
-    /// The whole body as it arrived.
-    pub(super) fn body(&self) -> Vec<u8> {
-        self.chunks.concat()
+    /// Whether the body that went on differs from the one that arrived (compared chunk
+    /// by chunk, without joining them).
+    pub(super) fn body_changed(&self) -> bool {
+        let mut sent = self.sent_body.as_slice();
+        for chunk in self.chunks.iter() {
+            match sent.strip_prefix(chunk.as_slice()) {
+                Some(rest) => sent = rest,
+                None => return true,
+            }
+        }
+        !sent.is_empty()
     }
 
     /// The headers as they went on, or as they arrived if they have not gone on yet.
