@@ -59,7 +59,8 @@
 use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::str::Split;
+
+use crate::path::Segments;
 
 /// The maps of the index, keyed by the policy's own hosts and segments.
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
@@ -324,9 +325,8 @@ impl<'i, 'p, T> Found<'i, 'p, T> {
 
     /// Every template parameter of the pattern with its raw segment text, in order.
     pub fn params(&self) -> impl Iterator<Item = (&'i str, &'p str)> + use<'i, 'p, T> {
-        self.pattern
-            .split('/')
-            .zip(self.path.split('/'))
+        Segments::of(self.pattern)
+            .zip(Segments::of(self.path))
             .filter_map(|(pattern, value)| Some((param_name(pattern)?, value)))
     }
 
@@ -381,7 +381,7 @@ impl<T: Copy> RouteIndex<T> {
         let hosts = &self.hosts;
         if !host.is_empty() {
             if let Some(root) = hosts.exact.get(host)
-                && let Some(terminal) = root.find(rest.split('/'))
+                && let Some(terminal) = root.find(Segments::of(rest))
             {
                 return Some(terminal);
             }
@@ -391,20 +391,20 @@ impl<T: Copy> RouteIndex<T> {
                 for (dot, _) in host.match_indices('.') {
                     if let Some(suffix) = host.get(dot + 1..)
                         && let Some(root) = hosts.wildcard.get(suffix)
-                        && let Some(terminal) = root.find(rest.split('/'))
+                        && let Some(terminal) = root.find(Segments::of(rest))
                     {
                         return Some(terminal);
                     }
                 }
             }
         }
-        hosts.any.find(rest.split('/'))
+        hosts.any.find(Segments::of(rest))
     }
 }
 
 impl<T> Node<T> {
     /// The best terminal for the remaining segments, per the module's precedence.
-    fn find(&self, mut rest: Split<'_, char>) -> Option<&Terminal<T>> {
+    fn find(&self, mut rest: Segments<'_>) -> Option<&Terminal<T>> {
         let Some(segment) = rest.next() else {
             // The path ends here: a route ending here, else the same route written with
             // a trailing slash, else a glob (which matches its own prefix).
@@ -415,7 +415,7 @@ impl<T> Node<T> {
                 .or(self.glob.as_ref());
         };
         if let Some(child) = self.literal.get(segment)
-            && let Some(terminal) = child.find(rest.clone())
+            && let Some(terminal) = child.find(rest)
         {
             return Some(terminal);
         }
@@ -636,7 +636,7 @@ fn parse_path(path: &str) -> Result<Vec<Segment<'_>>, PatternError> {
     }
     let mut segments = Vec::new();
     let mut params: Vec<&str> = Vec::new();
-    let mut pieces = rest.split('/').peekable();
+    let mut pieces = Segments::of(rest).peekable();
     while let Some(segment) = pieces.next() {
         let last = pieces.peek().is_none();
         let parsed = match segment {
