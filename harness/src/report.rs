@@ -457,29 +457,36 @@ pub fn header_changes(
             names.push(k);
         }
     }
-    let values = |list: &[(String, String)], name: &str| -> Vec<String> {
+    // Values are compared borrowed, and copied only into the changes reported.
+    fn values<'l>(list: &'l [(String, String)], name: &'l str) -> impl Iterator<Item = &'l str> {
         list.iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    };
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
     let mut out = Vec::new();
     for name in names {
-        let (b, a) = (values(before, name), values(after, name));
-        if b == a {
+        if values(before, name).eq(values(after, name)) {
             continue;
         }
+        let (b, a): (Vec<&str>, Vec<&str>) = (
+            values(before, name).collect(),
+            values(after, name).collect(),
+        );
         let change = |op: &str, value: Option<String>| HeaderChange {
             op: op.to_string(),
             name: name.to_string(),
             value,
         };
         if b.is_empty() {
-            out.extend(a.into_iter().map(|v| change("add", Some(v))));
+            out.extend(a.iter().map(|v| change("add", Some(v.to_string()))));
         } else if a.is_empty() {
             out.push(change("remove", None));
         } else if a.starts_with(&b) {
-            out.extend(a.into_iter().skip(b.len()).map(|v| change("add", Some(v))));
+            out.extend(
+                a.iter()
+                    .skip(b.len())
+                    .map(|v| change("add", Some(v.to_string()))),
+            );
         } else {
             out.push(change("set", Some(a.join(", "))));
         }

@@ -83,7 +83,6 @@ fn const_map(state: &HostState, t: MapType) -> Option<&HeaderMap> {
     }
 }
 
-/// The map as the module may change it now (stream maps only).
 /// Applies `edit` to a writable map: `BadArgument` when the map does not exist or can
 /// no longer be written, as in Envoy.
 fn edit_map(state: &mut HostState, t: MapType, edit: impl FnOnce(&mut HeaderMap)) -> HostResult {
@@ -96,6 +95,7 @@ fn edit_map(state: &mut HostState, t: MapType, edit: impl FnOnce(&mut HeaderMap)
     }
 }
 
+/// The map as the module may change it now (stream maps only).
 fn mut_map(state: &mut HostState, t: MapType) -> Option<&mut HeaderMap> {
     let s = state.stream_mut()?;
     match t {
