@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::ops::Deref;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -95,15 +96,12 @@ pub struct Entry {
     pub time: Time,
     /// The worker VM that ran it.
     pub worker: usize,
-    /// `:method` (shared with the prepared record, as are the next two).
-    #[serde(with = "shared_text")]
-    pub method: Arc<str>,
+    /// `:method`.
+    pub method: Text,
     /// `:authority`.
-    #[serde(with = "shared_text")]
-    pub authority: Arc<str>,
+    pub authority: Text,
     /// `:path`.
-    #[serde(with = "shared_text")]
-    pub path: Arc<str>,
+    pub path: Text,
     /// How it ended.
     pub outcome: Outcome,
     /// The status the client saw (0: none).
@@ -169,18 +167,64 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
-/// Serde for the `Arc<str>` fields of an entry, as plain strings.
-mod shared_text {
-    use std::sync::Arc;
+/// Text an entry shares with the prepared record it came from (a reference count per
+/// replay, not a copy); it reads, compares, prints and serializes as a string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Arc<str>);
 
-    use serde::{Deserialize, Deserializer, Serializer};
+impl Deref for Text {
+    type Target = str;
 
-    pub fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(text)
+    fn deref(&self) -> &str {
+        &self.0
     }
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
-        String::deserialize(deserializer).map(Arc::from)
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text(Arc::from(text))
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Text> for String {
+    fn eq(&self, other: &Text) -> bool {
+        **self == *other.0
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        String::deserialize(deserializer).map(|s| Text(Arc::from(s)))
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::stream::Flow;
 use crate::host::state::HeaderMap;
 use crate::properties::{StreamInfo, Value};
+use crate::report::Text;
 use crate::traffic::Record;
 
 /// Records prepared for replay by [`Harness::prepare`](super::Harness::prepare), for any
@@ -33,9 +34,9 @@ pub(super) struct PreparedRecord {
     pub(super) response: Flow,
     /// Whether the response was recorded.
     pub(super) response_recorded: bool,
-    pub(super) method: Arc<str>,
-    pub(super) authority: Arc<str>,
-    pub(super) path: Arc<str>,
+    pub(super) method: Text,
+    pub(super) authority: Text,
+    pub(super) path: Text,
     /// What the property model knows of the record.
     pub(super) info: Arc<StreamInfo>,
 }
@@ -141,9 +142,9 @@ fn prepare(
         request,
         response,
         response_recorded: record.response.is_some(),
-        method: Arc::from(req.method.as_str()),
-        authority: Arc::from(req.authority.as_str()),
-        path: Arc::from(req.path.as_str()),
+        method: Text::from(req.method.as_str()),
+        authority: Text::from(req.authority.as_str()),
+        path: Text::from(req.path.as_str()),
         info: Arc::new(info),
     }
 }
