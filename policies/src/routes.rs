@@ -68,23 +68,41 @@ type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// A fast hash for the index's keys, in place of the standard SipHash: a request costs a
 /// probe per path segment, and SipHash's defence (against keys chosen to collide) buys
 /// nothing here, since a request only looks keys up and the keys are the policy's.
-/// Each 8-byte word is folded into the state with a full 64×64→128-bit multiply whose
-/// halves are XORed, so every input bit reaches the low bits that pick a bucket.
+/// Each 8-byte word is mixed in with one 64-bit multiply and a shift that brings its high
+/// bits down to the low bits that pick a bucket. No 128-bit product: on wasm32 that is a
+/// call to a multiply routine (`__multi3`), which profiles showed on every request.
 #[derive(Debug, Default, Clone, Copy)]
 struct KeyHasher(u64);
 
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        // An odd constant from the fractional digits of pi, as in wyhash.
+        let mixed = (self.0 ^ word).wrapping_mul(0xe703_7ed1_a0b4_28db);
+        self.0 = mixed ^ (mixed >> 29);
+    }
+}
+
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            for (to, from) in word.iter_mut().zip(chunk) {
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            for (to, from) in word.iter_mut().zip(rest) {
                 *to = *from;
             }
-            // Odd constants from the fractional digits of pi, as in wyhash.
-            let mixed = u128::from(self.0 ^ u64::from_le_bytes(word) ^ 0xa076_1d64_78bd_642f)
-                * u128::from(0xe703_7ed1_a0b4_28db_u64);
-            self.0 = (mixed as u64) ^ ((mixed >> 64) as u64);
+            // The length keeps `a` and `a\0` apart.
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
         }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte) | 0x100);
     }
 
     fn finish(&self) -> u64 {
