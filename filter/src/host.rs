@@ -155,6 +155,14 @@ impl HeaderBytes {
     pub fn pairs<'a, T>(&'a self, pair: impl FnMut(&'a [u8], &'a [u8]) -> T) -> Option<Vec<T>> {
         decode_map(&self.0, pair)
     }
+
+    /// The names and values, side by side after the length table (each followed by a
+    /// NUL), as text when all of them are UTF-8: one validation for the whole map.
+    pub fn text(&self) -> Option<&str> {
+        let count = read_u32(&self.0, 0)?;
+        let data = self.0.get(count.checked_mul(8)?.checked_add(4)?..)?;
+        std::str::from_utf8(data).ok()
+    }
 }
 
 impl From<Vec<u8>> for HeaderBytes {

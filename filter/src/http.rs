@@ -44,21 +44,28 @@ impl AsRef<str> for Value<'_> {
 type Pairs<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
 
 fn pairs(headers: &HeaderBytes) -> Option<Pairs<'_>> {
+    // Almost every map is all UTF-8: then one validation covers it, and each name and
+    // value is a slice of that text instead of a check of its own.
+    let all = headers.text();
     headers.pairs(|name, bytes| {
         let value = Value {
             bytes,
-            text: text(bytes),
+            text: text(all, bytes),
         };
-        (text(name), value)
+        (text(all, name), value)
     })
 }
 
-/// Bytes as text, copied only when they are not UTF-8 (a validation pass is much cheaper
-/// than `from_utf8_lossy`'s chunking, and almost every header is valid).
-fn text(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
+/// `bytes` as text: a slice of `all` (the map's text, already validated) when it lies
+/// there, else checked on its own and copied only when it is not UTF-8.
+fn text<'a>(all: Option<&'a str>, bytes: &'a [u8]) -> Cow<'a, str> {
+    let within = all.and_then(|all| {
+        let at = (bytes.as_ptr() as usize).checked_sub(all.as_ptr() as usize)?;
+        all.get(at..at.checked_add(bytes.len())?)
+    });
+    match within {
+        Some(text) => Cow::Borrowed(text),
+        None => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -522,5 +529,23 @@ mod tests {
             ("set-cookie", b"b=2; Secure"),
         ];
         assert_eq!(apply(&headers, &changes), expected);
+    }
+
+    #[test]
+    fn header_text_is_borrowed_when_valid_and_lossy_only_where_not() {
+        let valid = HeaderBytes::from(host::encode_map(&[(":path", b"/a"), ("x", b"1")]).unwrap());
+        let read = pairs(&valid).unwrap();
+        assert!(
+            read.iter()
+                .all(|(n, v)| matches!(n, Cow::Borrowed(_)) && matches!(v.text, Cow::Borrowed(_)))
+        );
+        assert_eq!(find(&read, ":path"), Some("/a"));
+
+        let mixed =
+            HeaderBytes::from(host::encode_map(&[(":path", b"/a"), ("x-bin", b"a\xffb")]).unwrap());
+        let read = pairs(&mixed).unwrap();
+        assert_eq!(find(&read, ":path"), Some("/a"));
+        assert_eq!(find(&read, "x-bin"), Some("a\u{fffd}b"));
+        assert_eq!(read.get(1).map(|(_, v)| v.bytes), Some(&b"a\xffb"[..]));
     }
 }
