@@ -125,7 +125,7 @@ impl<'a> Iterator for Segments<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
-        match rest.bytes().position(|b| b == b'/') {
+        match find_byte(rest.as_bytes(), b'/') {
             Some(slash) => {
                 self.rest = rest.get(slash + 1..);
                 rest.get(..slash)
@@ -138,19 +138,52 @@ impl<'a> Iterator for Segments<'a> {
     }
 }
 
+/// The index of the first `byte` in `bytes`. A plain loop: in wasm the iterator
+/// adapters (`position`, `contains`) end up as calls into a generic fold per search,
+/// and memchr has no SIMD to make up for it.
+pub(crate) fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == byte {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// `text` without its first byte if that is `byte` (ASCII): `strip_prefix` with a char
+/// pattern encodes the char as UTF-8 on every call, which shows in wasm profiles.
+pub(crate) fn strip_ascii_prefix(text: &str, byte: u8) -> Option<&str> {
+    match text.as_bytes().first() {
+        Some(&first) if first == byte => text.get(1..),
+        _ => None,
+    }
+}
+
+/// `text` without its last byte if that is `byte` (ASCII); see [`strip_ascii_prefix`].
+pub(crate) fn strip_ascii_suffix(text: &str, byte: u8) -> Option<&str> {
+    match text.as_bytes().last() {
+        Some(&last) if last == byte => text.get(..text.len() - 1),
+        _ => None,
+    }
+}
+
 /// Strips query and fragment, decodes percent-encoded unreserved characters (ALPHA DIGIT
 /// `-` `.` `_` `~`), uppercases the hex of other percent-escapes, resolves `.` and `..`
 /// segments, merges repeated slashes.
 ///
 /// Returns `Cow::Borrowed` when the path (without query) was already normal.
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
-    // A byte scan: `split` with a set of chars decodes every char, which costs in wasm.
-    let end = raw
-        .bytes()
-        .position(|b| b == b'?' || b == b'#')
-        .unwrap_or(raw.len());
+    // A byte loop: `split` with a set of chars decodes every char, and `position` is a
+    // call per search, both of which cost in wasm.
+    let mut end = raw.len();
+    for (i, &b) in raw.as_bytes().iter().enumerate() {
+        if b == b'?' || b == b'#' {
+            end = i;
+            break;
+        }
+    }
     let path = raw.get(..end).unwrap_or(raw);
-    if !path.starts_with('/') {
+    if path.as_bytes().first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
     if scan(path)? {

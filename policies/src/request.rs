@@ -21,16 +21,37 @@ pub trait Headers {
 
 impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
     fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_ref())
+        for (n, v) in self {
+            if same_name(n.as_ref(), name) {
+                return Some(v.as_ref());
+            }
+        }
+        None
     }
 
     fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool {
-        self.iter()
-            .filter(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-            .all(|(_, v)| visit(v.as_ref()))
+        for (n, v) in self {
+            if same_name(n.as_ref(), name) && !visit(v.as_ref()) {
+                return false;
+            }
+        }
+        true
     }
+}
+
+/// Header names compared without ASCII case. Plain loops: the engine looks headers up
+/// several times per request, and in wasm the iterator adapters behind
+/// `eq_ignore_ascii_case` and `find` are calls per header; most names differ in length.
+fn same_name(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        if !x.eq_ignore_ascii_case(&y) {
+            return false;
+        }
+    }
+    true
 }
 
 impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {

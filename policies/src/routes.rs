@@ -50,8 +50,9 @@
 //!
 //! # Cost
 //!
-//! Each trie node keeps its literal children in a hash map, so a lookup is one hash
-//! probe per path segment per candidate branch. Backtracking (a literal branch that dead
+//! Each trie node keeps its literal children in a short list when it has few (compared by
+//! length, then bytes) and in a hash map past that, so a lookup is one bounded search
+//! per path segment per candidate branch. Backtracking (a literal branch that dead
 //! ends, then the parameter branch) visits each trie node at most once, so the worst case
 //! is bounded by the nodes along the request's segments, never by the number of routes.
 //! Host selection costs one probe for the exact host plus one per label suffix.
@@ -60,7 +61,7 @@ use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::path::Segments;
+use crate::path::{Segments, find_byte, strip_ascii_prefix, strip_ascii_suffix};
 
 /// The maps of the index, keyed by the policy's own hosts and segments.
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
@@ -174,11 +175,79 @@ struct Entry<T> {
     pattern: Box<str>,
 }
 
+/// Up to this many children are searched one by one rather than hashed: in wasm (no
+/// SIMD probe, a call per hashing step) comparing a few lengths costs less than hashing
+/// the key, and the bound keeps a lookup's cost independent of the policy's size.
+const FEW_CHILDREN: usize = 8;
+
+/// Children keyed by text (a trie node's literal segments, the roots of named hosts).
+///
+/// The builder fills `many`; [`Children::frozen`] moves a small map into `few`, so an
+/// index has at most one of the two filled.
+#[derive(Debug, Clone)]
+struct Children<V> {
+    few: Vec<(Box<str>, V)>,
+    many: HashMap<Box<str>, V>,
+}
+
+// Written out because deriving would require `V: Default`.
+impl<V> Default for Children<V> {
+    fn default() -> Self {
+        Children {
+            few: Vec::new(),
+            many: HashMap::default(),
+        }
+    }
+}
+
+impl<V> Children<V> {
+    fn get(&self, key: &str) -> Option<&V> {
+        if self.many.is_empty() {
+            self.few
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
+                .map(|(_, v)| v)
+        } else {
+            self.many.get(key)
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.few.is_empty() && self.many.is_empty()
+    }
+
+    /// The child for `key`, added if missing (building only: see [`Children::frozen`]).
+    fn entry(&mut self, key: Box<str>) -> &mut V
+    where
+        V: Default,
+    {
+        self.many.entry(key).or_default()
+    }
+
+    /// The children for lookups, each child frozen by `freeze`.
+    fn frozen(self, freeze: impl Fn(V) -> V) -> Self {
+        let all: Vec<_> = (self.few.into_iter().chain(self.many))
+            .map(|(key, child)| (key, freeze(child)))
+            .collect();
+        if all.len() <= FEW_CHILDREN {
+            Children {
+                few: all,
+                many: HashMap::default(),
+            }
+        } else {
+            Children {
+                few: Vec::new(),
+                many: all.into_iter().collect(),
+            }
+        }
+    }
+}
+
 /// One segment position of a path trie.
 #[derive(Debug, Clone)]
 struct Node<T> {
     /// Children by literal segment text; the empty key is a trailing slash.
-    literal: HashMap<Box<str>, Node<T>>,
+    literal: Children<Node<T>>,
     /// The child for a template parameter (its name is irrelevant to matching).
     param: Option<Box<Node<T>>>,
     /// Routes whose pattern ends at this node.
@@ -191,7 +260,7 @@ struct Node<T> {
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            literal: HashMap::default(),
+            literal: Children::default(),
             param: None,
             end: None,
             glob: None,
@@ -203,9 +272,9 @@ impl<T> Default for Node<T> {
 #[derive(Debug, Clone)]
 struct Hosts<T> {
     /// Keyed by the lowercase host.
-    exact: HashMap<Box<str>, Node<T>>,
+    exact: Children<Node<T>>,
     /// Keyed by the lowercase suffix after `*.`.
-    wildcard: HashMap<Box<str>, Node<T>>,
+    wildcard: Children<Node<T>>,
     any: Node<T>,
     routes: usize,
 }
@@ -227,8 +296,8 @@ impl<T: Copy> RouteIndexBuilder<T> {
     pub fn new() -> Self {
         RouteIndexBuilder {
             hosts: Hosts {
-                exact: HashMap::default(),
-                wildcard: HashMap::default(),
+                exact: Children::default(),
+                wildcard: Children::default(),
                 any: Node::default(),
                 routes: 0,
             },
@@ -255,13 +324,13 @@ impl<T: Copy> RouteIndexBuilder<T> {
 
         let mut node = match host {
             HostPattern::Any => &mut self.hosts.any,
-            HostPattern::Exact(name) => self.hosts.exact.entry(name).or_default(),
-            HostPattern::Wildcard(suffix) => self.hosts.wildcard.entry(suffix).or_default(),
+            HostPattern::Exact(name) => self.hosts.exact.entry(name),
+            HostPattern::Wildcard(suffix) => self.hosts.wildcard.entry(suffix),
         };
         let mut glob = false;
         for segment in segments {
             node = match segment {
-                Segment::Literal(text) => node.literal.entry(text.into()).or_default(),
+                Segment::Literal(text) => node.literal.entry(text.into()),
                 Segment::Param => node.param.get_or_insert_with(Box::default).as_mut(),
                 Segment::Glob => {
                     glob = true;
@@ -295,7 +364,20 @@ impl<T: Copy> RouteIndexBuilder<T> {
 
     /// Freezes the routes into an index.
     pub fn build(self) -> RouteIndex<T> {
-        RouteIndex { hosts: self.hosts }
+        let Hosts {
+            exact,
+            wildcard,
+            any,
+            routes,
+        } = self.hosts;
+        RouteIndex {
+            hosts: Hosts {
+                exact: exact.frozen(Node::frozen),
+                wildcard: wildcard.frozen(Node::frozen),
+                any: any.frozen(),
+                routes,
+            },
+        }
     }
 }
 
@@ -337,6 +419,9 @@ impl<'i, 'p, T> Found<'i, 'p, T> {
     /// `name`, or `None` if the pattern has no such parameter. Computed from the pattern
     /// on demand, so a lookup that needs no parameter pays nothing for them.
     pub fn param(&self, name: &str) -> Option<&'p str> {
+        // Most routes have no parameter: one byte scan of the pattern, not a walk of
+        // both texts segment by segment.
+        find_byte(self.pattern.as_bytes(), b'{')?;
         self.params()
             .find_map(|(param, value)| (param == name).then_some(value))
     }
@@ -364,7 +449,7 @@ impl<T: Copy> RouteIndex<T> {
     /// [`crate::path::normalize`] (a path not starting with `/` finds nothing); `method`
     /// as sent.
     pub fn lookup<'p>(&self, authority: &str, path: &'p str, method: &str) -> Match<'_, 'p, T> {
-        let Some(rest) = path.strip_prefix('/') else {
+        let Some(rest) = strip_ascii_prefix(path, b'/') else {
             return Match::NotFound;
         };
         let host = host_of(authority);
@@ -421,6 +506,15 @@ impl<T: Copy> RouteIndex<T> {
 }
 
 impl<T> Node<T> {
+    /// The node and everything below it, ready for lookups.
+    fn frozen(self) -> Self {
+        Node {
+            literal: self.literal.frozen(Node::frozen),
+            param: self.param.map(|child| Box::new(child.frozen())),
+            ..self
+        }
+    }
+
     /// The best terminal for the remaining segments, per the module's precedence.
     fn find(&self, mut rest: Segments<'_>) -> Option<&Terminal<T>> {
         let Some(segment) = rest.next() else {
@@ -504,20 +598,25 @@ fn allow_list<T>(entries: &[Entry<T>]) -> String {
 /// The host part of an authority: port removed, IPv6 brackets kept, one trailing dot
 /// removed.
 fn host_of(authority: &str) -> &str {
-    let host = if authority.starts_with('[') {
-        match authority.find(']') {
+    let bytes = authority.as_bytes();
+    let host = if bytes.first() == Some(&b'[') {
+        match find_byte(bytes, b']') {
             Some(close) => authority.get(..=close).unwrap_or(authority),
             None => authority,
         }
     } else {
-        match authority.rsplit_once(':') {
+        match find_byte(bytes, b':') {
             // More than one colon without brackets is no `host:port`; keep it whole so
             // it matches no named host.
-            Some((host, _)) if !host.contains(':') => host,
+            Some(colon)
+                if find_byte(bytes.get(colon + 1..).unwrap_or_default(), b':').is_none() =>
+            {
+                authority.get(..colon).unwrap_or(authority)
+            }
             _ => authority,
         }
     };
-    host.strip_suffix('.').unwrap_or(host)
+    strip_ascii_suffix(host, b'.').unwrap_or(host)
 }
 
 fn lowercase_into<'b>(host: &str, buffer: &'b mut [u8; HOST_BUFFER]) -> Option<&'b str> {
@@ -531,7 +630,7 @@ fn lowercase_into<'b>(host: &str, buffer: &'b mut [u8; HOST_BUFFER]) -> Option<&
 
 /// `{name}` → `name`, for a pattern segment.
 fn param_name(segment: &str) -> Option<&str> {
-    segment.strip_prefix('{')?.strip_suffix('}')
+    strip_ascii_suffix(strip_ascii_prefix(segment, b'{')?, b'}')
 }
 
 enum HostPattern {
