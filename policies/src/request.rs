@@ -42,16 +42,27 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
 /// Header names compared without ASCII case. Plain loops: the engine looks headers up
 /// several times per request, and in wasm the iterator adapters behind
 /// `eq_ignore_ascii_case` and `find` are calls per header; most names differ in length.
+#[inline]
 fn same_name(a: &str, b: &str) -> bool {
     if a.len() != b.len() {
         return false;
     }
     for (x, y) in a.bytes().zip(b.bytes()) {
-        if !x.eq_ignore_ascii_case(&y) {
+        if x != y && lowercase(x) != lowercase(y) {
             return false;
         }
     }
     true
+}
+
+/// `u8::to_ascii_lowercase`, which the wasm build left as a call per byte.
+#[inline]
+fn lowercase(byte: u8) -> u8 {
+    if byte.wrapping_sub(b'A') < 26 {
+        byte | 0x20
+    } else {
+        byte
+    }
 }
 
 impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {

@@ -247,10 +247,19 @@ pub(crate) fn salted(key: u64, salt: usize) -> u64 {
 /// A 64-bit FNV-1a digest of a key, salted by what it is, so that the same text used as a
 /// username and as a session id lands in unrelated slots.
 pub(crate) fn key_hash(salt: &str, key: &[u8]) -> u64 {
+    // The salt, a 0xff separator, the key. Plain loops: a chain of iterators is a call
+    // per byte in wasm, and every request hashes its client.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in salt.bytes().chain([0xff]).chain(key.iter().copied()) {
+    let mut mix = |byte: u8| {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for &byte in salt.as_bytes() {
+        mix(byte);
+    }
+    mix(0xff);
+    for &byte in key {
+        mix(byte);
     }
     // 0 marks a free entry; no key may hash to it.
     hash.max(1)
