@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use crate::abi::Status;
 use crate::host::memory::{encode_pairs_into, pairs_size};
 use crate::host::state::{HeaderMap, StreamState, VmConfig};
+use crate::report::Text;
 
 /// A property value before serialization, borrowing what it can from the stream and
 /// the configuration: a lookup allocates only for values it has to build (a header
@@ -32,7 +33,7 @@ pub enum Value<'a> {
     /// A timestamp: int64 nanoseconds since the epoch.
     Timestamp(i64),
     /// A string map, serialized as pairs.
-    Map(Cow<'a, [(String, String)]>),
+    Map(Cow<'a, [(Text, Text)]>),
 }
 
 impl<'a> Value<'a> {
@@ -93,12 +94,14 @@ impl Value<'static> {
             serde_json::Value::Array(items) => Value::Map(
                 items
                     .iter()
-                    .map(|v| (json_text(v), String::new()))
+                    .map(|v| (Text::from(json_text(v)), Text::from("")))
                     .collect(),
             ),
-            serde_json::Value::Object(map) => {
-                Value::Map(map.iter().map(|(k, v)| (k.clone(), json_text(v))).collect())
-            }
+            serde_json::Value::Object(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| (Text::from(k.as_str()), Text::from(json_text(v))))
+                    .collect(),
+            ),
         })
     }
 }
@@ -158,7 +161,7 @@ fn headers_value<'a>(map: &'a HeaderMap, name: &str) -> Option<Value<'a>> {
         .entries()
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str());
+        .map(|(_, v)| &**v);
     let first = values.next()?;
     let Some(second) = values.next() else {
         return Some(Value::str(first));

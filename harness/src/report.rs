@@ -44,13 +44,42 @@ impl Outcome {
 /// One header the module added, removed or changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderChange {
-    /// `add`, `remove` or `set`.
-    pub op: String,
+    /// What happened to the header.
+    pub op: ChangeOp,
     /// Header name.
-    pub name: String,
+    pub name: Text,
     /// New value (none for `remove`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    pub value: Option<Text>,
+}
+
+/// What a [`HeaderChange`] did, written `add`, `remove` or `set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOp {
+    /// A value was appended.
+    Add,
+    /// Every value was removed.
+    Remove,
+    /// The values were replaced (the new ones joined with `, `).
+    Set,
+}
+
+impl ChangeOp {
+    /// The name written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Add => "add",
+            ChangeOp::Remove => "remove",
+            ChangeOp::Set => "set",
+        }
+    }
+}
+
+impl fmt::Display for ChangeOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// The local reply a module sent.
@@ -167,8 +196,9 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
-/// Text an entry shares with the prepared record it came from (a reference count per
-/// replay, not a copy); it reads, compares, prints and serializes as a string.
+/// Text shared, not copied: an entry's with the prepared record it came from, a header
+/// map's between the maps a replay passes along and the changes reported (a reference
+/// count each time); it reads, compares, prints and serializes as a string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Text(Arc<str>);
 
@@ -189,6 +219,18 @@ impl fmt::Display for Text {
 impl From<&str> for Text {
     fn from(text: &str) -> Text {
         Text(Arc::from(text))
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text(Arc::from(text))
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -224,7 +266,7 @@ impl Serialize for Text {
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
-        String::deserialize(deserializer).map(|s| Text(Arc::from(s)))
+        String::deserialize(deserializer).map(Text::from)
     }
 }
 
@@ -469,9 +511,9 @@ impl Report {
 }
 
 fn change_text(c: &HeaderChange) -> String {
-    match (&c.op[..], &c.value) {
-        ("remove", _) => format!("-{}", c.name),
-        ("add", Some(v)) => format!("+{}: {}", c.name, clip(v, 40)),
+    match (c.op, &c.value) {
+        (ChangeOp::Remove, _) => format!("-{}", c.name),
+        (ChangeOp::Add, Some(v)) => format!("+{}: {}", c.name, clip(v, 40)),
         (_, Some(v)) => format!("~{}: {}", c.name, clip(v, 40)),
         (_, None) => format!("~{}", c.name),
     }
@@ -487,52 +529,45 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// The changes from `before` to `after`, by header name in order of appearance.
-pub fn header_changes(
-    before: &[(String, String)],
-    after: &[(String, String)],
-) -> Vec<HeaderChange> {
+/// The changes from `before` to `after`, by header name in order of appearance. A
+/// change shares the name and the value it reports with `after`.
+pub fn header_changes(before: &[(Text, Text)], after: &[(Text, Text)]) -> Vec<HeaderChange> {
     if before == after {
         return Vec::new();
     }
-    let mut names: Vec<&str> = Vec::new();
-    for (k, _) in before.iter().chain(after.iter()) {
-        if !names.contains(&k.as_str()) {
-            names.push(k);
-        }
-    }
-    // Values are compared borrowed, and copied only into the changes reported.
-    fn values<'l>(list: &'l [(String, String)], name: &'l str) -> impl Iterator<Item = &'l str> {
-        list.iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    // Each name once, at its first entry in either map.
+    let all = || before.iter().chain(after);
+    let names = all()
+        .enumerate()
+        .filter(|&(i, (name, _))| !all().take(i).any(|(k, _)| k == name))
+        .map(|(_, (name, _))| name);
+    fn values<'l>(
+        list: &'l [(Text, Text)],
+        name: &'l Text,
+    ) -> impl Iterator<Item = &'l Text> + Clone {
+        list.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
     }
     let mut out = Vec::new();
     for name in names {
-        if values(before, name).eq(values(after, name)) {
+        let (b, a) = (values(before, name), values(after, name));
+        if b.clone().eq(a.clone()) {
             continue;
         }
-        let (b, a): (Vec<&str>, Vec<&str>) = (
-            values(before, name).collect(),
-            values(after, name).collect(),
-        );
-        let change = |op: &str, value: Option<String>| HeaderChange {
-            op: op.to_string(),
-            name: name.to_string(),
+        let change = |op, value| HeaderChange {
+            op,
+            name: name.clone(),
             value,
         };
-        if b.is_empty() {
-            out.extend(a.iter().map(|v| change("add", Some(v.to_string()))));
-        } else if a.is_empty() {
-            out.push(change("remove", None));
-        } else if a.starts_with(&b) {
-            out.extend(
-                a.iter()
-                    .skip(b.len())
-                    .map(|v| change("add", Some(v.to_string()))),
-            );
+        let kept = b.clone().count();
+        if kept == 0 {
+            out.extend(a.map(|v| change(ChangeOp::Add, Some(v.clone()))));
+        } else if a.clone().next().is_none() {
+            out.push(change(ChangeOp::Remove, None));
+        } else if a.clone().take(kept).eq(b) {
+            out.extend(a.skip(kept).map(|v| change(ChangeOp::Add, Some(v.clone()))));
         } else {
-            out.push(change("set", Some(a.join(", "))));
+            let joined: Vec<&str> = a.map(|v| &**v).collect();
+            out.push(change(ChangeOp::Set, Some(Text::from(joined.join(", ")))));
         }
     }
     out
@@ -542,8 +577,8 @@ pub fn header_changes(
 mod tests {
     use super::*;
 
-    fn p(k: &str, v: &str) -> (String, String) {
-        (k.to_string(), v.to_string())
+    fn p(k: &str, v: &str) -> (Text, Text) {
+        (Text::from(k), Text::from(v))
     }
 
     #[test]

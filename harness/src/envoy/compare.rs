@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use super::replay::EnvoyResult;
 use super::upstream::Reply;
-use crate::report::{Entry, HeaderChange, header_changes};
+use crate::report::{Entry, HeaderChange, Text, header_changes};
 use crate::traffic::Record;
 
 /// Response headers Envoy writes or drops on its own, whatever the filter did: the date,
@@ -78,11 +78,12 @@ fn change_text(c: &HeaderChange) -> String {
     }
 }
 
-fn kept(headers: &[(String, String)]) -> Vec<(String, String)> {
+fn kept(headers: &[(String, String)]) -> Vec<(Text, Text)> {
     headers
         .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v))
         .filter(|(n, _)| !ENVOY_OWNED.contains(&n.as_str()))
+        .map(|(n, v)| (Text::from(n), Text::from(v.as_str())))
         .collect()
 }
 
@@ -169,7 +170,7 @@ pub fn harness_observation(entry: &Entry) -> Observation {
             .filter(|c| !ENVOY_OWNED.contains(&c.name.to_ascii_lowercase().as_str()))
             .map(|c| {
                 change_text(&HeaderChange {
-                    name: c.name.to_ascii_lowercase(),
+                    name: Text::from(c.name.to_ascii_lowercase()),
                     ..c.clone()
                 })
             })

@@ -9,7 +9,7 @@
 use wasmtime::Caller;
 
 use super::memory::{
-    copy_out, copy_out_with, decode_pairs, encode_pairs_into, guest_bytes, memory_and_state,
+    copy_out, copy_out_with, encode_pairs_into, guest_bytes, memory_and_state, pair_slices,
     pairs_size, slice, write_u32,
 };
 use super::state::{HeaderMap, HostState, Phase};
@@ -265,7 +265,5 @@ pub fn proxy_set_header_map_pairs(
     let t = status!(map_type(map));
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let bytes = mem!(guest_bytes(memory, "header pairs", ptr, size));
-    edit_map(state, t, |m| {
-        *m = HeaderMap::from_pairs(decode_pairs(bytes))
-    })
+    edit_map(state, t, |m| m.set_pairs(&pair_slices(bytes)))
 }

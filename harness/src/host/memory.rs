@@ -315,13 +315,27 @@ impl Cursor<'_> {
 /// pairs; unlike Envoy (which reads past the end), a buffer too short for its strings
 /// also yields no pairs.
 pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    pair_slices(bytes)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The keys and values of proxy-wasm pairs as they are in `bytes` (see
+/// [`decode_pairs`]), for a reader that copies only what it keeps.
+pub fn pair_slices(bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
     fn word(bytes: &[u8], at: usize) -> Option<usize> {
         let b = bytes.get(at..at.checked_add(4)?)?;
         let mut w = [0u8; 4];
         w.copy_from_slice(b);
         usize::try_from(u32::from_le_bytes(w)).ok()
     }
-    fn decode(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    fn decode(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         let count = word(bytes, 0)?;
         let header = count.checked_mul(8)?.checked_add(4)?;
         if header > bytes.len() {
@@ -336,10 +350,7 @@ pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
             at = at.checked_add(klen)?.checked_add(1)?;
             let value = bytes.get(at..at.checked_add(vlen)?)?;
             at = at.checked_add(vlen)?.checked_add(1)?;
-            out.push((
-                String::from_utf8_lossy(key).into_owned(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
+            out.push((key, value));
         }
         Some(out)
     }

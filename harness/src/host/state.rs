@@ -16,6 +16,7 @@ use wasmtime::{Memory, StoreLimits, TypedFunc};
 use crate::abi::{LogLevel, MetricType, StreamType};
 use crate::callouts::CalloutConfig;
 use crate::properties::StreamInfo;
+use crate::report::Text;
 
 /// The configuration every VM of a replay shares.
 #[derive(Debug, Clone)]
@@ -50,14 +51,16 @@ pub struct VmConfig {
 /// The entries are shared copy-on-write: a replay hands one recorded map to the stream,
 /// the module, the access-log phase and the report, and a clone is a reference count;
 /// the first change the module makes copies them. Comparing two clones of one map is a
-/// pointer comparison.
+/// pointer comparison. Keys and values are shared text too, so a map the module writes
+/// back whole ([`HeaderMap::set_pairs`]) keeps the previous map's strings for the
+/// entries it did not change, and a report names a header without copying it.
 #[derive(Debug, Clone, Eq)]
 pub struct HeaderMap {
-    entries: Arc<Vec<(String, String)>>,
+    entries: Arc<Vec<(Text, Text)>>,
 }
 
 /// The entries of every empty map, so an empty map costs no allocation.
-static NO_ENTRIES: LazyLock<Arc<Vec<(String, String)>>> = LazyLock::new(Arc::default);
+static NO_ENTRIES: LazyLock<Arc<Vec<(Text, Text)>>> = LazyLock::new(Arc::default);
 
 impl Default for HeaderMap {
     fn default() -> Self {
@@ -82,20 +85,45 @@ impl HeaderMap {
                     .into_iter()
                     .map(|(mut k, v)| {
                         k.make_ascii_lowercase();
-                        (k, v)
+                        (Text::from(k), Text::from(v))
                     })
                     .collect(),
             ),
         }
     }
 
+    /// Replaces the entries with `pairs` (raw bytes, read as lossy UTF-8, keys
+    /// lowercased). An entry equal to one of the current map's shares its text: a module
+    /// that rewrites a map mostly writes back what it read.
+    pub fn set_pairs(&mut self, pairs: &[(&[u8], &[u8])]) {
+        let old = &self.entries;
+        let mut entries = Vec::with_capacity(pairs.len());
+        for &(key, value) in pairs {
+            let kept = old
+                .iter()
+                .find(|(k, v)| k.as_bytes().eq_ignore_ascii_case(key) && v.as_bytes() == value);
+            entries.push(match kept {
+                Some(entry) => entry.clone(),
+                None => {
+                    let mut key = String::from_utf8_lossy(key).into_owned();
+                    key.make_ascii_lowercase();
+                    (
+                        Text::from(key),
+                        Text::from(&*String::from_utf8_lossy(value)),
+                    )
+                }
+            });
+        }
+        self.entries = Arc::new(entries);
+    }
+
     /// The entries, in order.
-    pub fn entries(&self) -> &[(String, String)] {
+    pub fn entries(&self) -> &[(Text, Text)] {
         &self.entries
     }
 
     /// The entries to change: this map's own copy from now on.
-    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+    fn entries_mut(&mut self) -> &mut Vec<(Text, Text)> {
         Arc::make_mut(&mut self.entries)
     }
 
@@ -104,13 +132,13 @@ impl HeaderMap {
         self.entries
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
     /// Appends an entry (`addCopy`).
     pub fn add(&mut self, key: &str, value: &str) {
         self.entries_mut()
-            .push((key.to_ascii_lowercase(), value.to_string()));
+            .push((Text::from(key.to_ascii_lowercase()), Text::from(value)));
     }
 
     /// Sets the first entry of `key` and drops the others, or appends (`setCopy`).
@@ -124,7 +152,7 @@ impl HeaderMap {
                 return false;
             }
             seen = true;
-            *v = value.to_string();
+            *v = Text::from(value);
             true
         });
         if !seen {
@@ -585,8 +613,8 @@ mod tests {
         assert_eq!(
             map.entries(),
             [
-                ("a".to_string(), "x".to_string()),
-                ("b".to_string(), "2".to_string())
+                (Text::from("a"), Text::from("x")),
+                (Text::from("b"), Text::from("2"))
             ]
         );
         map.replace("c", "y");
