@@ -8,10 +8,7 @@
 
 use wasmtime::Caller;
 
-use super::memory::{
-    copy_out, copy_out_with, encode_pairs_into, guest_bytes, memory_and_state, pair_slices,
-    pairs_size, slice, write_u32,
-};
+use super::memory::{copy_out, guest_bytes, memory_and_state, pair_slices, slice, write_u32};
 use super::state::{HeaderMap, HostState, Phase};
 use super::{HostResult, LoadError, Registrar, mem, status};
 use crate::abi::{MapType, Status};
@@ -137,8 +134,8 @@ pub fn proxy_get_header_map_value(
     Ok(Status::Ok.code())
 }
 
-/// `proxy_get_header_map_pairs(map_type, ptr_ptr, size_ptr)`: the map encoded straight
-/// into the guest's allocation.
+/// `proxy_get_header_map_pairs(map_type, ptr_ptr, size_ptr)`: the map's encoding (none
+/// for an empty map).
 pub fn proxy_get_header_map_pairs(
     mut caller: Caller<'_, HostState>,
     map: u32,
@@ -148,21 +145,12 @@ pub fn proxy_get_header_map_pairs(
     let t = status!(map_type(map));
     // A clone shares the entries: the map stays as it is while the guest allocates.
     let map = const_map(caller.data(), t).cloned().unwrap_or_default();
-    let pairs = map.entries();
-    let size = if pairs.is_empty() {
-        0
+    let bytes = if map.is_empty() {
+        &[][..]
     } else {
-        pairs_size(pairs)
+        map.encoded()
     };
-    mem!(copy_out_with(
-        &mut caller,
-        size,
-        ptr_ptr,
-        size_ptr,
-        |dest| {
-            encode_pairs_into(pairs, dest);
-        }
-    ));
+    mem!(copy_out(&mut caller, bytes, ptr_ptr, size_ptr));
     Ok(Status::Ok.code())
 }
 

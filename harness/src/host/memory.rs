@@ -244,31 +244,17 @@ pub fn copy_out(
     ptr_ptr: u32,
     size_ptr: u32,
 ) -> Result<(), MemoryError> {
-    copy_out_with(caller, bytes.len(), ptr_ptr, size_ptr, |dest| {
-        dest.copy_from_slice(bytes);
-    })
-}
-
-/// [`copy_out`] for a value the host encodes straight into guest memory: the guest
-/// allocates `size` bytes and `fill` writes all of them, with no copy on the host.
-pub fn copy_out_with(
-    caller: &mut Caller<'_, HostState>,
-    size: usize,
-    ptr_ptr: u32,
-    size_ptr: u32,
-    fill: impl FnOnce(&mut [u8]),
-) -> Result<(), MemoryError> {
-    let size32 = u32::try_from(size).map_err(|_| MemoryError::AllocFailed {
-        size: size as u64,
+    let size = u32::try_from(bytes.len()).map_err(|_| MemoryError::AllocFailed {
+        size: bytes.len() as u64,
         address: 0,
     })?;
     let mut address = 0;
-    if size32 > 0 {
-        address = alloc(caller, size32)?;
-        fill(slice_mut(caller, "allocated block", address, size)?);
+    if size > 0 {
+        address = alloc(caller, size)?;
+        slice_mut(caller, "allocated block", address, bytes.len())?.copy_from_slice(bytes);
     }
     write_u32(caller, "return pointer", ptr_ptr, address)?;
-    write_u32(caller, "return size", size_ptr, size32)?;
+    write_u32(caller, "return size", size_ptr, size)?;
     Ok(())
 }
 

@@ -9,10 +9,11 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wasmtime::{Memory, StoreLimits, TypedFunc};
 
+use super::memory::{encode_pairs_into, pairs_size};
 use crate::abi::{LogLevel, MetricType, StreamType};
 use crate::callouts::CalloutConfig;
 use crate::properties::StreamInfo;
@@ -54,13 +55,34 @@ pub struct VmConfig {
 /// pointer comparison. Keys and values are shared text too, so a map the module writes
 /// back whole ([`HeaderMap::set_pairs`]) keeps the previous map's strings for the
 /// entries it did not change, and a report names a header without copying it.
-#[derive(Debug, Clone, Eq)]
+///
+/// A map also keeps its proxy-wasm encoding once a module has read it whole: a prepared
+/// record's maps are read by every replay of the record, and copying one block into the
+/// guest is cheaper than encoding each string again.
+#[derive(Debug, Clone)]
 pub struct HeaderMap {
-    entries: Arc<Vec<(Text, Text)>>,
+    entries: Arc<Entries>,
+}
+
+/// The entries of a [`HeaderMap`] and, once asked for, their encoding.
+#[derive(Debug, Default)]
+struct Entries {
+    pairs: Vec<(Text, Text)>,
+    encoded: OnceLock<Box<[u8]>>,
+}
+
+/// A copy is made to be changed: it starts without an encoding.
+impl Clone for Entries {
+    fn clone(&self) -> Self {
+        Entries {
+            pairs: self.pairs.clone(),
+            encoded: OnceLock::new(),
+        }
+    }
 }
 
 /// The entries of every empty map, so an empty map costs no allocation.
-static NO_ENTRIES: LazyLock<Arc<Vec<(Text, Text)>>> = LazyLock::new(Arc::default);
+static NO_ENTRIES: LazyLock<Arc<Entries>> = LazyLock::new(Arc::default);
 
 impl Default for HeaderMap {
     fn default() -> Self {
@@ -72,36 +94,46 @@ impl Default for HeaderMap {
 
 impl PartialEq for HeaderMap {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.entries, &other.entries) || self.entries == other.entries
+        Arc::ptr_eq(&self.entries, &other.entries) || self.entries.pairs == other.entries.pairs
     }
 }
+
+impl Eq for HeaderMap {}
 
 impl HeaderMap {
     /// A map of these pairs (keys lowercased in place: recorded keys mostly are already).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> HeaderMap {
+        HeaderMap::of(
+            pairs
+                .into_iter()
+                .map(|(mut k, v)| {
+                    k.make_ascii_lowercase();
+                    (Text::from(k), Text::from(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn of(pairs: Vec<(Text, Text)>) -> HeaderMap {
         HeaderMap {
-            entries: Arc::new(
-                pairs
-                    .into_iter()
-                    .map(|(mut k, v)| {
-                        k.make_ascii_lowercase();
-                        (Text::from(k), Text::from(v))
-                    })
-                    .collect(),
-            ),
+            entries: Arc::new(Entries {
+                pairs,
+                encoded: OnceLock::new(),
+            }),
         }
     }
 
     /// Replaces the entries with `pairs` (raw bytes, read as lossy UTF-8, keys
     /// lowercased). An entry equal to one of the current map's shares its text: a module
-    /// that rewrites a map mostly writes back what it read.
+    /// that rewrites a map mostly writes back what it read. (Stored keys are lowercase,
+    /// so a key written in another case is a new entry, lowercased.)
     pub fn set_pairs(&mut self, pairs: &[(&[u8], &[u8])]) {
-        let old = &self.entries;
+        let old = &self.entries.pairs;
         let mut entries = Vec::with_capacity(pairs.len());
         for &(key, value) in pairs {
             let kept = old
                 .iter()
-                .find(|(k, v)| k.as_bytes().eq_ignore_ascii_case(key) && v.as_bytes() == value);
+                .find(|(k, v)| k.as_bytes() == key && v.as_bytes() == value);
             entries.push(match kept {
                 Some(entry) => entry.clone(),
                 None => {
@@ -114,22 +146,35 @@ impl HeaderMap {
                 }
             });
         }
-        self.entries = Arc::new(entries);
+        *self = HeaderMap::of(entries);
     }
 
     /// The entries, in order.
     pub fn entries(&self) -> &[(Text, Text)] {
-        &self.entries
+        &self.entries.pairs
+    }
+
+    /// The entries in the proxy-wasm encoding (see [`encode_pairs_into`]), encoded at
+    /// the first call.
+    pub fn encoded(&self) -> &[u8] {
+        self.entries.encoded.get_or_init(|| {
+            let pairs = &self.entries.pairs;
+            let mut out = vec![0; pairs_size(pairs)].into_boxed_slice();
+            encode_pairs_into(pairs, &mut out);
+            out
+        })
     }
 
     /// The entries to change: this map's own copy from now on.
     fn entries_mut(&mut self) -> &mut Vec<(Text, Text)> {
-        Arc::make_mut(&mut self.entries)
+        let entries = Arc::make_mut(&mut self.entries);
+        entries.encoded.take();
+        &mut entries.pairs
     }
 
     /// The first value of `key` (stored keys are lowercase, so matching ignores case).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
+        self.entries()
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| &**v)
@@ -170,17 +215,17 @@ impl HeaderMap {
 
     /// Keys plus values in bytes (Envoy's `byteSize`).
     pub fn byte_size(&self) -> usize {
-        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+        self.entries().iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 
     /// The number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.pairs.len()
     }
 
     /// Whether the map has no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.pairs.is_empty()
     }
 }
 
