@@ -128,7 +128,7 @@ impl HeaderMap {
     /// that rewrites a map mostly writes back what it read. (Stored keys are lowercase,
     /// so a key written in another case is a new entry, lowercased.)
     pub fn set_pairs(&mut self, pairs: &[(&[u8], &[u8])]) {
-        let old = &self.entries.pairs;
+        let old = self.entries();
         let mut entries = Vec::with_capacity(pairs.len());
         for &(key, value) in pairs {
             let kept = old
@@ -136,14 +136,10 @@ impl HeaderMap {
                 .find(|(k, v)| k.as_bytes() == key && v.as_bytes() == value);
             entries.push(match kept {
                 Some(entry) => entry.clone(),
-                None => {
-                    let mut key = String::from_utf8_lossy(key).into_owned();
-                    key.make_ascii_lowercase();
-                    (
-                        Text::from(key),
-                        Text::from(&*String::from_utf8_lossy(value)),
-                    )
-                }
+                None => (
+                    lowercase_key(&String::from_utf8_lossy(key)),
+                    Text::from(&*String::from_utf8_lossy(value)),
+                ),
             });
         }
         *self = HeaderMap::of(entries);
@@ -183,7 +179,7 @@ impl HeaderMap {
     /// Appends an entry (`addCopy`).
     pub fn add(&mut self, key: &str, value: &str) {
         self.entries_mut()
-            .push((Text::from(key.to_ascii_lowercase()), Text::from(value)));
+            .push((lowercase_key(key), Text::from(value)));
     }
 
     /// Sets the first entry of `key` and drops the others, or appends (`setCopy`).
@@ -226,6 +222,15 @@ impl HeaderMap {
     /// Whether the map has no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.pairs.is_empty()
+    }
+}
+
+/// A key as a map stores it: lowercase (copied once when it already is).
+fn lowercase_key(key: &str) -> Text {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Text::from(key.to_ascii_lowercase())
+    } else {
+        Text::from(key)
     }
 }
 
@@ -667,6 +672,26 @@ mod tests {
         map.remove("a");
         assert_eq!(map.get("a"), None);
         assert_eq!(map.byte_size(), 4);
+    }
+
+    #[test]
+    fn a_map_written_whole_shares_the_text_of_equal_entries() {
+        let read = HeaderMap::from_pairs([
+            ("server".to_string(), "x".to_string()),
+            ("a".to_string(), "1".to_string()),
+        ]);
+        let mut written = read.clone();
+        written.set_pairs(&[(b"a", b"1"), (b"B", b"2")]);
+        assert_eq!(
+            written.entries(),
+            [
+                (Text::from("a"), Text::from("1")),
+                (Text::from("b"), Text::from("2"))
+            ]
+        );
+        let (kept, old) = (&written.entries()[0], &read.entries()[1]);
+        assert!(std::ptr::eq(kept.0.as_ptr(), old.0.as_ptr()));
+        assert!(std::ptr::eq(kept.1.as_ptr(), old.1.as_ptr()));
     }
 
     #[test]

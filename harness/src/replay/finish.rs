@@ -106,10 +106,8 @@ impl Session<'_> {
     /// previous report, metrics are their values now.
     pub(super) fn report(&mut self) -> Report {
         let mut summary = std::mem::take(&mut self.summary);
-        let entries: Vec<Entry> = std::mem::take(&mut self.entries)
-            .into_iter()
-            .flatten()
-            .collect();
+        // Drained, so the next replay's entries reuse the allocation.
+        let entries: Vec<Entry> = self.entries.drain(..).flatten().collect();
         summary.requests = entries.len();
         // Counted by outcome first, so names are copied once per outcome, not per entry.
         let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();
