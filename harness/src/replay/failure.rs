@@ -85,7 +85,7 @@ impl Session<'_> {
 
     /// Streams still paused after the idle horizon: nothing left could continue them.
     pub(super) fn stall_remaining(&mut self) {
-        for (key, mut s) in self.streams.take_all() {
+        while let Some((key, mut s)) = self.streams.pop_first() {
             s.entry.outcome = Outcome::Stalled;
             s.entry.status = 0;
             let what = match s.waiting {

@@ -222,9 +222,10 @@ impl Streams {
         self.runs.iter().any(|(_, s)| s.waiting.is_some())
     }
 
-    /// Every stream, in key order, leaving none.
-    pub(super) fn take_all(&mut self) -> Vec<((usize, u32), StreamRun)> {
-        std::mem::take(&mut self.runs)
+    /// The first stream in key order, removed (the vector keeps its capacity for the
+    /// next replay).
+    pub(super) fn pop_first(&mut self) -> Option<((usize, u32), StreamRun)> {
+        (!self.runs.is_empty()).then(|| self.runs.remove(0))
     }
 }
 
