@@ -535,21 +535,32 @@ pub fn header_changes(before: &[(Text, Text)], after: &[(Text, Text)]) -> Vec<He
     if before == after {
         return Vec::new();
     }
-    // Each name once, at its first entry in either map.
+    // Each entry's name as the position of its first entry in either map: names are
+    // compared once, and each name's values are then found by that number.
     let all = || before.iter().chain(after);
-    let names = all()
+    let ids: Vec<usize> = all()
         .enumerate()
-        .filter(|&(i, (name, _))| !all().take(i).any(|(k, _)| k == name))
-        .map(|(_, (name, _))| name);
+        .map(|(i, (name, _))| all().take(i).position(|(k, _)| k == name).unwrap_or(i))
+        .collect();
+    let (before_ids, after_ids) = ids.split_at_checked(before.len()).unwrap_or_default();
     fn values<'l>(
         list: &'l [(Text, Text)],
-        name: &'l Text,
+        ids: &'l [usize],
+        id: usize,
     ) -> impl Iterator<Item = &'l Text> + Clone {
-        list.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
+        list.iter()
+            .zip(ids)
+            .filter(move |&(_, &i)| i == id)
+            .map(|((_, v), _)| v)
     }
+    let names = all()
+        .zip(&ids)
+        .enumerate()
+        .filter(|&(i, (_, &id))| i == id)
+        .map(|(id, ((name, _), _))| (id, name));
     let mut out = Vec::new();
-    for name in names {
-        let (b, a) = (values(before, name), values(after, name));
+    for (id, name) in names {
+        let (b, a) = (values(before, before_ids, id), values(after, after_ids, id));
         if b.clone().eq(a.clone()) {
             continue;
         }
