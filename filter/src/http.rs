@@ -29,7 +29,7 @@ const PEER_URI_SAN: PropertyPath = "connection\0uri_san_peer_certificate";
 /// A header value as the engine reads it (text; a value that is not UTF-8 is read
 /// lossily, so the engine sees replacement characters: a decision, never a trap) and as
 /// it goes back to the host (its bytes, untouched).
-pub struct Value<'a> {
+struct Value<'a> {
     bytes: &'a [u8],
     text: Cow<'a, str>,
 }
@@ -54,6 +54,13 @@ fn pairs(headers: &HeaderBytes) -> Option<Pairs<'_>> {
         };
         (text(all, name), value)
     })
+}
+
+/// The pairs of a map the host handed over, or why not (`MALFORMED` when its lengths do
+/// not add up).
+fn read(head: &Result<HeaderBytes, HostError>) -> Result<Pairs<'_>, HostError> {
+    let head = head.as_ref().map_err(|e| *e)?;
+    pairs(head).ok_or(HostError::MALFORMED)
 }
 
 /// `bytes` as text: a slice of `all` (the map's text, already validated) when it lies
@@ -122,9 +129,10 @@ impl Stream {
         }
     }
 
+    /// The request as log lines quote it, read again from the kept request headers.
     fn quote(&self) -> Quote {
         let headers = pairs(&self.request_headers).unwrap_or_default();
-        let text = |name| find(&headers, name).unwrap_or("").to_owned();
+        let copy = |name| find(&headers, name).unwrap_or("").to_owned();
         Quote {
             reference: events::reference(
                 find(&headers, "x-request-id"),
@@ -132,8 +140,8 @@ impl Stream {
                 self.serial,
             )
             .into_owned(),
-            method: text(":method"),
-            path: text(":path"),
+            method: copy(":method"),
+            path: copy(":path"),
         }
     }
 
@@ -240,6 +248,7 @@ impl Stream {
             }
         }
     }
+
     fn decide_body(&mut self, body: &[u8], complete: bool, now: u64) -> Action {
         let Some(engine) = self.engine.as_mut() else {
             return Action::Continue;
@@ -303,13 +312,10 @@ impl HttpContext for Stream {
             worker.references = worker.references.wrapping_add(1);
             worker.references
         };
-        let head = match host::get_headers(MapType::HttpRequestHeaders) {
-            Ok(head) => head,
+        let head = host::get_headers(MapType::HttpRequestHeaders);
+        let headers = match read(&head) {
+            Ok(headers) => headers,
             Err(e) => return self.refuse(&format!("cannot read request headers: status {}", e.0)),
-        };
-        let Some(headers) = pairs(&head) else {
-            let malformed = HostError::MALFORMED.0;
-            return self.refuse(&format!("cannot read request headers: status {malformed}"));
         };
         let reference = events::reference(find(&headers, "x-request-id"), now, self.serial);
         // Each property is a host call: read only what the policy can use.
@@ -341,7 +347,7 @@ impl HttpContext for Stream {
         };
         let (engine, verdict) = self.policy.on_request(&request, &now, &self.store);
         self.engine = Some(engine);
-        self.request_headers = head;
+        self.request_headers = head.unwrap_or_default();
         self.after_engine(now);
         self.carry_out(verdict, now, end_of_stream)
     }
@@ -387,8 +393,9 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let now = host::now_ms();
-        let head = match host::get_headers(MapType::HttpResponseHeaders) {
-            Ok(head) => head,
+        let head = host::get_headers(MapType::HttpResponseHeaders);
+        let headers = match read(&head) {
+            Ok(headers) => headers,
             Err(e) => {
                 host::log(
                     LogLevel::Warn,
@@ -396,16 +403,6 @@ impl HttpContext for Stream {
                 );
                 return Action::Continue;
             }
-        };
-        let Some(headers) = pairs(&head) else {
-            host::log(
-                LogLevel::Warn,
-                &format!(
-                    "stakeguard: cannot read response headers: status {}",
-                    HostError::MALFORMED.0
-                ),
-            );
-            return Action::Continue;
         };
         let status = find(&headers, ":status")
             .and_then(|s| s.parse().ok())
