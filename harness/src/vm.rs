@@ -216,7 +216,6 @@ impl Vm {
             start_ns: setup.now_ns,
             memory: None,
             allocator: None,
-            in_allocator: false,
             root_context: 0,
             current: 0,
             effective: None,

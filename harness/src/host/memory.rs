@@ -212,10 +212,9 @@ pub fn alloc(caller: &mut Caller<'_, HostState>, size: u32) -> Result<u32, Memor
             address: 0,
         });
     };
-    caller.data_mut().in_allocator = true;
-    let result = allocator.call(&mut *caller, size);
-    caller.data_mut().in_allocator = false;
-    let address = result.map_err(MemoryError::Trap)?;
+    let address = allocator
+        .call(&mut *caller, size)
+        .map_err(MemoryError::Trap)?;
     let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
     let memory_size = memory.data_size(&*caller);
     if address == 0

@@ -558,8 +558,6 @@ pub struct HostState {
     /// The module's allocator, shared so a host function can hold it while it runs (a
     /// `TypedFunc` clone copies its type's reference counts on every allocation).
     pub allocator: Option<Arc<TypedFunc<u32, u32>>>,
-    /// Set while the allocator runs.
-    pub in_allocator: bool,
     /// The root context of this VM.
     pub root_context: u32,
     /// The context the running callback was called for.
