@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::json::RawJson;
-use crate::path::{find_byte, strip_ascii_prefix};
+use crate::path::{find_byte, strip_ascii_prefix, strip_lone_port};
 use crate::policy::{Identity, Partner, PartnerMatch, UserSource};
 use crate::request::{Headers, Request};
 
@@ -39,14 +39,8 @@ fn strip_port(address: &str) -> &str {
             .and_then(|close| rest.get(..close))
             .unwrap_or(rest);
     }
-    let bytes = address.as_bytes();
-    match find_byte(bytes, b':') {
-        // One colon: IPv4 with a port. More than one: a bare IPv6 address.
-        Some(colon) if find_byte(bytes.get(colon + 1..).unwrap_or_default(), b':').is_none() => {
-            address.get(..colon).unwrap_or(address)
-        }
-        _ => address,
-    }
+    // One colon: IPv4 with a port. More than one: a bare IPv6 address.
+    strip_lone_port(address)
 }
 
 /// The value of a cookie from the request's `Cookie` headers.

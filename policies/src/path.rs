@@ -167,6 +167,18 @@ pub(crate) fn strip_ascii_suffix(text: &str, byte: u8) -> Option<&str> {
     }
 }
 
+/// An unbracketed `host:port` without its port: the text before its only colon. A text
+/// with more colons (a bare IPv6 address, no `host:port`) or none stays whole.
+pub(crate) fn strip_lone_port(address: &str) -> &str {
+    let bytes = address.as_bytes();
+    match find_byte(bytes, b':') {
+        Some(colon) if find_byte(bytes.get(colon + 1..).unwrap_or_default(), b':').is_none() => {
+            address.get(..colon).unwrap_or(address)
+        }
+        _ => address,
+    }
+}
+
 /// Strips query and fragment, decodes percent-encoded unreserved characters (ALPHA DIGIT
 /// `-` `.` `_` `~`), uppercases the hex of other percent-escapes, resolves `.` and `..`
 /// segments, merges repeated slashes.

@@ -61,7 +61,7 @@ use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::path::{Segments, find_byte, strip_ascii_prefix, strip_ascii_suffix};
+use crate::path::{Segments, find_byte, strip_ascii_prefix, strip_ascii_suffix, strip_lone_port};
 
 /// The maps of the index, keyed by the policy's own hosts and segments.
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
@@ -605,16 +605,9 @@ fn host_of(authority: &str) -> &str {
             None => authority,
         }
     } else {
-        match find_byte(bytes, b':') {
-            // More than one colon without brackets is no `host:port`; keep it whole so
-            // it matches no named host.
-            Some(colon)
-                if find_byte(bytes.get(colon + 1..).unwrap_or_default(), b':').is_none() =>
-            {
-                authority.get(..colon).unwrap_or(authority)
-            }
-            _ => authority,
-        }
+        // More than one colon without brackets is no `host:port`; it stays whole so it
+        // matches no named host.
+        strip_lone_port(authority)
     };
     strip_ascii_suffix(host, b'.').unwrap_or(host)
 }
