@@ -238,6 +238,7 @@ pub fn get<'a>(
     };
     Ok(value)
 }
+
 fn stream_value<'a>(stream: &'a StreamState, first: &str, rest: &[&str]) -> Option<Value<'a>> {
     let info = &stream.info;
     let live_request = stream
