@@ -91,7 +91,7 @@ impl Claims {
     fn decode(text: &str) -> Option<Claims> {
         let text = text.trim_end_matches('=');
         // Every character carries 6 bits; leftover bits at the end make no byte.
-        let len = text.len() * 6 / 8;
+        let len = text.len() / 4 * 3 + text.len() % 4 * 3 / 4;
         let mut claims = if len <= INLINE_PAYLOAD {
             Claims::Inline {
                 bytes: [0; INLINE_PAYLOAD],

@@ -531,6 +531,8 @@ fn escape(text: &str, pos: usize) -> Result<(char, usize), (usize, &'static str)
     let bytes = text.as_bytes();
     let hex4 = |at: usize| {
         text.get(at..at + 4)
+            // `from_str_radix` alone would take a sign: `\u+123`.
+            .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|digits| u32::from_str_radix(digits, 16).ok())
             .ok_or((at, "bad `\\u` escape"))
     };
@@ -894,6 +896,7 @@ mod tests {
             "\"a\nb\"",
             "[1] 2",
             "\"\\ud800\"",
+            "\"\\u+123\"",
         ] {
             assert!(Json::parse(bad).is_err(), "{bad:?}");
         }
