@@ -100,6 +100,9 @@ impl PartialEq for HeaderMap {
 
 impl Eq for HeaderMap {}
 
+/// How many entries of the old map [`HeaderMap::set_pairs`] looks at for each pair.
+const REUSE_WINDOW: usize = 8;
+
 impl HeaderMap {
     /// A map of these pairs (keys lowercased in place: recorded keys mostly are already).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> HeaderMap {
@@ -125,17 +128,26 @@ impl HeaderMap {
 
     /// Replaces the entries with `pairs` (raw bytes, read as lossy UTF-8, keys
     /// lowercased). An entry equal to one of the current map's shares its text: a module
-    /// that rewrites a map mostly writes back what it read. (Stored keys are lowercase,
-    /// so a key written in another case is a new entry, lowercased.)
+    /// that rewrites a map mostly writes back what it read, in the order it read it, so
+    /// each pair is looked for among the few entries after the previous match
+    /// ([`REUSE_WINDOW`]); the cost stays linear whatever a module writes. (Stored keys
+    /// are lowercase, so a key written in another case is a new entry, lowercased.)
     pub fn set_pairs(&mut self, pairs: &[(&[u8], &[u8])]) {
         let old = self.entries();
         let mut entries = Vec::with_capacity(pairs.len());
+        let mut next = 0;
         for &(key, value) in pairs {
             let kept = old
                 .iter()
-                .find(|(k, v)| k.as_bytes() == key && v.as_bytes() == value);
+                .enumerate()
+                .skip(next)
+                .take(REUSE_WINDOW)
+                .find(|(_, (k, v))| k.as_bytes() == key && v.as_bytes() == value);
             entries.push(match kept {
-                Some(entry) => entry.clone(),
+                Some((at, entry)) => {
+                    next = at + 1;
+                    entry.clone()
+                }
                 None => (
                     lowercase_key(&String::from_utf8_lossy(key)),
                     Text::from(&*String::from_utf8_lossy(value)),
@@ -690,6 +702,27 @@ mod tests {
         let (kept, old) = (&written.entries()[0], &read.entries()[1]);
         assert!(std::ptr::eq(kept.0.as_ptr(), old.0.as_ptr()));
         assert!(std::ptr::eq(kept.1.as_ptr(), old.1.as_ptr()));
+    }
+
+    #[test]
+    fn a_map_written_out_of_order_keeps_every_entry() {
+        let pairs: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let read = HeaderMap::from_pairs(pairs.clone());
+        let reversed: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .rev()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        let mut written = read.clone();
+        written.set_pairs(&reversed);
+        let expected: Vec<(Text, Text)> = pairs
+            .iter()
+            .rev()
+            .map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str())))
+            .collect();
+        assert_eq!(written.entries(), expected.as_slice());
     }
 
     #[test]
