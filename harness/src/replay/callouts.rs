@@ -113,8 +113,8 @@ impl Session<'_> {
             answer: label,
             after_ms,
         };
-        match self.streams.get_mut(&(w, c.from_context)) {
-            Some(s) => s.entry.callouts.push(report),
+        match self.entry_mut(w, c.from_context) {
+            Some(entry) => entry.callouts.push(report),
             None => self.summary.root_logs.push(format!(
                 "worker {w}: callout {} {} {} -> {}",
                 report.cluster, report.method, report.path, report.answer

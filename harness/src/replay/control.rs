@@ -58,10 +58,12 @@ impl Session<'_> {
             return;
         };
         if s.local_reply.is_some() {
-            s.entry.notes.push(format!(
-                "a second local reply ({}) was ignored",
-                reply.status
-            ));
+            if let Some(entry) = self.entry_mut(w, ctx) {
+                entry.notes.push(format!(
+                    "a second local reply ({}) was ignored",
+                    reply.status
+                ));
+            }
             return;
         }
         let response_started =
@@ -73,11 +75,6 @@ impl Session<'_> {
         }
         headers.extend(reply.headers.iter().cloned());
         let headers = HeaderMap::from_pairs(headers);
-        s.entry.local_reply = Some(LocalReplyReport {
-            status: reply.status,
-            details: reply.details.clone(),
-            body: lossy(&reply.body, 256),
-        });
         let before = std::mem::take(&mut s.response);
         s.response = Flow {
             headers: headers.clone(),
@@ -95,7 +92,15 @@ impl Session<'_> {
         } else {
             s.step = Step::Headers(Dir::Response);
         }
+        let report = LocalReplyReport {
+            status: reply.status,
+            details: reply.details.clone(),
+            body: lossy(&reply.body, 256),
+        };
         s.local_reply = Some(reply);
+        if let Some(entry) = self.entry_mut(w, ctx) {
+            entry.local_reply = Some(report);
+        }
         if let Some(st) = self.stream_state(w, ctx) {
             // The request maps stay as they are: Envoy drops them only when the request
             // continues, so a filter that replied from its request callbacks can still
@@ -114,7 +119,9 @@ impl Session<'_> {
             s.reset = true;
             s.waiting = None;
             s.step = Step::Finish;
-            s.entry.outcome = Outcome::Reset;
+        }
+        if let Some(entry) = self.entry_mut(w, ctx) {
+            entry.outcome = Outcome::Reset;
         }
         self.work.push_back(Work::Resume(w, ctx));
     }

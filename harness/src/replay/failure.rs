@@ -5,7 +5,7 @@
 
 use super::session::{Session, StartError};
 use super::stream::{Dir, status_of};
-use crate::report::{Entry, LocalReplyReport, Outcome};
+use crate::report::{LocalReplyReport, Outcome};
 use crate::vm::Trapped;
 
 impl Session<'_> {
@@ -29,8 +29,8 @@ impl Session<'_> {
     /// A callback trapped: report it on its stream (or the summary), then fail the VM.
     pub(super) fn trap(&mut self, w: usize, ctx: Option<u32>, t: Trapped) {
         let text = format!("{}: {}", t.callback, t.message);
-        match ctx.and_then(|c| self.streams.get_mut(&(w, c))) {
-            Some(s) => s.entry.trap = Some(text.clone()),
+        match ctx.and_then(|c| self.entry_mut(w, c)) {
+            Some(entry) => entry.trap = Some(text.clone()),
             None => self.summary.root_traps.push(format!("worker {w}: {text}")),
         }
         self.fail_vm(w, ctx, &text);
@@ -47,9 +47,12 @@ impl Session<'_> {
             if let Some(s) = self.streams.get_mut(&(w, c)) {
                 s.failed = true;
                 s.waiting = None;
-                if Some(c) != ctx && s.entry.trap.is_none() {
-                    s.entry.trap = Some(format!("the VM failed in another callback: {text}"));
-                }
+            }
+            if Some(c) != ctx
+                && let Some(entry) = self.entry_mut(w, c)
+                && entry.trap.is_none()
+            {
+                entry.trap = Some(format!("the VM failed in another callback: {text}"));
             }
             self.apply_fail_policy(w, c);
         }
@@ -57,56 +60,54 @@ impl Session<'_> {
 
     /// Ends a stream whose VM failed: 503 (fail closed) or pass-through (fail open).
     pub(super) fn apply_fail_policy(&mut self, w: usize, ctx: u32) {
-        let Some(mut s) = self.streams.remove(&(w, ctx)) else {
+        let Some(s) = self.streams.remove(&(w, ctx)) else {
             return;
         };
-        s.entry.outcome = Outcome::Trapped;
+        if let Some(vm) = self.any_vm(w) {
+            vm.state_mut().streams.remove(&ctx);
+        }
+        let fail_open = self.h.config.fail_open;
+        let Some(entry) = self.entry_at(s.index) else {
+            return;
+        };
+        entry.outcome = Outcome::Trapped;
         if s.local_reply.is_some() || s.response.sent_headers.is_some() {
             // The client already has its answer.
-            s.entry.status = status_of(s.response.final_headers());
-        } else if self.h.config.fail_open {
-            s.entry.status = status_of(&s.response.headers);
-            s.entry
+            entry.status = status_of(s.response.final_headers());
+        } else if fail_open {
+            entry.status = status_of(&s.response.headers);
+            entry
                 .notes
                 .push("fail open: the stream went on without the filter".to_string());
         } else {
-            s.entry.status = 503;
-            s.entry.local_reply = Some(LocalReplyReport {
+            entry.status = 503;
+            entry.local_reply = Some(LocalReplyReport {
                 status: 503,
                 details: "wasm_fail_stream".to_string(),
                 body: String::new(),
             });
         }
-        if let Some(vm) = self.any_vm(w) {
-            vm.state_mut().streams.remove(&ctx);
-        }
-        self.record(s.index, s.entry);
     }
 
     /// Streams still paused after the idle horizon: nothing left could continue them.
     pub(super) fn stall_remaining(&mut self) {
-        while let Some((key, mut s)) = self.streams.pop_first() {
-            s.entry.outcome = Outcome::Stalled;
-            s.entry.status = 0;
-            let what = match s.waiting {
-                Some(Dir::Response) => "response",
-                _ => "request",
-            };
-            s.entry.notes.push(format!(
-                "paused in the {what} path and never resumed (nothing left that could continue it)"
-            ));
+        while let Some((key, s)) = self.streams.pop_first() {
             self.summary.stalled += 1;
             if let Some(vm) = self.any_vm(key.0) {
                 vm.state_mut().streams.remove(&key.1);
             }
-            self.record(s.index, s.entry);
-        }
-    }
-
-    /// Stores the finished entry of record `index`.
-    pub(super) fn record(&mut self, index: usize, entry: Entry) {
-        if let Some(slot) = self.entries.get_mut(index) {
-            *slot = Some(entry);
+            let Some(entry) = self.entry_at(s.index) else {
+                continue;
+            };
+            entry.outcome = Outcome::Stalled;
+            entry.status = 0;
+            let what = match s.waiting {
+                Some(Dir::Response) => "response",
+                _ => "request",
+            };
+            entry.notes.push(format!(
+                "paused in the {what} path and never resumed (nothing left that could continue it)"
+            ));
         }
     }
 }

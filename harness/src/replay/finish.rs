@@ -56,49 +56,50 @@ impl Session<'_> {
             .and_then(|vm| vm.state_mut().streams.remove(&ctx))
             .map(|st| st.filter_state)
             .unwrap_or_default();
-        let Some(mut s) = self.streams.remove(&(w, ctx)) else {
+        let Some(s) = self.streams.remove(&(w, ctx)) else {
+            return;
+        };
+        let Some(entry) = self.entry_at(s.index) else {
             return;
         };
         for (k, v) in filter_state {
             let key = String::from_utf8_lossy(&k).replace('\0', ".");
             let value = String::from_utf8_lossy(&v).into_owned();
             if key == DECISION_PROPERTY {
-                s.entry.decision = Some(
+                entry.decision = Some(
                     serde_json::from_str(&value)
                         .unwrap_or(serde_json::Value::String(value.clone())),
                 );
             }
-            s.entry.properties.insert(key, value);
+            entry.properties.insert(key, value);
         }
         let response_final = s.response.final_headers();
         if s.local_reply.is_none()
             && let Some(sent) = &s.request.sent_headers
         {
-            s.entry.request_header_changes = changes(&s.request.headers, sent);
-            s.entry.request_body_changed = s.request.body_changed();
+            entry.request_header_changes = changes(&s.request.headers, sent);
+            entry.request_body_changed = s.request.body_changed();
         }
-        s.entry.response_header_changes = changes(&s.response.headers, response_final);
-        s.entry.response_body_changed = s.response.body_changed();
-        s.entry.status = if s.reset {
+        entry.response_header_changes = changes(&s.response.headers, response_final);
+        entry.response_body_changed = s.response.body_changed();
+        entry.status = if s.reset {
             0
         } else {
             status_of(response_final)
         };
         if !s.reset {
-            s.entry.outcome = if s.local_reply.is_some() {
+            entry.outcome = if s.local_reply.is_some() {
                 Outcome::LocalReply
             } else {
                 Outcome::Forwarded
             };
         }
         let Err(t) = result else {
-            self.record(s.index, s.entry);
             return;
         };
         let text = format!("{}: {}", t.callback, t.message);
-        s.entry.trap = Some(text.clone());
-        s.entry.outcome = Outcome::Trapped;
-        self.record(s.index, s.entry);
+        entry.trap = Some(text.clone());
+        entry.outcome = Outcome::Trapped;
         self.fail_vm(w, Some(ctx), &text);
     }
 

@@ -47,7 +47,8 @@ pub struct Session<'h> {
     pub(super) now: u64,
     /// Streams in flight by (worker, context).
     pub(super) streams: Streams,
-    /// The entries of the replay in progress, by record index.
+    /// The entries of the replay in progress, by record index: each record's from the
+    /// start of its stream, filled in as the stream runs.
     pub(super) entries: Vec<Option<Entry>>,
     /// Callout answers due, by (time, sequence).
     pub(super) events: BinaryHeap<Reverse<(u64, u64, Event)>>,
@@ -241,8 +242,8 @@ impl<'h> Session<'h> {
             let level = line.level.name();
             *self.summary.logs.entry(level.to_string()).or_default() += 1;
             let text = format!("{level}: {}", line.message);
-            match self.streams.get_mut(&(w, line.context)) {
-                Some(s) => s.entry.logs.push(text),
+            match self.entry_mut(w, line.context) {
+                Some(entry) => entry.logs.push(text),
                 None => self.summary.root_logs.push(format!("worker {w}: {text}")),
             }
         }

@@ -110,7 +110,9 @@ impl Flow {
     }
 }
 
-/// A stream in flight.
+/// A stream in flight. Its report entry waits in [`Session::entries`] from the start,
+/// so the stream carries only what drives it (and moves cheaply in and out of
+/// [`Streams`]).
 pub(super) struct StreamRun {
     /// Index of its record.
     pub(super) index: usize,
@@ -124,7 +126,6 @@ pub(super) struct StreamRun {
     pub(super) local_reply: Option<LocalReply>,
     pub(super) reset: bool,
     pub(super) failed: bool,
-    pub(super) entry: Entry,
 }
 
 impl StreamRun {
@@ -246,17 +247,8 @@ impl Session<'_> {
             notes.push("no recorded response; upstream answered 200 with no body".to_string());
         }
         let start_ns = i64::try_from(self.now).unwrap_or(i64::MAX);
-        let mut stream = StreamRun {
-            index,
-            step: Step::Headers(Dir::Request),
-            waiting: None,
-            continue_pending: [false; 2],
-            request: record.request.clone(),
-            response: record.response.clone(),
-            local_reply: None,
-            reset: false,
-            failed: false,
-            entry: Entry {
+        if let Some(slot) = self.entries.get_mut(index) {
+            *slot = Some(Entry {
                 index,
                 time: Time(start_ns),
                 worker: w,
@@ -276,12 +268,25 @@ impl Session<'_> {
                 logs: Vec::new(),
                 trap: None,
                 notes,
-            },
+            });
+        }
+        let mut stream = StreamRun {
+            index,
+            step: Step::Headers(Dir::Request),
+            waiting: None,
+            continue_pending: [false; 2],
+            request: record.request.clone(),
+            response: record.response.clone(),
+            local_reply: None,
+            reset: false,
+            failed: false,
         };
         self.set_clock(w);
         let Some(vm) = self.vm(w) else {
             // The worker's VM is failed (and not restarted): the fail policy decides.
-            stream.entry.notes.push(format!("worker {w} VM is failed"));
+            if let Some(entry) = self.entry_at(index) {
+                entry.notes.push(format!("worker {w} VM is failed"));
+            }
             stream.failed = true;
             let key = (w, u32::MAX - index as u32);
             self.streams.insert(key, stream);
@@ -338,6 +343,17 @@ impl Session<'_> {
                 return;
             }
         }
+    }
+
+    /// The report entry of record `index`, filled in as its stream runs.
+    pub(super) fn entry_at(&mut self, index: usize) -> Option<&mut Entry> {
+        self.entries.get_mut(index)?.as_mut()
+    }
+
+    /// The report entry of a stream in flight.
+    pub(super) fn entry_mut(&mut self, w: usize, ctx: u32) -> Option<&mut Entry> {
+        let index = self.streams.get(&(w, ctx))?.index;
+        self.entry_at(index)
     }
 
     /// The host-side state of a stream context, failed VM or not.
