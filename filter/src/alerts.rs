@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use proxy_wasm::types::{LogLevel, MapType};
 use stakeguard_policies::json::ObjectWriter;
-use stakeguard_policies::{Event, Policy};
+use stakeguard_policies::{Event, Headers, Policy};
 
 use crate::host;
 use crate::metrics::{self, Batch};
@@ -219,11 +219,7 @@ impl Alerts {
         } else {
             host::get_headers(MapType::HttpCallResponseHeaders)
                 .ok()
-                .and_then(|headers| {
-                    let pairs = headers.pairs(|name, value| (name, value))?;
-                    let (_, value) = pairs.into_iter().find(|(n, _)| *n == b":status")?;
-                    std::str::from_utf8(value).ok()?.parse::<u16>().ok()
-                })
+                .and_then(|headers| headers.read()?.get(":status")?.parse::<u16>().ok())
         };
         match status {
             Some(200..=299) => metrics.add(metrics::ALERTS_SENT, 1),

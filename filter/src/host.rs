@@ -4,11 +4,14 @@
 //! decode header maps into `String`s with `unwrap`, which traps on a header value that is
 //! not UTF-8. Here each `proxy_*` import is declared with plain integers, every status is
 //! returned as a [`HostError`], every buffer the host hands back is taken over by a `Vec`
-//! exactly once, and header maps are decoded with checked arithmetic, values kept as bytes.
+//! exactly once, and header maps stay in that buffer, read with checked arithmetic
+//! ([`crate::headers`]), values kept as bytes.
 //! The one exception is `proxy_http_call`, which goes through the SDK so that its
 //! dispatcher knows the token when the response arrives (see [`crate::alerts`]).
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, StreamType};
+
+use crate::headers::{self, HeaderBytes};
 
 /// A status other than `Ok` returned by the host, as its ABI number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,48 +146,22 @@ pub fn get_buffer(buffer: BufferType, start: usize, max: usize) -> Result<Vec<u8
     }
 }
 
-/// A whole header map as the host encoded it, in the one buffer the host handed over;
-/// [`HeaderBytes::pairs`] reads names and values in place, so nothing is copied per
-/// header.
-#[derive(Debug, Default)]
-pub struct HeaderBytes(Vec<u8>);
-
-impl HeaderBytes {
-    /// The pairs, each made by `pair` from its borrowed name and value; `None` when the
-    /// lengths do not add up.
-    pub fn pairs<'a, T>(&'a self, pair: impl FnMut(&'a [u8], &'a [u8]) -> T) -> Option<Vec<T>> {
-        decode_map(&self.0, pair)
-    }
-
-    /// The names and values, side by side after the length table (each followed by a
-    /// NUL), as text when all of them are UTF-8: one validation for the whole map.
-    pub fn text(&self) -> Option<&str> {
-        let count = read_u32(&self.0, 0)?;
-        let data = self.0.get(count.checked_mul(8)?.checked_add(4)?..)?;
-        std::str::from_utf8(data).ok()
-    }
-}
-
-impl From<Vec<u8>> for HeaderBytes {
-    fn from(encoded: Vec<u8>) -> Self {
-        Self(encoded)
-    }
-}
-
 /// A whole header map in one call.
 pub fn get_headers(map: MapType) -> Result<HeaderBytes> {
     let mut data = std::ptr::null_mut();
     let mut size = 0;
     // SAFETY: valid out-pointers.
     status(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
-    Ok(HeaderBytes(take_buffer(data, size).unwrap_or_default()))
+    Ok(HeaderBytes::from(
+        take_buffer(data, size).unwrap_or_default(),
+    ))
 }
 
-/// Replaces a whole header map in one call.
-pub fn set_headers(map: MapType, pairs: &[(&str, &[u8])]) -> Result<()> {
-    let bytes = encode_map(pairs).ok_or(HostError::MALFORMED)?;
+/// Replaces a whole header map in one call, with a map already encoded
+/// ([`crate::headers::Encoder`]).
+pub fn set_encoded_headers(map: MapType, encoded: &[u8]) -> Result<()> {
     // SAFETY: pointer and length of a live buffer.
-    status(unsafe { proxy_set_header_map_pairs(map as u32, bytes.as_ptr(), bytes.len()) })
+    status(unsafe { proxy_set_header_map_pairs(map as u32, encoded.as_ptr(), encoded.len()) })
 }
 
 /// A property path: its segments joined by NUL, as the ABI wants them (`"source\0address"`).
@@ -245,7 +222,7 @@ pub fn send_local_response(
     body: &[u8],
     headers: &[(&str, &[u8])],
 ) -> Result<()> {
-    let headers = encode_map(headers).ok_or(HostError::MALFORMED)?;
+    let headers = headers::encode_map(headers).ok_or(HostError::MALFORMED)?;
     // SAFETY: live buffers.
     status(unsafe {
         proxy_send_local_response(
@@ -285,84 +262,4 @@ pub fn increment_metric(id: u32, by: i64) -> Result<()> {
 pub fn record_metric(id: u32, value: u64) -> Result<()> {
     // SAFETY: no pointers.
     status(unsafe { proxy_record_metric(id, value) })
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
-    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    usize::try_from(u32::from_le_bytes(word)).ok()
-}
-
-/// Decodes the ABI's map encoding: a count, then (name length, value length) pairs, then
-/// each name and value followed by a NUL. `None` when the lengths do not add up.
-pub fn decode_map<'a, T>(
-    bytes: &'a [u8],
-    mut pair: impl FnMut(&'a [u8], &'a [u8]) -> T,
-) -> Option<Vec<T>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let count = read_u32(bytes, 0)?;
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
-    for n in 0..count {
-        let lengths = n.checked_mul(8)?.checked_add(4)?;
-        let name_len = read_u32(bytes, lengths)?;
-        let value_len = read_u32(bytes, lengths.checked_add(4)?)?;
-        let name = bytes.get(data..data.checked_add(name_len)?)?;
-        data = data.checked_add(name_len)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data.checked_add(value_len)?.checked_add(1)?;
-        pairs.push(pair(name, value));
-    }
-    Some(pairs)
-}
-
-/// Encodes pairs in the ABI's map encoding; `None` past 4 GiB.
-pub fn encode_map(pairs: &[(&str, &[u8])]) -> Option<Vec<u8>> {
-    let size = pairs
-        .iter()
-        .map(|(n, v)| n.len() + v.len() + 10)
-        .sum::<usize>()
-        + 4;
-    let mut bytes = Vec::with_capacity(size);
-    bytes.extend_from_slice(&u32::try_from(pairs.len()).ok()?.to_le_bytes());
-    for (name, value) in pairs {
-        bytes.extend_from_slice(&u32::try_from(name.len()).ok()?.to_le_bytes());
-        bytes.extend_from_slice(&u32::try_from(value.len()).ok()?.to_le_bytes());
-    }
-    for (name, value) in pairs {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value);
-        bytes.push(0);
-    }
-    Some(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_map_survives_encoding_and_decoding_with_non_utf8_values() {
-        let pairs: [(&str, &[u8]); 2] = [(":path", b"/a"), ("x-bin", b"\xff\xfe")];
-        let bytes = encode_map(&pairs).unwrap();
-        let decoded = decode_map(&bytes, |n, v| (n, v)).unwrap();
-        assert_eq!(decoded, pairs.map(|(n, v)| (n.as_bytes(), v)));
-    }
-
-    #[test]
-    fn a_truncated_map_is_refused_not_trapped_on() {
-        let pairs: [(&str, &[u8]); 1] = [("name", b"value")];
-        let bytes = encode_map(&pairs).unwrap();
-        for cut in 1..bytes.len() - 1 {
-            assert!(
-                decode_map(&bytes[..cut], |_, _| ()).is_none(),
-                "cut at {cut}"
-            );
-        }
-        let mut huge = bytes.clone();
-        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_map(&huge, |_, _| ()).is_none());
-    }
 }

@@ -6,16 +6,16 @@
 //! headers) and `source.address`. Metrics are batched in the worker, and a decision that
 //! says nothing (plain `allowed`) is not published.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
-use stakeguard_policies::{HeaderChange, LocalReply, Policy, Request, Response, Verdict};
+use stakeguard_policies::{HeaderChange, Headers, LocalReply, Policy, Request, Response, Verdict};
 
 use crate::events::{self, RequestSummary};
-use crate::host::{self, HeaderBytes, HostError, PropertyPath};
+use crate::headers::{self, HeaderBytes, HeaderMap};
+use crate::host::{self, HostError, PropertyPath};
 use crate::metrics;
 use crate::root::Worker;
 use crate::store::SharedData;
@@ -26,61 +26,13 @@ pub const DECISION_PROPERTY: &str = "stakeguard.decision";
 const SOURCE_ADDRESS: PropertyPath = "source\0address";
 const PEER_URI_SAN: PropertyPath = "connection\0uri_san_peer_certificate";
 
-/// A header value as the engine reads it (text; a value that is not UTF-8 is read
-/// lossily, so the engine sees replacement characters: a decision, never a trap) and as
-/// it goes back to the host (its bytes, untouched).
-struct Value<'a> {
-    bytes: &'a [u8],
-    text: Cow<'a, str>,
-}
-
-impl AsRef<str> for Value<'_> {
-    fn as_ref(&self) -> &str {
-        &self.text
-    }
-}
-
-/// Header pairs borrowed from the host's buffer (a copy only for what is not UTF-8).
-type Pairs<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
-
-fn pairs(headers: &HeaderBytes) -> Option<Pairs<'_>> {
-    // Almost every map is all UTF-8: then one validation covers it, and each name and
-    // value is a slice of that text instead of a check of its own.
-    let all = headers.text();
-    headers.pairs(|name, bytes| {
-        let value = Value {
-            bytes,
-            text: text(all, bytes),
-        };
-        (text(all, name), value)
-    })
-}
-
-/// The pairs of a map the host handed over, or why not (`MALFORMED` when its lengths do
-/// not add up).
-fn read(head: &Result<HeaderBytes, HostError>) -> Result<Pairs<'_>, HostError> {
-    let head = head.as_ref().map_err(|e| *e)?;
-    pairs(head).ok_or(HostError::MALFORMED)
-}
-
-/// `bytes` as text: a slice of `all` (the map's text, already validated) when it lies
-/// there, else checked on its own and copied only when it is not UTF-8.
-fn text<'a>(all: Option<&'a str>, bytes: &'a [u8]) -> Cow<'a, str> {
-    let within = all.and_then(|all| {
-        let at = (bytes.as_ptr() as usize).checked_sub(all.as_ptr() as usize)?;
-        all.get(at..at.checked_add(bytes.len())?)
-    });
-    match within {
-        Some(text) => Cow::Borrowed(text),
-        None => String::from_utf8_lossy(bytes),
-    }
-}
-
-fn find<'a>(headers: &'a Pairs<'_>, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.text.as_ref())
+/// The map a host call handed over, read in place, or why not (`MALFORMED` when its
+/// lengths do not add up).
+fn read(head: &Result<HeaderBytes, HostError>) -> Result<HeaderMap<'_>, HostError> {
+    head.as_ref()
+        .map_err(|e| *e)?
+        .read()
+        .ok_or(HostError::MALFORMED)
 }
 
 /// What log lines, alerts and the published decision quote of a request. It is read again
@@ -131,15 +83,12 @@ impl Stream {
 
     /// The request as log lines quote it, read again from the kept request headers.
     fn quote(&self) -> Quote {
-        let headers = pairs(&self.request_headers).unwrap_or_default();
-        let copy = |name| find(&headers, name).unwrap_or("").to_owned();
+        let headers = self.request_headers.read();
+        let find = |name| headers.as_ref().and_then(|h| h.get(name));
+        let copy = |name| find(name).unwrap_or("").to_owned();
         Quote {
-            reference: events::reference(
-                find(&headers, "x-request-id"),
-                self.started_ms,
-                self.serial,
-            )
-            .into_owned(),
+            reference: events::reference(find("x-request-id"), self.started_ms, self.serial)
+                .into_owned(),
             method: copy(":method"),
             path: copy(":path"),
         }
@@ -286,6 +235,19 @@ impl Stream {
         }
     }
 
+    /// Hands the response map back with the engine's changes, encoded in the worker's
+    /// buffer (no allocation once it has grown to a response's size).
+    fn rewrite_response(
+        &self,
+        headers: &HeaderMap<'_>,
+        changes: &[HeaderChange],
+    ) -> Result<(), HostError> {
+        let mut worker = self.worker.borrow_mut();
+        let out = &mut worker.encoded;
+        headers::rewrite(headers, changes, out).ok_or(HostError::MALFORMED)?;
+        host::set_encoded_headers(MapType::HttpResponseHeaders, out)
+    }
+
     fn refuse(&mut self, why: &str) -> Action {
         let reference = self.quote().reference;
         host::log(
@@ -317,7 +279,7 @@ impl HttpContext for Stream {
             Ok(headers) => headers,
             Err(e) => return self.refuse(&format!("cannot read request headers: status {}", e.0)),
         };
-        let reference = events::reference(find(&headers, "x-request-id"), now, self.serial);
+        let reference = events::reference(headers.get("x-request-id"), now, self.serial);
         // Each property is a host call: read only what the policy can use.
         let property = |path| match host::get_property(path) {
             Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
@@ -333,13 +295,14 @@ impl HttpContext for Stream {
         } else {
             None
         };
-        let authority = find(&headers, ":authority")
-            .or_else(|| find(&headers, "host"))
+        let authority = headers
+            .get(":authority")
+            .or_else(|| headers.get("host"))
             .unwrap_or("");
         let request = Request {
-            method: find(&headers, ":method").unwrap_or(""),
+            method: headers.get(":method").unwrap_or(""),
             authority,
-            path: find(&headers, ":path").unwrap_or(""),
+            path: headers.get(":path").unwrap_or(""),
             headers: &headers,
             source_address: source.as_deref(),
             peer_uri_san: peer_uri_san.as_deref(),
@@ -404,7 +367,8 @@ impl HttpContext for Stream {
                 return Action::Continue;
             }
         };
-        let status = find(&headers, ":status")
+        let status = headers
+            .get(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let changes = self.policy.on_response(
@@ -417,8 +381,7 @@ impl HttpContext for Stream {
             &self.store,
         );
         if !changes.is_empty()
-            && let Err(e) =
-                host::set_headers(MapType::HttpResponseHeaders, &apply(&headers, &changes))
+            && let Err(e) = self.rewrite_response(&headers, &changes)
         {
             host::log(
                 LogLevel::Error,
@@ -450,32 +413,6 @@ impl HttpContext for Stream {
     }
 }
 
-/// The response headers with the engine's changes applied, borrowed from both; values the
-/// engine did not touch keep their bytes. Names are compared without case and handed over
-/// as the engine wrote them: the host lowercases names it stores (Envoy does).
-fn apply<'a>(headers: &'a Pairs<'_>, changes: &'a [HeaderChange]) -> Vec<(&'a str, &'a [u8])> {
-    let mut out: Vec<(&str, &[u8])> = headers
-        .iter()
-        .map(|(name, value)| (name.as_ref(), value.bytes))
-        .collect();
-    for change in changes {
-        match change {
-            HeaderChange::Set(name, value) => {
-                out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-                out.push((name, value.as_bytes()));
-            }
-            HeaderChange::Remove(name) => {
-                out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            }
-            HeaderChange::ReplaceSetCookies(cookies) => {
-                out.retain(|(n, _)| *n != "set-cookie");
-                out.extend(cookies.iter().map(|c| ("set-cookie", c.as_bytes())));
-            }
-        }
-    }
-    out
-}
-
 /// The stream of a worker that has no policy (it never accepted one): every request is
 /// refused with 503. Envoy does not normally create streams for a refused configuration;
 /// this is the fail-closed answer if it ever does.
@@ -493,56 +430,5 @@ impl HttpContext for Refusal {
             &[("content-type", b"application/json")],
         );
         Action::Pause
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_changes_replace_remove_and_rewrite_cookies() {
-        let head = host::encode_map(&[
-            (":status", b"200"),
-            ("server", b"x"),
-            ("set-cookie", b"a=1"),
-            ("cache-control", b"public"),
-            ("set-cookie", b"b=2"),
-            ("x-bin", b"\xff"),
-        ])
-        .map(HeaderBytes::from)
-        .unwrap();
-        let headers = pairs(&head).unwrap();
-        let changes = [
-            HeaderChange::Remove("Server".into()),
-            HeaderChange::Set("cache-control".into(), "no-store".into()),
-            HeaderChange::ReplaceSetCookies(vec!["a=1; Secure".into(), "b=2; Secure".into()]),
-        ];
-        let expected: [(&str, &[u8]); 5] = [
-            (":status", b"200"),
-            ("x-bin", b"\xff"),
-            ("cache-control", b"no-store"),
-            ("set-cookie", b"a=1; Secure"),
-            ("set-cookie", b"b=2; Secure"),
-        ];
-        assert_eq!(apply(&headers, &changes), expected);
-    }
-
-    #[test]
-    fn header_text_is_borrowed_when_valid_and_lossy_only_where_not() {
-        let valid = HeaderBytes::from(host::encode_map(&[(":path", b"/a"), ("x", b"1")]).unwrap());
-        let read = pairs(&valid).unwrap();
-        assert!(
-            read.iter()
-                .all(|(n, v)| matches!(n, Cow::Borrowed(_)) && matches!(v.text, Cow::Borrowed(_)))
-        );
-        assert_eq!(find(&read, ":path"), Some("/a"));
-
-        let mixed =
-            HeaderBytes::from(host::encode_map(&[(":path", b"/a"), ("x-bin", b"a\xffb")]).unwrap());
-        let read = pairs(&mixed).unwrap();
-        assert_eq!(find(&read, ":path"), Some("/a"));
-        assert_eq!(find(&read, "x-bin"), Some("a\u{fffd}b"));
-        assert_eq!(read.get(1).map(|(_, v)| v.bytes), Some(&b"a\xffb"[..]));
     }
 }

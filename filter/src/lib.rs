@@ -6,10 +6,12 @@
 //! - [`http`]: stream callbacks;
 //! - [`store`]: the engine's counter store on shared data;
 //! - [`metrics`], [`events`] (logs, published decision, reference), [`alerts`];
+//! - [`headers`]: header maps read in place and written in the host's encoding;
 //! - [`host`]: every host call, checked; the only `unsafe`.
 
 pub mod alerts;
 pub mod events;
+pub mod headers;
 pub mod host;
 pub mod http;
 pub mod metrics;

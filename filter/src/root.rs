@@ -38,6 +38,8 @@ pub struct Worker {
     tick_ms: u32,
     /// Counter for generated references.
     pub references: u64,
+    /// The buffer response maps are rewritten in, reused from stream to stream.
+    pub encoded: Vec<u8>,
 }
 
 impl Worker {

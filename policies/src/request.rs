@@ -22,7 +22,7 @@ pub trait Headers {
 impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
     fn get(&self, name: &str) -> Option<&str> {
         for (n, v) in self {
-            if same_name(n.as_ref(), name) {
+            if same_name(n.as_ref().as_bytes(), name.as_bytes()) {
                 return Some(v.as_ref());
             }
         }
@@ -31,7 +31,7 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
 
     fn all_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str) -> bool) -> bool {
         for (n, v) in self {
-            if same_name(n.as_ref(), name) && !visit(v.as_ref()) {
+            if same_name(n.as_ref().as_bytes(), name.as_bytes()) && !visit(v.as_ref()) {
                 return false;
             }
         }
@@ -39,15 +39,17 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
     }
 }
 
-/// Header names compared without ASCII case. Plain loops: the engine looks headers up
-/// several times per request, and in wasm the iterator adapters behind
-/// `eq_ignore_ascii_case` and `find` are calls per header; most names differ in length.
+/// Header names compared without ASCII case, as bytes (a host may hand over a name that
+/// is not UTF-8). Plain loops: the engine looks headers up several times per request,
+/// and in wasm the iterator adapters behind `eq_ignore_ascii_case` and `find` are calls
+/// per header; most names differ in length.
 #[inline]
-fn same_name(a: &str, b: &str) -> bool {
+pub fn same_name(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    for (x, y) in a.bytes().zip(b.bytes()) {
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (*x, *y);
         if x != y && lowercase(x) != lowercase(y) {
             return false;
         }

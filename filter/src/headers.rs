@@ -1,0 +1,359 @@
+//! Header maps in the ABI's encoding: a count, then a (name length, value length) pair per
+//! header, then each name and value followed by a NUL.
+//!
+//! [`HeaderMap`] is what the engine reads: a view of the one buffer the host handed over,
+//! so a request costs no copy and no allocation per header. [`Encoder`] writes the
+//! encoding; [`rewrite`] writes the response map with the engine's changes straight from
+//! the view into a buffer the worker reuses.
+
+use std::borrow::Cow;
+
+use stakeguard_policies::HeaderChange;
+use stakeguard_policies::request::{Headers, same_name};
+
+/// A header map as the host encoded it, owned (a stream keeps its request map to quote
+/// the request later).
+#[derive(Debug, Default)]
+pub struct HeaderBytes(Vec<u8>);
+
+impl From<Vec<u8>> for HeaderBytes {
+    fn from(encoded: Vec<u8>) -> Self {
+        Self(encoded)
+    }
+}
+
+impl HeaderBytes {
+    /// The map read in place; `None` when its lengths do not add up.
+    pub fn read(&self) -> Option<HeaderMap<'_>> {
+        HeaderMap::read(&self.0)
+    }
+}
+
+/// A header value as the engine reads it (text, lossy where the bytes are not UTF-8) and
+/// as it goes back to the host (its bytes, untouched).
+#[derive(Debug)]
+pub struct Value<'a> {
+    bytes: &'a [u8],
+    text: Cow<'a, str>,
+}
+
+impl<'a> Value<'a> {
+    fn lossy(bytes: &'a [u8]) -> Self {
+        Value {
+            bytes,
+            text: String::from_utf8_lossy(bytes),
+        }
+    }
+}
+
+impl AsRef<str> for Value<'_> {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A header map read in place from its encoding: an index of slices of the host's buffer,
+/// built once, which the engine's lookups scan.
+#[derive(Debug)]
+pub enum HeaderMap<'a> {
+    /// Every name and value is UTF-8 (almost every map): one validation for the whole
+    /// map, then names and values are slices of it.
+    Text(Vec<(&'a str, &'a str)>),
+    /// Some name or value is not UTF-8: the engine reads those with replacement
+    /// characters (a decision, never a trap); their bytes go back untouched.
+    Lossy(Vec<(Value<'a>, Value<'a>)>),
+}
+
+/// Calls `visit` with each header's name and value of an encoded map (count and length
+/// table already split off), in order; false when the lengths run past the data.
+fn walk<'a>(table: &[u8], data: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) -> bool {
+    let mut lengths = table;
+    let mut at = 0usize;
+    while let Some(([a, b, c, d, e, f, g, h], rest)) = lengths.split_first_chunk::<8>() {
+        let entry = (|| {
+            let name_len = usize::try_from(u32::from_le_bytes([*a, *b, *c, *d])).ok()?;
+            let value_len = usize::try_from(u32::from_le_bytes([*e, *f, *g, *h])).ok()?;
+            let name_end = at.checked_add(name_len)?;
+            let value_start = name_end.checked_add(1)?;
+            let value_end = value_start.checked_add(value_len)?;
+            let name = data.get(at..name_end)?;
+            let value = data.get(value_start..value_end)?;
+            Some((name, value, value_end.checked_add(1)?))
+        })();
+        let Some((name, value, next)) = entry else {
+            return false;
+        };
+        visit(name, value);
+        at = next;
+        lengths = rest;
+    }
+    // The NUL after the last value must be there too.
+    at <= data.len()
+}
+
+impl<'a> HeaderMap<'a> {
+    /// Reads an encoded map; `None` when its lengths do not add up.
+    pub fn read(bytes: &'a [u8]) -> Option<HeaderMap<'a>> {
+        if bytes.is_empty() {
+            return Some(HeaderMap::Text(Vec::new()));
+        }
+        let (count, rest) = bytes.split_first_chunk::<4>()?;
+        let count = usize::try_from(u32::from_le_bytes(*count)).ok()?;
+        let (table, data) = rest.split_at_checked(count.checked_mul(8)?)?;
+        if let Ok(text) = std::str::from_utf8(data) {
+            // A slice of valid text is text unless it cuts a character in two, which a
+            // host that cuts at the NULs around names and values never does.
+            let text_of = |bytes: &'a [u8]| {
+                let at = (bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                text.get(at..at.wrapping_add(bytes.len()))
+            };
+            let mut pairs = Vec::with_capacity(count);
+            let mut cut = false;
+            let whole = walk(table, data, |name, value| {
+                match (text_of(name), text_of(value)) {
+                    (Some(name), Some(value)) => pairs.push((name, value)),
+                    _ => cut = true,
+                }
+            });
+            if !cut {
+                return whole.then_some(HeaderMap::Text(pairs));
+            }
+        }
+        let mut pairs = Vec::with_capacity(count);
+        let whole = walk(table, data, |name, value| {
+            pairs.push((Value::lossy(name), Value::lossy(value)));
+        });
+        whole.then_some(HeaderMap::Lossy(pairs))
+    }
+
+    /// How many headers the map has.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            HeaderMap::Text(pairs) => pairs.len(),
+            HeaderMap::Lossy(pairs) => pairs.len(),
+        }
+    }
+
+    /// Calls `visit` with every header's name and value bytes, in order.
+    pub fn for_each(&self, mut visit: impl FnMut(&'a [u8], &'a [u8])) {
+        match self {
+            HeaderMap::Text(pairs) => {
+                for (name, value) in pairs {
+                    visit(name.as_bytes(), value.as_bytes());
+                }
+            }
+            HeaderMap::Lossy(pairs) => {
+                for (name, value) in pairs {
+                    visit(name.bytes, value.bytes);
+                }
+            }
+        }
+    }
+}
+
+impl Headers for HeaderMap<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        match self {
+            HeaderMap::Text(pairs) => Headers::get(pairs.as_slice(), name),
+            HeaderMap::Lossy(pairs) => Headers::get(pairs.as_slice(), name),
+        }
+    }
+
+    fn all_values<'s>(&'s self, name: &str, visit: &mut dyn FnMut(&'s str) -> bool) -> bool {
+        match self {
+            HeaderMap::Text(pairs) => pairs.as_slice().all_values(name, visit),
+            HeaderMap::Lossy(pairs) => pairs.as_slice().all_values(name, visit),
+        }
+    }
+}
+
+/// Writes a map in the ABI's encoding into a buffer (cleared first, its capacity kept):
+/// the number of headers first, then each header in turn.
+pub struct Encoder<'o> {
+    out: &'o mut Vec<u8>,
+    count: usize,
+    written: usize,
+}
+
+impl<'o> Encoder<'o> {
+    /// An encoder of `count` headers; `None` past 4 GiB.
+    pub fn new(out: &'o mut Vec<u8>, count: usize) -> Option<Encoder<'o>> {
+        out.clear();
+        out.extend_from_slice(&u32::try_from(count).ok()?.to_le_bytes());
+        // The length table is filled in as headers come.
+        out.resize(count.checked_mul(8)?.checked_add(4)?, 0);
+        Some(Encoder {
+            out,
+            count,
+            written: 0,
+        })
+    }
+
+    /// Adds a header; `None` past the count given or past 4 GiB.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) -> Option<()> {
+        if self.written >= self.count {
+            return None;
+        }
+        let at = self.written.checked_mul(8)?.checked_add(4)?;
+        let lengths = self.out.get_mut(at..at.checked_add(8)?)?;
+        let (name_len, value_len) = lengths.split_at_mut_checked(4)?;
+        name_len.copy_from_slice(&u32::try_from(name.len()).ok()?.to_le_bytes());
+        value_len.copy_from_slice(&u32::try_from(value.len()).ok()?.to_le_bytes());
+        self.out.extend_from_slice(name);
+        self.out.push(0);
+        self.out.extend_from_slice(value);
+        self.out.push(0);
+        self.written += 1;
+        Some(())
+    }
+}
+
+/// Encodes pairs in the ABI's map encoding; `None` past 4 GiB.
+pub fn encode_map(pairs: &[(&str, &[u8])]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = Encoder::new(&mut out, pairs.len())?;
+    for (name, value) in pairs {
+        encoder.push(name.as_bytes(), value)?;
+    }
+    Some(out)
+}
+
+/// Encodes `map` with `changes` applied in order into `out`: the headers no change
+/// touches keep their place and their bytes; a set header goes last. Names are compared
+/// without case and handed over as the engine wrote them: the host lowercases names it
+/// stores (Envoy does). `None` past 4 GiB.
+pub fn rewrite(map: &HeaderMap<'_>, changes: &[HeaderChange], out: &mut Vec<u8>) -> Option<()> {
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(map.len() + changes.len());
+    map.for_each(|name, value| pairs.push((name, value)));
+    for change in changes {
+        match change {
+            HeaderChange::Set(name, value) => {
+                pairs.retain(|(n, _)| !same_name(n, name.as_bytes()));
+                pairs.push((name.as_bytes(), value.as_bytes()));
+            }
+            HeaderChange::Remove(name) => {
+                pairs.retain(|(n, _)| !same_name(n, name.as_bytes()));
+            }
+            HeaderChange::ReplaceSetCookies(cookies) => {
+                pairs.retain(|(n, _)| !same_name(n, SET_COOKIE));
+                pairs.extend(cookies.iter().map(|c| (SET_COOKIE, c.as_bytes())));
+            }
+        }
+    }
+    let mut encoder = Encoder::new(out, pairs.len())?;
+    for (name, value) in pairs {
+        encoder.push(name, value)?;
+    }
+    Some(())
+}
+
+const SET_COOKIE: &[u8] = b"set-cookie";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs<'a>(map: &HeaderMap<'a>) -> Vec<(&'a [u8], &'a [u8])> {
+        let mut out = Vec::new();
+        map.for_each(|n, v| out.push((n, v)));
+        out
+    }
+
+    #[test]
+    fn a_map_reads_back_what_was_encoded() {
+        let encoded =
+            encode_map(&[(":path", b"/a"), ("x", b"1"), ("X-Two", b"2"), ("x", b"3")]).unwrap();
+        let map = HeaderMap::read(&encoded).unwrap();
+        assert!(matches!(map, HeaderMap::Text(_)));
+        assert_eq!(map.get(":path"), Some("/a"));
+        assert_eq!(map.get("x-two"), Some("2"));
+        assert_eq!(map.get("missing"), None);
+        let mut all = Vec::new();
+        assert!(map.all_values("x", &mut |v| {
+            all.push(v);
+            true
+        }));
+        assert_eq!(all, ["1", "3"]);
+        assert!(!map.all_values("x", &mut |_| false));
+        assert_eq!(HeaderMap::read(&[]).map(|m| pairs(&m)), Some(Vec::new()));
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_read_lossily_and_kept_as_bytes() {
+        let encoded = encode_map(&[(":path", b"/a"), ("x-bin", b"a\xffb")]).unwrap();
+        let map = HeaderMap::read(&encoded).unwrap();
+        assert!(matches!(map, HeaderMap::Lossy(_)));
+        assert_eq!(map.get(":path"), Some("/a"));
+        assert_eq!(map.get("x-bin"), Some("a\u{fffd}b"));
+        assert_eq!(
+            pairs(&map),
+            [(&b":path"[..], &b"/a"[..]), (b"x-bin", b"a\xffb")]
+        );
+    }
+
+    #[test]
+    fn a_length_that_cuts_a_character_in_two_is_read_lossily() {
+        // One header: name length 1, value length 0, over the data "é\0" (valid text).
+        let mut encoded = vec![1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        encoded.extend_from_slice("é\0".as_bytes());
+        let map = HeaderMap::read(&encoded).unwrap();
+        assert!(matches!(map, HeaderMap::Lossy(_)));
+        assert_eq!(map.get("\u{fffd}"), Some(""));
+        assert_eq!(pairs(&map), [(&b"\xc3"[..], &b""[..])]);
+    }
+
+    #[test]
+    fn a_map_whose_lengths_do_not_add_up_is_refused_not_trapped_on() {
+        let encoded = encode_map(&[("name", b"value")]).unwrap();
+        for cut in 1..encoded.len() - 1 {
+            assert!(HeaderMap::read(&encoded[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut huge = encoded.clone();
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderMap::read(&huge).is_none());
+        let mut long_name = encoded;
+        long_name[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderMap::read(&long_name).is_none());
+    }
+
+    #[test]
+    fn a_rewrite_applies_changes_in_order_and_keeps_untouched_bytes() {
+        let encoded = encode_map(&[
+            (":status", b"200"),
+            ("server", b"x"),
+            ("set-cookie", b"a=1"),
+            ("cache-control", b"public"),
+            ("set-cookie", b"b=2"),
+            ("x-bin", b"\xff"),
+            ("x-gone", b"1"),
+        ])
+        .unwrap();
+        let map = HeaderMap::read(&encoded).unwrap();
+        let changes = [
+            HeaderChange::Remove("Server".into()),
+            HeaderChange::Set("cache-control".into(), "no-store".into()),
+            HeaderChange::ReplaceSetCookies(vec!["a=1; Secure".into(), "b=2; Secure".into()]),
+            HeaderChange::Set("x-gone".into(), "set".into()),
+            HeaderChange::Remove("X-Gone".into()),
+        ];
+        let mut out = vec![1, 2, 3];
+        rewrite(&map, &changes, &mut out).unwrap();
+        let expected: [(&str, &[u8]); 5] = [
+            (":status", b"200"),
+            ("x-bin", b"\xff"),
+            ("cache-control", b"no-store"),
+            ("set-cookie", b"a=1; Secure"),
+            ("set-cookie", b"b=2; Secure"),
+        ];
+        assert_eq!(out, encode_map(&expected).unwrap());
+    }
+
+    #[test]
+    fn an_encoder_refuses_more_headers_than_announced() {
+        let mut out = Vec::new();
+        let mut encoder = Encoder::new(&mut out, 1).unwrap();
+        assert_eq!(encoder.push(b"a", b"1"), Some(()));
+        assert_eq!(encoder.push(b"b", b"2"), None);
+        assert_eq!(out, encode_map(&[("a", b"1")]).unwrap());
+    }
+}
