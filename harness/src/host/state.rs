@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wasmtime::{Memory, StoreLimits, TypedFunc};
 
@@ -59,9 +59,12 @@ pub struct VmConfig {
 /// A map also keeps its proxy-wasm encoding once a module has read it whole: a prepared
 /// record's maps are read by every replay of the record, and copying one block into the
 /// guest is cheaper than encoding each string again.
-#[derive(Debug, Clone)]
+///
+/// An empty map has no entries block at all: most trailers, and the maps a stream
+/// starts with, cost neither an allocation nor a reference count.
+#[derive(Debug, Clone, Default)]
 pub struct HeaderMap {
-    entries: Arc<Entries>,
+    entries: Option<Arc<Entries>>,
 }
 
 /// The entries of a [`HeaderMap`] and, once asked for, their encoding.
@@ -81,20 +84,13 @@ impl Clone for Entries {
     }
 }
 
-/// The entries of every empty map, so an empty map costs no allocation.
-static NO_ENTRIES: LazyLock<Arc<Entries>> = LazyLock::new(Arc::default);
-
-impl Default for HeaderMap {
-    fn default() -> Self {
-        HeaderMap {
-            entries: NO_ENTRIES.clone(),
-        }
-    }
-}
-
 impl PartialEq for HeaderMap {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.entries, &other.entries) || self.entries.pairs == other.entries.pairs
+        let shared = match (&self.entries, &other.entries) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        shared || self.entries() == other.entries()
     }
 }
 
@@ -119,9 +115,11 @@ impl HeaderMap {
 
     fn of(pairs: Vec<(Text, Text)>) -> HeaderMap {
         HeaderMap {
-            entries: Arc::new(Entries {
-                pairs,
-                encoded: OnceLock::new(),
+            entries: (!pairs.is_empty()).then(|| {
+                Arc::new(Entries {
+                    pairs,
+                    encoded: OnceLock::new(),
+                })
             }),
         }
     }
@@ -159,14 +157,18 @@ impl HeaderMap {
 
     /// The entries, in order.
     pub fn entries(&self) -> &[(Text, Text)] {
-        &self.entries.pairs
+        self.entries.as_deref().map_or(&[], |e| &e.pairs)
     }
 
     /// The entries in the proxy-wasm encoding (see [`encode_pairs_into`]), encoded at
     /// the first call.
     pub fn encoded(&self) -> &[u8] {
-        self.entries.encoded.get_or_init(|| {
-            let pairs = &self.entries.pairs;
+        let Some(entries) = &self.entries else {
+            // No pairs: the count alone.
+            return &[0; 4];
+        };
+        entries.encoded.get_or_init(|| {
+            let pairs = &entries.pairs;
             let mut out = vec![0; pairs_size(pairs)].into_boxed_slice();
             encode_pairs_into(pairs, &mut out);
             out
@@ -175,7 +177,7 @@ impl HeaderMap {
 
     /// The entries to change: this map's own copy from now on.
     fn entries_mut(&mut self) -> &mut Vec<(Text, Text)> {
-        let entries = Arc::make_mut(&mut self.entries);
+        let entries = Arc::make_mut(self.entries.get_or_insert_default());
         entries.encoded.take();
         &mut entries.pairs
     }
@@ -228,12 +230,12 @@ impl HeaderMap {
 
     /// The number of entries.
     pub fn len(&self) -> usize {
-        self.entries.pairs.len()
+        self.entries().len()
     }
 
     /// Whether the map has no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.pairs.is_empty()
+        self.entries().is_empty()
     }
 }
 
