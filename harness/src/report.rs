@@ -531,37 +531,23 @@ fn clip(s: &str, n: usize) -> String {
 
 /// The changes from `before` to `after`, by header name in order of appearance. A
 /// change shares the name and the value it reports with `after`.
+///
+/// Maps are a handful of entries, so each name's values are found by scanning both
+/// lists, and the two value lists are compared in one walk that also says which change
+/// it is: equal (none), `before`'s values followed by more (`add` the rest, all of them
+/// when there were none), none left (`remove`), anything else (`set`).
 pub fn header_changes(before: &[(Text, Text)], after: &[(Text, Text)]) -> Vec<HeaderChange> {
+    fn values<'l>(list: &'l [(Text, Text)], name: &'l Text) -> impl Iterator<Item = &'l Text> {
+        list.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
+    }
     if before == after {
         return Vec::new();
     }
-    // Each entry's name as the position of its first entry in either map: names are
-    // compared once, and each name's values are then found by that number.
     let all = || before.iter().chain(after);
-    let ids: Vec<usize> = all()
-        .enumerate()
-        .map(|(i, (name, _))| all().take(i).position(|(k, _)| k == name).unwrap_or(i))
-        .collect();
-    let (before_ids, after_ids) = ids.split_at_checked(before.len()).unwrap_or_default();
-    fn values<'l>(
-        list: &'l [(Text, Text)],
-        ids: &'l [usize],
-        id: usize,
-    ) -> impl Iterator<Item = &'l Text> + Clone {
-        list.iter()
-            .zip(ids)
-            .filter(move |&(_, &i)| i == id)
-            .map(|((_, v), _)| v)
-    }
-    let names = all()
-        .zip(&ids)
-        .enumerate()
-        .filter(|&(i, (_, &id))| i == id)
-        .map(|(id, ((name, _), _))| (id, name));
     let mut out = Vec::new();
-    for (id, name) in names {
-        let (b, a) = (values(before, before_ids, id), values(after, after_ids, id));
-        if b.clone().eq(a.clone()) {
+    for (i, (name, _)) in all().enumerate() {
+        if all().take(i).any(|(k, _)| k == name) {
+            // Not the name's first appearance: its change is already out.
             continue;
         }
         let change = |op, value| HeaderChange {
@@ -569,16 +555,27 @@ pub fn header_changes(before: &[(Text, Text)], after: &[(Text, Text)]) -> Vec<He
             name: name.clone(),
             value,
         };
-        let kept = b.clone().count();
-        if kept == 0 {
-            out.extend(a.map(|v| change(ChangeOp::Add, Some(v.clone()))));
-        } else if a.clone().next().is_none() {
-            out.push(change(ChangeOp::Remove, None));
-        } else if a.clone().take(kept).eq(b) {
-            out.extend(a.skip(kept).map(|v| change(ChangeOp::Add, Some(v.clone()))));
-        } else {
-            let joined: Vec<&str> = a.map(|v| &**v).collect();
-            out.push(change(ChangeOp::Set, Some(Text::from(joined.join(", ")))));
+        let (mut b, mut a) = (values(before, name), values(after, name));
+        let mut kept = 0;
+        loop {
+            match (b.next(), a.next()) {
+                (None, None) => break,
+                (Some(x), Some(y)) if x == y => kept += 1,
+                (None, Some(first)) => {
+                    out.push(change(ChangeOp::Add, Some(first.clone())));
+                    out.extend(a.map(|v| change(ChangeOp::Add, Some(v.clone()))));
+                    break;
+                }
+                (Some(_), None) if kept == 0 => {
+                    out.push(change(ChangeOp::Remove, None));
+                    break;
+                }
+                _ => {
+                    let joined: Vec<&str> = values(after, name).map(|v| &**v).collect();
+                    out.push(change(ChangeOp::Set, Some(Text::from(joined.join(", ")))));
+                    break;
+                }
+            }
         }
     }
     out
@@ -599,6 +596,24 @@ mod tests {
         let changes = header_changes(&before, &after);
         let text: Vec<String> = changes.iter().map(change_text).collect();
         assert_eq!(text, vec!["+a: 5", "~b: x", "-c", "+d: 4"]);
+    }
+
+    #[test]
+    fn header_changes_of_repeated_names_add_only_after_every_kept_value() {
+        let before = vec![p("a", "1"), p("a", "2"), p("b", "1"), p("c", "1")];
+        let after = vec![
+            p("c", "1"),
+            p("a", "1"),
+            p("b", "2"),
+            p("b", "1"),
+            p("d", "1"),
+            p("d", "2"),
+            p("c", "2"),
+        ];
+        let changes = header_changes(&before, &after);
+        let text: Vec<String> = changes.iter().map(change_text).collect();
+        assert_eq!(text, vec!["~a: 1", "~b: 2, 1", "+c: 2", "+d: 1", "+d: 2"]);
+        assert!(header_changes(&before, &before).is_empty());
     }
 
     #[test]
