@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::abi::Status;
-use crate::host::memory::{encode_pairs_into, pairs_size};
+use crate::host::memory::{encode_pairs_into, pairs_size, text};
 use crate::host::state::{HeaderMap, StreamState, VmConfig};
 use crate::report::Text;
 
@@ -202,14 +202,14 @@ pub fn get<'a>(
     stream: Option<&'a StreamState>,
     path: &[u8],
 ) -> Result<Value<'a>, Status> {
-    let text = String::from_utf8_lossy(path);
+    let path = text(path);
     if let Some(stream) = stream
         && !stream.info.overrides.is_empty()
-        && let Some(value) = stream.info.overrides.get(&text.replace('\0', "."))
+        && let Some(value) = stream.info.overrides.get(&path.replace('\0', "."))
     {
         return value.as_ref().map(Value::borrowed).ok_or(Status::NotFound);
     }
-    let mut segments = segments(&text);
+    let mut segments = segments(&path);
     let first = segments.next().unwrap_or_default();
     let mut rest = [""; MAX_REST];
     let mut count = 0;

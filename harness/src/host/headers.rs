@@ -8,7 +8,7 @@
 
 use wasmtime::Caller;
 
-use super::memory::{copy_out, guest_bytes, memory_and_state, pair_slices, slice, write_u32};
+use super::memory::{copy_out, guest_bytes, memory_and_state, pair_slices, slice, text, write_u32};
 use super::state::{HeaderMap, HostState, Phase};
 use super::{HostResult, LoadError, Registrar, mem, status};
 use crate::abi::{MapType, Status};
@@ -122,7 +122,7 @@ pub fn proxy_get_header_map_value(
         None => return Ok(Status::BadArgument.code()),
         Some(m) => m.clone(),
     };
-    let Some(value) = map.get(&String::from_utf8_lossy(key)) else {
+    let Some(value) = map.get(&text(key)) else {
         return Ok(Status::NotFound.code());
     };
     mem!(copy_out(
@@ -222,11 +222,7 @@ fn write_value(
     let key = mem!(guest_bytes(memory, "header key", key_ptr, key_size));
     let value = mem!(guest_bytes(memory, "header value", value_ptr, value_size));
     edit_map(state, t, |m| {
-        op(
-            m,
-            &String::from_utf8_lossy(key),
-            &String::from_utf8_lossy(value),
-        );
+        op(m, &text(key), &text(value));
     })
 }
 
@@ -240,7 +236,7 @@ pub fn proxy_remove_header_map_value(
     let t = status!(map_type(map));
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let key = mem!(guest_bytes(memory, "header key", key_ptr, key_size));
-    edit_map(state, t, |m| m.remove(&String::from_utf8_lossy(key)))
+    edit_map(state, t, |m| m.remove(&text(key)))
 }
 
 /// `proxy_set_header_map_pairs(map_type, pairs, pairs_size)`: replaces the whole map.

@@ -7,6 +7,7 @@
 //! panics. Allocation in the guest (`malloc` or `proxy_on_memory_allocate`) lives here
 //! too, because the address it returns is one more guest pointer to check.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use wasmtime::Caller;
@@ -158,7 +159,19 @@ pub fn read_string(
     ptr: u32,
     len: u32,
 ) -> Result<String, MemoryError> {
-    read(caller, region, ptr, len).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    read(caller, region, ptr, len)
+        .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|e| text(e.as_bytes()).into_owned()))
+}
+
+/// Guest bytes as text, invalid UTF-8 replaced: borrowed when they are valid. The
+/// standard validator checks ASCII a word at a time where `String::from_utf8_lossy`
+/// walks byte by byte, and what a module hands over (property paths, header names and
+/// values) is nearly always ASCII.
+pub fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Writes `bytes` at `ptr`.
@@ -302,12 +315,7 @@ impl Cursor<'_> {
 pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     pair_slices(bytes)
         .into_iter()
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
+        .map(|(k, v)| (text(k).into_owned(), text(v).into_owned()))
         .collect()
 }
 

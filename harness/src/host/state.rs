@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wasmtime::{Memory, StoreLimits, TypedFunc};
 
-use super::memory::{encode_pairs_into, pairs_size};
+use super::memory::{encode_pairs_into, pairs_size, text};
 use crate::abi::{LogLevel, MetricType, StreamType};
 use crate::callouts::CalloutConfig;
 use crate::properties::StreamInfo;
@@ -146,10 +146,7 @@ impl HeaderMap {
                     next = at + 1;
                     entry.clone()
                 }
-                None => (
-                    lowercase_key(&String::from_utf8_lossy(key)),
-                    Text::from(&*String::from_utf8_lossy(value)),
-                ),
+                None => (lowercase_key(&text(key)), Text::from(&*text(value))),
             });
         }
         *self = HeaderMap::of(entries);
