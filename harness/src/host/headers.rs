@@ -249,5 +249,5 @@ pub fn proxy_set_header_map_pairs(
     let t = status!(map_type(map));
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let bytes = mem!(guest_bytes(memory, "header pairs", ptr, size));
-    edit_map(state, t, |m| m.set_pairs(&pair_slices(bytes)))
+    edit_map(state, t, |m| m.set_pairs(pair_slices(bytes)))
 }

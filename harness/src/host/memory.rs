@@ -314,41 +314,85 @@ impl Cursor<'_> {
 /// also yields no pairs.
 pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     pair_slices(bytes)
-        .into_iter()
         .map(|(k, v)| (text(k).into_owned(), text(v).into_owned()))
         .collect()
 }
 
 /// The keys and values of proxy-wasm pairs as they are in `bytes` (see
-/// [`decode_pairs`]), for a reader that copies only what it keeps.
-pub fn pair_slices(bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
-    fn word(bytes: &[u8], at: usize) -> Option<usize> {
-        let b = bytes.get(at..at.checked_add(4)?)?;
-        let mut w = [0u8; 4];
-        w.copy_from_slice(b);
-        usize::try_from(u32::from_le_bytes(w)).ok()
+/// [`decode_pairs`]), for a reader that copies only what it keeps. The buffer is
+/// checked whole before the first pair comes out, so a malformed one yields none, and
+/// nothing is collected on the way.
+pub fn pair_slices(bytes: &[u8]) -> PairSlices<'_> {
+    let none = PairSlices {
+        bytes,
+        index: 0,
+        count: 0,
+        at: 0,
+    };
+    let Some(count) = word(bytes, 0) else {
+        return none;
+    };
+    let header = count.checked_mul(8).and_then(|n| n.checked_add(4));
+    let Some(header) = header.filter(|&h| h <= bytes.len()) else {
+        return none;
+    };
+    let pairs = PairSlices {
+        bytes,
+        index: 0,
+        count,
+        at: header,
+    };
+    if pairs.clone().count() == count {
+        pairs
+    } else {
+        none
     }
-    fn decode(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-        let count = word(bytes, 0)?;
-        let header = count.checked_mul(8)?.checked_add(4)?;
-        if header > bytes.len() {
+}
+
+/// The little-endian `u32` at `at` of `bytes`.
+fn word(bytes: &[u8], at: usize) -> Option<usize> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    let mut w = [0u8; 4];
+    w.copy_from_slice(b);
+    usize::try_from(u32::from_le_bytes(w)).ok()
+}
+
+/// The pairs of a proxy-wasm pairs buffer, in order (see [`pair_slices`]).
+#[derive(Debug, Clone)]
+pub struct PairSlices<'b> {
+    bytes: &'b [u8],
+    /// The next pair.
+    index: usize,
+    count: usize,
+    /// Where the next pair's key starts.
+    at: usize,
+}
+
+impl<'b> Iterator for PairSlices<'b> {
+    type Item = (&'b [u8], &'b [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
             return None;
         }
-        let mut out = Vec::with_capacity(count);
-        let mut at = header;
-        for i in 0..count {
-            let klen = word(bytes, 4 + i * 8)?;
-            let vlen = word(bytes, 8 + i * 8)?;
-            let key = bytes.get(at..at.checked_add(klen)?)?;
-            at = at.checked_add(klen)?.checked_add(1)?;
-            let value = bytes.get(at..at.checked_add(vlen)?)?;
-            at = at.checked_add(vlen)?.checked_add(1)?;
-            out.push((key, value));
-        }
-        Some(out)
+        let lengths = 4 + self.index * 8;
+        let klen = word(self.bytes, lengths)?;
+        let vlen = word(self.bytes, lengths + 4)?;
+        let key = self.bytes.get(self.at..self.at.checked_add(klen)?)?;
+        let at = self.at.checked_add(klen)?.checked_add(1)?;
+        let value = self.bytes.get(at..at.checked_add(vlen)?)?;
+        self.at = at.checked_add(vlen)?.checked_add(1)?;
+        self.index += 1;
+        Some((key, value))
     }
-    decode(bytes).unwrap_or_default()
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.count.saturating_sub(self.index);
+        (left, Some(left))
+    }
 }
+
+impl ExactSizeIterator for PairSlices<'_> {}
 
 #[cfg(test)]
 mod tests {

@@ -130,11 +130,11 @@ impl HeaderMap {
     /// each pair is looked for among the few entries after the previous match
     /// ([`REUSE_WINDOW`]); the cost stays linear whatever a module writes. (Stored keys
     /// are lowercase, so a key written in another case is a new entry, lowercased.)
-    pub fn set_pairs(&mut self, pairs: &[(&[u8], &[u8])]) {
+    pub fn set_pairs<'p>(&mut self, pairs: impl ExactSizeIterator<Item = (&'p [u8], &'p [u8])>) {
         let old = self.entries();
         let mut entries = Vec::with_capacity(pairs.len());
         let mut next = 0;
-        for &(key, value) in pairs {
+        for (key, value) in pairs {
             let kept = old
                 .iter()
                 .enumerate()
@@ -690,7 +690,8 @@ mod tests {
             ("a".to_string(), "1".to_string()),
         ]);
         let mut written = read.clone();
-        written.set_pairs(&[(b"a", b"1"), (b"B", b"2")]);
+        let pairs: [(&[u8], &[u8]); 2] = [(b"a", b"1"), (b"B", b"2")];
+        written.set_pairs(pairs.into_iter());
         assert_eq!(
             written.entries(),
             [
@@ -715,7 +716,7 @@ mod tests {
             .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
         let mut written = read.clone();
-        written.set_pairs(&reversed);
+        written.set_pairs(reversed.into_iter());
         let expected: Vec<(Text, Text)> = pairs
             .iter()
             .rev()
