@@ -118,8 +118,10 @@ impl Session<'_> {
         let chunk = flow.chunks.get(i).map_or(&[][..], Vec::as_slice);
         let eos = i + 1 >= flow.chunks.len() && flow.trailers.is_empty();
         let chunk_size = chunk.len() as u64;
-        flow.buffer.extend_from_slice(chunk);
-        let buffer = flow.buffer.clone();
+        // The module's copy is the one that goes on (or is kept, when it buffers), so
+        // the data is handed over, not copied.
+        let mut buffer = std::mem::take(&mut flow.buffer);
+        buffer.extend_from_slice(chunk);
         let size = buffer.len() as u32;
         if let Some(st) = self.stream_state(w, ctx) {
             *st.body_mut(dir) = Some(buffer);
