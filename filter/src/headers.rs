@@ -2,9 +2,9 @@
 //! header, then each name and value followed by a NUL.
 //!
 //! [`HeaderMap`] is what the engine reads: a view of the one buffer the host handed over,
-//! so a request costs no copy and no allocation per header. [`Encoder`] writes the
-//! encoding; [`rewrite`] writes the response map with the engine's changes straight from
-//! the view into a buffer the worker reuses.
+//! so a request costs no copy and no allocation per header. [`encode_into`] writes the
+//! encoding; [`rewrite`] writes the response map with the engine's changes into a buffer
+//! the worker reuses.
 
 use std::borrow::Cow;
 
@@ -167,54 +167,39 @@ impl Headers for HeaderMap<'_> {
     }
 }
 
-/// Writes a map in the ABI's encoding into a buffer (cleared first, its capacity kept):
-/// the number of headers first, then each header in turn.
-pub struct Encoder<'o> {
-    out: &'o mut Vec<u8>,
-    count: usize,
-    written: usize,
-}
-
-impl<'o> Encoder<'o> {
-    /// An encoder of `count` headers; `None` past 4 GiB.
-    pub fn new(out: &'o mut Vec<u8>, count: usize) -> Option<Encoder<'o>> {
-        out.clear();
-        out.extend_from_slice(&u32::try_from(count).ok()?.to_le_bytes());
-        // The length table is filled in as headers come.
-        out.resize(count.checked_mul(8)?.checked_add(4)?, 0);
-        Some(Encoder {
-            out,
-            count,
-            written: 0,
-        })
+/// Writes pairs in the ABI's map encoding into `out` (cleared first, its capacity kept):
+/// sized once, then the length table, then the names and values. `None` past 4 GiB.
+pub fn encode_into<N: AsRef<[u8]>>(out: &mut Vec<u8>, pairs: &[(N, &[u8])]) -> Option<()> {
+    let mut size = pairs.len().checked_mul(8)?.checked_add(4)?;
+    for (name, value) in pairs {
+        size = size
+            .checked_add(name.as_ref().len())?
+            .checked_add(value.len())?
+            .checked_add(2)?;
     }
-
-    /// Adds a header; `None` past the count given or past 4 GiB.
-    pub fn push(&mut self, name: &[u8], value: &[u8]) -> Option<()> {
-        if self.written >= self.count {
-            return None;
-        }
-        let at = self.written.checked_mul(8)?.checked_add(4)?;
-        let lengths = self.out.get_mut(at..at.checked_add(8)?)?;
-        let (name_len, value_len) = lengths.split_at_mut_checked(4)?;
-        name_len.copy_from_slice(&u32::try_from(name.len()).ok()?.to_le_bytes());
-        value_len.copy_from_slice(&u32::try_from(value.len()).ok()?.to_le_bytes());
-        self.out.extend_from_slice(name);
-        self.out.push(0);
-        self.out.extend_from_slice(value);
-        self.out.push(0);
-        self.written += 1;
-        Some(())
+    u32::try_from(size).ok()?;
+    out.clear();
+    out.reserve(size);
+    // Every length fits in 32 bits: their sum does.
+    let length = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&length(pairs.len()));
+    for (name, value) in pairs {
+        out.extend_from_slice(&length(name.as_ref().len()));
+        out.extend_from_slice(&length(value.len()));
     }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_ref());
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    Some(())
 }
 
 /// Encodes pairs in the ABI's map encoding; `None` past 4 GiB.
 pub fn encode_map(pairs: &[(&str, &[u8])]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    let mut encoder = Encoder::new(&mut out, pairs.len())?;
-    for (name, value) in pairs {
-        encoder.push(name.as_bytes(), value)?;
-    }
+    encode_into(&mut out, pairs)?;
     Some(out)
 }
 
@@ -240,11 +225,7 @@ pub fn rewrite(map: &HeaderMap<'_>, changes: &[HeaderChange], out: &mut Vec<u8>)
             }
         }
     }
-    let mut encoder = Encoder::new(out, pairs.len())?;
-    for (name, value) in pairs {
-        encoder.push(name, value)?;
-    }
-    Some(())
+    encode_into(out, &pairs)
 }
 
 const SET_COOKIE: &[u8] = b"set-cookie";
@@ -349,11 +330,10 @@ mod tests {
     }
 
     #[test]
-    fn an_encoder_refuses_more_headers_than_announced() {
-        let mut out = Vec::new();
-        let mut encoder = Encoder::new(&mut out, 1).unwrap();
-        assert_eq!(encoder.push(b"a", b"1"), Some(()));
-        assert_eq!(encoder.push(b"b", b"2"), None);
-        assert_eq!(out, encode_map(&[("a", b"1")]).unwrap());
+    fn encoding_reuses_the_buffer_and_refuses_nothing_that_fits() {
+        let mut out = vec![9; 64];
+        encode_into(&mut out, &[("a", &b"1"[..])]).unwrap();
+        assert_eq!(out, [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, b'a', 0, b'1', 0]);
+        assert!(out.capacity() >= 64);
     }
 }

@@ -158,7 +158,7 @@ pub fn get_headers(map: MapType) -> Result<HeaderBytes> {
 }
 
 /// Replaces a whole header map in one call, with a map already encoded
-/// ([`crate::headers::Encoder`]).
+/// ([`crate::headers::encode_into`]).
 pub fn set_encoded_headers(map: MapType, encoded: &[u8]) -> Result<()> {
     // SAFETY: pointer and length of a live buffer.
     status(unsafe { proxy_set_header_map_pairs(map as u32, encoded.as_ptr(), encoded.len()) })
