@@ -17,7 +17,7 @@ use wasmtime::{
 };
 
 use crate::error::LoadError;
-use crate::host::state::{HostState, Phase, Rng, SharedHandle, VmConfig};
+use crate::host::state::{HostState, Phase, RecentEntries, Rng, SharedHandle, VmConfig};
 
 /// Memory a VM may grow to.
 const MAX_MEMORY: usize = 1 << 30;
@@ -239,6 +239,7 @@ impl Vm {
             rng: Rng::new(seed),
             pending_done: Default::default(),
             done_called: Default::default(),
+            recent_entries: RecentEntries::default(),
             property_bytes: Vec::new(),
             host_trap: None,
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),

@@ -249,5 +249,9 @@ pub fn proxy_set_header_map_pairs(
     let t = status!(map_type(map));
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let bytes = mem!(guest_bytes(memory, "header pairs", ptr, size));
-    edit_map(state, t, |m| m.set_pairs(pair_slices(bytes)))
+    // Lent to the map for the write (it is part of the state the map is borrowed from).
+    let mut recent = std::mem::take(&mut state.recent_entries);
+    let status = edit_map(state, t, |m| m.set_pairs(pair_slices(bytes), &mut recent));
+    state.recent_entries = recent;
+    status
 }

@@ -128,9 +128,15 @@ impl HeaderMap {
     /// lowercased). An entry equal to one of the current map's shares its text: a module
     /// that rewrites a map mostly writes back what it read, in the order it read it, so
     /// each pair is looked for among the few entries after the previous match
-    /// ([`REUSE_WINDOW`]); the cost stays linear whatever a module writes. (Stored keys
-    /// are lowercase, so a key written in another case is a new entry, lowercased.)
-    pub fn set_pairs<'p>(&mut self, pairs: impl ExactSizeIterator<Item = (&'p [u8], &'p [u8])>) {
+    /// ([`REUSE_WINDOW`]); the cost stays linear whatever a module writes. A pair that is
+    /// not there is looked for among the `recent` entries the module wrote before, and
+    /// remembered there when it is new. (Stored keys are lowercase, so a key written in
+    /// another case is a new entry, lowercased.)
+    pub fn set_pairs<'p>(
+        &mut self,
+        pairs: impl ExactSizeIterator<Item = (&'p [u8], &'p [u8])>,
+        recent: &mut RecentEntries,
+    ) {
         let old = self.entries();
         let mut entries = Vec::with_capacity(pairs.len());
         let mut next = 0;
@@ -140,13 +146,13 @@ impl HeaderMap {
                 .enumerate()
                 .skip(next)
                 .take(REUSE_WINDOW)
-                .find(|(_, (k, v))| k.as_bytes() == key && v.as_bytes() == value);
+                .find(|(_, entry)| same_entry(entry, key, value));
             entries.push(match kept {
                 Some((at, entry)) => {
                     next = at + 1;
                     entry.clone()
                 }
-                None => (lowercase_key(&text(key)), Text::from(&*text(value))),
+                None => recent.get_or_make(key, value),
             });
         }
         *self = HeaderMap::of(entries);
@@ -233,6 +239,36 @@ impl HeaderMap {
     /// Whether the map has no entries.
     pub fn is_empty(&self) -> bool {
         self.entries().is_empty()
+    }
+}
+
+/// Whether a map's entry holds exactly the bytes a module wrote.
+fn same_entry((k, v): &(Text, Text), key: &[u8], value: &[u8]) -> bool {
+    k.as_bytes() == key && v.as_bytes() == value
+}
+
+/// How many entries [`RecentEntries`] keeps.
+const RECENT_ENTRIES: usize = 16;
+
+/// The last entries a module wrote into maps written whole that were not in the map
+/// they replaced: a filter writes the same headers into every response (security
+/// headers, say), and an entry found here shares its text instead of building it again.
+/// Bounded, so a module writing ever new pairs costs a short scan per pair and no more.
+#[derive(Debug, Default)]
+pub struct RecentEntries(VecDeque<(Text, Text)>);
+
+impl RecentEntries {
+    /// The entry of `key` and `value`: a remembered one, or a new one, remembered.
+    fn get_or_make(&mut self, key: &[u8], value: &[u8]) -> (Text, Text) {
+        if let Some(entry) = self.0.iter().find(|entry| same_entry(entry, key, value)) {
+            return entry.clone();
+        }
+        let entry = (lowercase_key(&text(key)), Text::from(&*text(value)));
+        if self.0.len() == RECENT_ENTRIES {
+            self.0.pop_front();
+        }
+        self.0.push_back(entry.clone());
+        entry
     }
 }
 
@@ -616,6 +652,8 @@ pub struct HostState {
     pub pending_done: BTreeSet<u32>,
     /// Root contexts that called `proxy_done`.
     pub done_called: BTreeSet<u32>,
+    /// Entries the module wrote lately into maps written whole, to share their text.
+    pub recent_entries: RecentEntries,
     /// Where `proxy_get_property` serializes a value before copying it out (kept for
     /// its capacity).
     pub property_bytes: Vec<u8>,
@@ -691,7 +729,7 @@ mod tests {
         ]);
         let mut written = read.clone();
         let pairs: [(&[u8], &[u8]); 2] = [(b"a", b"1"), (b"B", b"2")];
-        written.set_pairs(pairs.into_iter());
+        written.set_pairs(pairs.into_iter(), &mut RecentEntries::default());
         assert_eq!(
             written.entries(),
             [
@@ -702,6 +740,36 @@ mod tests {
         let (kept, old) = (&written.entries()[0], &read.entries()[1]);
         assert!(std::ptr::eq(kept.0.as_ptr(), old.0.as_ptr()));
         assert!(std::ptr::eq(kept.1.as_ptr(), old.1.as_ptr()));
+    }
+
+    #[test]
+    fn a_pair_written_again_into_another_map_shares_its_text() {
+        let mut recent = RecentEntries::default();
+        let pairs: [(&[u8], &[u8]); 2] = [(b"X-New", b"1"), (b"b", b"2")];
+        let mut first = HeaderMap::default();
+        first.set_pairs(pairs.into_iter(), &mut recent);
+        let mut second = HeaderMap::default();
+        second.set_pairs(pairs.into_iter(), &mut recent);
+        assert_eq!(
+            second.entries(),
+            [
+                (Text::from("x-new"), Text::from("1")),
+                (Text::from("b"), Text::from("2"))
+            ]
+        );
+        let (kept, old) = (&second.entries()[1], &first.entries()[1]);
+        assert!(std::ptr::eq(kept.1.as_ptr(), old.1.as_ptr()));
+        // Written in another case, a key is a new entry (stored lowercase).
+        assert!(!std::ptr::eq(
+            second.entries()[0].0.as_ptr(),
+            first.entries()[0].0.as_ptr()
+        ));
+        for i in 0..2 * RECENT_ENTRIES {
+            let value = i.to_string();
+            let mut map = HeaderMap::default();
+            map.set_pairs([(&b"k"[..], value.as_bytes())].into_iter(), &mut recent);
+        }
+        assert_eq!(recent.0.len(), RECENT_ENTRIES);
     }
 
     #[test]
@@ -716,7 +784,7 @@ mod tests {
             .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
         let mut written = read.clone();
-        written.set_pairs(reversed.into_iter());
+        written.set_pairs(reversed.into_iter(), &mut RecentEntries::default());
         let expected: Vec<(Text, Text)> = pairs
             .iter()
             .rev()
