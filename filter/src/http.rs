@@ -371,15 +371,14 @@ impl HttpContext for Stream {
             .get(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let changes = self.policy.on_response(
-            engine,
-            &Response {
-                status,
-                headers: &headers,
-            },
-            &now,
-            &self.store,
-        );
+        // The worker's list, lent to this response and given back with its capacity, so
+        // that answering allocates nothing once it has grown.
+        let mut changes = std::mem::take(&mut self.worker.borrow_mut().changes);
+        let response = Response {
+            status,
+            headers: &headers,
+        };
+        (self.policy).on_response(engine, &response, &now, &self.store, &mut changes);
         if !changes.is_empty()
             && let Err(e) = self.rewrite_response(&headers, &changes)
         {
@@ -391,6 +390,8 @@ impl HttpContext for Stream {
                 ),
             );
         }
+        changes.clear();
+        self.worker.borrow_mut().changes = changes;
         self.after_engine(now);
         Action::Continue
     }

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
-use stakeguard_policies::Policy;
+use stakeguard_policies::{HeaderChange, Policy};
 
 use crate::alerts::Alerts;
 use crate::host;
@@ -38,7 +38,9 @@ pub struct Worker {
     tick_ms: u32,
     /// Counter for generated references.
     pub references: u64,
-    /// The buffer response maps are rewritten in, reused from stream to stream.
+    /// The engine's changes to a response, then the response map rewritten with them:
+    /// kept from stream to stream for their capacity.
+    pub changes: Vec<HeaderChange>,
     pub encoded: Vec<u8>,
 }
 

@@ -28,7 +28,7 @@ use stakeguard_harness::bench::pass_period_ns;
 use stakeguard_harness::report::Outcome;
 use stakeguard_harness::traffic::{self, Record};
 use stakeguard_harness::{Harness, HarnessConfig};
-use stakeguard_policies::{MemoryStore, Policy, Request, Response, Verdict};
+use stakeguard_policies::{HeaderChange, MemoryStore, Policy, Request, Response, Verdict};
 
 /// A token whose claims say `sub: alice`, as the bank recording carries it.
 const TOKEN: &str = "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImJhbmstMjAyNiJ9.eyJzdWIiOiJhbGljZSIsImFjY291bnRzIjpbIjEwMDAiLCIxMDAxIiwiMTAwMiJdLCJzY29wZSI6ImFjY291bnRzOnJlYWQgdHJhbnNmZXJzOndyaXRlIn0.c2lnbmF0dXJl";
@@ -119,7 +119,15 @@ const NOOP_MODULE: &str = r#"(module
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_delete") (param i32)))"#;
 
-fn native_pass(policy: &Policy, store: &MemoryStore, samples: &[Sample], now_ms: u64) {
+/// The requests through the engine natively, keeping one list of header changes as the
+/// filter does.
+fn native_pass(
+    policy: &Policy,
+    store: &MemoryStore,
+    samples: &[Sample],
+    now_ms: u64,
+    changes: &mut Vec<HeaderChange>,
+) {
     for s in samples {
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", "GET"),
@@ -149,7 +157,9 @@ fn native_pass(policy: &Policy, store: &MemoryStore, samples: &[Sample], now_ms:
                 status: 200,
                 headers: &response_headers,
             };
-            black_box(policy.on_response(&mut stream, &response, &now_ms, store));
+            changes.clear();
+            policy.on_response(&mut stream, &response, &now_ms, store, changes);
+            black_box(&changes);
         }
         black_box(stream);
     }
@@ -218,7 +228,8 @@ fn main() {
     }
     let policy = Policy::from_json(&policy_text).unwrap();
     let store = MemoryStore::new();
-    native_pass(&policy, &store, &samples, START_MS);
+    let mut changes = Vec::new();
+    native_pass(&policy, &store, &samples, START_MS, &mut changes);
 
     // `STAKEGUARD_BENCH_ONLY=filter|host|callbacks|native` times one side alone, ten
     // times as long, for a profiler (`perf record` with `STAKEGUARD_PERFMAP=1`).
@@ -256,7 +267,7 @@ fn main() {
         let start = Instant::now();
         for p in 0..passes as u64 {
             let shift_ms = (round * passes as u64 + p) * period / 1_000_000;
-            native_pass(&policy, &store, &samples, START_MS + shift_ms);
+            native_pass(&policy, &store, &samples, START_MS + shift_ms, &mut changes);
         }
         native.push(per_request(start));
     }

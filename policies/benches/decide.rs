@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion};
-use stakeguard_policies::{MemoryStore, Policy, Request, Response, Verdict};
+use stakeguard_policies::{HeaderChange, MemoryStore, Policy, Request, Response, Verdict};
 
 /// The system allocator, counting allocations for the bank request's report.
 struct Counting;
@@ -169,7 +169,13 @@ const RESPONSE_HEADERS: [(&str, &str); 4] = [
     ("content-type", "application/json"),
 ];
 
-fn bank_exchange(policy: &Policy, store: &MemoryStore, sample: &BankSample) {
+/// One request and its response; `changes` is the list a host keeps for the changes.
+fn bank_exchange(
+    policy: &Policy,
+    store: &MemoryStore,
+    sample: &BankSample,
+    changes: &mut Vec<HeaderChange>,
+) {
     let request = Request {
         method: "GET",
         authority: "bank.example.com",
@@ -187,7 +193,9 @@ fn bank_exchange(policy: &Policy, store: &MemoryStore, sample: &BankSample) {
             status: 200,
             headers: &RESPONSE_HEADERS,
         };
-        black_box(policy.on_response(&mut stream, &response, &now, store));
+        changes.clear();
+        policy.on_response(&mut stream, &response, &now, store, changes);
+        black_box(&changes);
     }
     black_box(stream);
 }
@@ -203,9 +211,10 @@ fn bank_allocations() {
     let policy = bank_policy();
     let store = MemoryStore::new();
     let samples = bank_samples();
+    let mut changes = Vec::new();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for sample in &samples {
-        bank_exchange(&policy, &store, sample);
+        bank_exchange(&policy, &store, sample, &mut changes);
     }
     let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
     println!(
@@ -219,10 +228,11 @@ fn criterion_benches(c: &mut Criterion) {
     let store = MemoryStore::new();
     let samples = bank_samples();
     let mut k = 0;
+    let mut changes = Vec::new();
     c.bench_function("bank_allow_path", |b| {
         b.iter(|| {
             k = (k + 1) % samples.len();
-            bank_exchange(&policy, &store, &samples[k]);
+            bank_exchange(&policy, &store, &samples[k], &mut changes);
         });
     });
 

@@ -93,6 +93,9 @@ fn the_bank_allow_path_allocates_only_the_response_changes() {
         ("x-powered-by", "Express"),
         ("content-type", "application/json"),
     ];
+    // The list of changes a host keeps from response to response (the filter keeps one
+    // per worker): grown once, then reused.
+    let mut changes = Vec::with_capacity(16);
     for headers in [&anonymous[..], &authenticated[..]] {
         let path = headers[2].1;
         let request = Request {
@@ -114,16 +117,15 @@ fn the_bank_allow_path_allocates_only_the_response_changes() {
             status: 200,
             headers: &response_headers,
         };
-        let (on_response, changes) =
-            allocations(|| policy.on_response(&mut stream, &response, &now, &store));
+        changes.clear();
+        let (on_response, ()) = allocations(|| {
+            policy.on_response(&mut stream, &response, &now, &store, &mut changes);
+        });
         assert!(
             changes.contains(&HeaderChange::Remove("server".into())),
             "{changes:?}"
         );
-        assert_eq!(
-            on_response, 1,
-            "allocations in on_response for {path}: the returned list only"
-        );
+        assert_eq!(on_response, 0, "allocations in on_response for {path}");
         assert!(stream.take_events().is_empty(), "{path}");
     }
 }

@@ -561,25 +561,26 @@ impl Policy {
             .unwrap_or_else(|| stream.pending_delay())
     }
 
-    /// Counts the response and returns the header changes to make.
+    /// Counts the response and appends the header changes to make to `changes`, a list
+    /// the host can keep from response to response so that answering allocates nothing.
     pub fn on_response(
         &self,
         stream: &mut Stream,
         response: &Response<'_>,
         clock: &dyn Clock,
         store: &dyn CounterStore,
-    ) -> Vec<HeaderChange> {
+        changes: &mut Vec<HeaderChange>,
+    ) {
         let Some(cx) = self.context(stream, clock, store) else {
-            return Vec::new();
+            return;
         };
-        let mut changes = Vec::with_capacity(response::most_changes(cx.api));
+        changes.reserve(response::most_changes(cx.api));
         login::count(stream, &cx, response);
         quota::count_success(stream, &cx, response);
         session::observe_issued(stream, &cx, response);
-        cors::respond(stream, cx.api, &mut changes);
-        response::lifecycle_headers(&cx, &mut changes);
-        response::harden(stream, &cx, response, &mut changes);
-        changes
+        cors::respond(stream, cx.api, changes);
+        response::lifecycle_headers(&cx, changes);
+        response::harden(stream, &cx, response, changes);
     }
 
     /// The context of the body and response callbacks, which see no request headers:

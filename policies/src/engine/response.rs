@@ -13,7 +13,7 @@ use crate::request::Response;
 use super::{Context, Stream};
 
 /// The most header changes one answer of `api` can get (CORS, lifecycle, hardening), so
-/// that the list of changes is allocated once.
+/// that the list of changes grows at most once.
 pub(super) fn most_changes(api: &Api) -> usize {
     let cors = api
         .controls

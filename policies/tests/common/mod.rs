@@ -98,8 +98,15 @@ impl Host {
                     status,
                     headers: &headers,
                 };
-                self.policy
-                    .on_response(&mut exchange.stream, &response, self, &self.store)
+                let mut changes = Vec::new();
+                self.policy.on_response(
+                    &mut exchange.stream,
+                    &response,
+                    self,
+                    &self.store,
+                    &mut changes,
+                );
+                changes
             }
             _ => Vec::new(),
         };
