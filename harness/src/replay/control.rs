@@ -4,7 +4,9 @@
 
 use super::clock::Work;
 use super::session::Session;
-use super::stream::{Dir, Flow, Step, chunks, lossy};
+use std::sync::Arc;
+
+use super::stream::{Arrival, Dir, Step, chunks, lossy};
 use crate::abi::StreamType;
 use crate::host::state::{HeaderMap, LocalReply};
 use crate::report::{LocalReplyReport, Outcome};
@@ -75,13 +77,11 @@ impl Session<'_> {
         }
         headers.extend(reply.headers.iter().cloned());
         let headers = HeaderMap::from_pairs(headers);
-        let before = std::mem::take(&mut s.response);
-        s.response = Flow {
+        s.response.arrived = Arc::new(Arrival {
             headers: headers.clone(),
             chunks: chunks(&reply.body, None),
             trailers: HeaderMap::default(),
-            ..before
-        };
+        });
         s.response.buffer.clear();
         s.waiting = None;
         if response_started {
@@ -97,7 +97,7 @@ impl Session<'_> {
             details: reply.details.clone(),
             body: lossy(&reply.body, 256),
         };
-        s.local_reply = Some(reply);
+        s.local_reply = Some(Box::new(reply));
         if let Some(entry) = self.entry_mut(w, ctx) {
             entry.local_reply = Some(report);
         }

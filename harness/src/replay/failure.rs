@@ -75,7 +75,7 @@ impl Session<'_> {
             // The client already has its answer.
             entry.status = status_of(s.response.final_headers());
         } else if fail_open {
-            entry.status = status_of(&s.response.headers);
+            entry.status = status_of(&s.response.arrived.headers);
             entry
                 .notes
                 .push("fail open: the stream went on without the filter".to_string());

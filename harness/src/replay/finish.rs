@@ -77,10 +77,10 @@ impl Session<'_> {
         if s.local_reply.is_none()
             && let Some(sent) = &s.request.sent_headers
         {
-            entry.request_header_changes = changes(&s.request.headers, sent);
+            entry.request_header_changes = changes(&s.request.arrived.headers, sent);
             entry.request_body_changed = s.request.body_changed();
         }
-        entry.response_header_changes = changes(&s.response.headers, response_final);
+        entry.response_header_changes = changes(&s.response.arrived.headers, response_final);
         entry.response_body_changed = s.response.body_changed();
         entry.status = if s.reset {
             0

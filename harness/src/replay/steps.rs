@@ -20,9 +20,11 @@ pub(super) fn next_step(s: &StreamRun, from: Step) -> Step {
         Dir::Response => Step::Finish,
     };
     match from {
-        Step::Headers(_) if !flow.chunks.is_empty() => Step::Body(dir, 0),
-        Step::Body(_, i) if i + 1 < flow.chunks.len() => Step::Body(dir, i + 1),
-        Step::Headers(_) | Step::Body(..) if !flow.trailers.is_empty() => Step::Trailers(dir),
+        Step::Headers(_) if !flow.arrived.chunks.is_empty() => Step::Body(dir, 0),
+        Step::Body(_, i) if i + 1 < flow.arrived.chunks.len() => Step::Body(dir, i + 1),
+        Step::Headers(_) | Step::Body(..) if !flow.arrived.trailers.is_empty() => {
+            Step::Trailers(dir)
+        }
         _ => after_direction,
     }
 }
@@ -66,8 +68,8 @@ impl Session<'_> {
             return Ok(());
         };
         let flow = s.flow(dir);
-        let headers = flow.headers.clone();
-        let eos = flow.chunks.is_empty() && flow.trailers.is_empty();
+        let headers = flow.arrived.headers.clone();
+        let eos = flow.arrived.chunks.is_empty() && flow.arrived.trailers.is_empty();
         let n = headers.len() as u32;
         let response_info = (dir == Dir::Response).then(|| {
             let status = headers.get(":status").and_then(|v| v.parse().ok());
@@ -115,8 +117,8 @@ impl Session<'_> {
             return Ok(());
         };
         let flow = s.flow_mut(dir);
-        let chunk = flow.chunks.get(i).map_or(&[][..], Vec::as_slice);
-        let eos = i + 1 >= flow.chunks.len() && flow.trailers.is_empty();
+        let chunk = flow.arrived.chunks.get(i).map_or(&[][..], Vec::as_slice);
+        let eos = i + 1 >= flow.arrived.chunks.len() && flow.arrived.trailers.is_empty();
         let chunk_size = chunk.len() as u64;
         // The module's copy is the one that goes on (or is kept, when it buffers), so
         // the data is handed over, not copied.
@@ -159,7 +161,7 @@ impl Session<'_> {
         let Some(s) = self.streams.get(&(w, ctx)) else {
             return Ok(());
         };
-        let trailers = s.flow(dir).trailers.clone();
+        let trailers = s.flow(dir).arrived.trailers.clone();
         let n = trailers.len() as u32;
         if let Some(st) = self.stream_state(w, ctx) {
             *st.trailers_mut(dir) = Some(trailers);
@@ -190,7 +192,7 @@ impl Session<'_> {
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let flow = s.flow_mut(dir);
             if flow.sent_headers.is_none() {
-                flow.sent_headers = headers.or_else(|| Some(flow.headers.clone()));
+                flow.sent_headers = headers.or_else(|| Some(flow.arrived.headers.clone()));
             }
         }
     }
@@ -219,7 +221,7 @@ impl Session<'_> {
             .and_then(|st| st.trailers_mut(dir).take());
         if let Some(s) = self.streams.get_mut(&(w, ctx)) {
             let flow = s.flow_mut(dir);
-            flow.sent_trailers = trailers.unwrap_or_else(|| flow.trailers.clone());
+            flow.sent_trailers = trailers.unwrap_or_else(|| flow.arrived.trailers.clone());
         }
     }
 }

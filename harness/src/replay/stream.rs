@@ -56,16 +56,23 @@ impl Step {
     }
 }
 
-/// One direction of a stream: what arrives (from the client or upstream) and what the
-/// filter let through. What arrives is shared with the prepared record.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Flow {
+/// What arrives in one direction of a stream, from the client or upstream.
+#[derive(Debug)]
+pub(super) struct Arrival {
     /// Headers as they arrived (`:status` first for a response).
     pub(super) headers: HeaderMap,
     /// Body chunks as they arrive.
-    pub(super) chunks: Arc<[Vec<u8>]>,
+    pub(super) chunks: Vec<Vec<u8>>,
     /// Trailers as they arrived.
     pub(super) trailers: HeaderMap,
+}
+
+/// One direction of a stream: what arrives and what the filter let through. What
+/// arrives is shared with the prepared record, so a stream takes it with one reference
+/// count.
+#[derive(Debug, Clone)]
+pub(super) struct Flow {
+    pub(super) arrived: Arc<Arrival>,
     /// Body data the filter asked to buffer.
     pub(super) buffer: Vec<u8>,
     /// The headers that went on, once they did.
@@ -84,10 +91,15 @@ impl Flow {
         chunk_size: Option<usize>,
     ) -> Flow {
         Flow {
-            headers,
-            chunks: chunks(body, chunk_size),
-            trailers,
-            ..Flow::default()
+            arrived: Arc::new(Arrival {
+                headers,
+                chunks: chunks(body, chunk_size),
+                trailers,
+            }),
+            buffer: Vec::new(),
+            sent_headers: None,
+            sent_body: Vec::new(),
+            sent_trailers: HeaderMap::default(),
         }
     }
 
@@ -95,7 +107,7 @@ impl Flow {
     /// by chunk, without joining them).
     pub(super) fn body_changed(&self) -> bool {
         let mut sent = self.sent_body.as_slice();
-        for chunk in self.chunks.iter() {
+        for chunk in &self.arrived.chunks {
             match sent.strip_prefix(chunk.as_slice()) {
                 Some(rest) => sent = rest,
                 None => return true,
@@ -106,7 +118,7 @@ impl Flow {
 
     /// The headers as they went on, or as they arrived if they have not gone on yet.
     pub(super) fn final_headers(&self) -> &HeaderMap {
-        self.sent_headers.as_ref().unwrap_or(&self.headers)
+        self.sent_headers.as_ref().unwrap_or(&self.arrived.headers)
     }
 }
 
@@ -123,7 +135,8 @@ pub(super) struct StreamRun {
     pub(super) continue_pending: [bool; 2],
     pub(super) request: Flow,
     pub(super) response: Flow,
-    pub(super) local_reply: Option<LocalReply>,
+    /// Boxed: rare, and the stream moves in and out of [`Streams`].
+    pub(super) local_reply: Option<Box<LocalReply>>,
     pub(super) reset: bool,
     pub(super) failed: bool,
 }
@@ -145,13 +158,13 @@ impl StreamRun {
 }
 
 /// `body` cut into chunks of `size` (one chunk without a size; none when empty).
-pub(super) fn chunks(body: &[u8], size: Option<usize>) -> Arc<[Vec<u8>]> {
+pub(super) fn chunks(body: &[u8], size: Option<usize>) -> Vec<Vec<u8>> {
     if body.is_empty() {
-        return Arc::default();
+        return Vec::new();
     }
     match size {
         Some(n) if n > 0 => body.chunks(n).map(<[u8]>::to_vec).collect(),
-        _ => Arc::from([body.to_vec()]),
+        _ => vec![body.to_vec()],
     }
 }
 
