@@ -7,9 +7,10 @@
 //! `stakeguard-policies` natively (`on_request`, then `on_response` when the stream wants
 //! it). Rounds alternate between the two in one process; the medians give requests/s
 //! for each and the ratio, which is the number that matters: what running the policy
-//! as a proxy-wasm module under this host costs over calling the engine directly. Two
-//! baselines split the harness's share: a module without callbacks (the host alone)
-//! and one whose callbacks return at once (plus entering the VM). Set
+//! as a proxy-wasm module under this host costs over calling the engine directly. Three
+//! baselines split the harness's share: a module without callbacks (the host alone),
+//! one whose callbacks return at once (plus entering the VM), and one that makes
+//! stakeguard.wasm's host calls and nothing else (plus the ABI boundary). Set
 //! `STAKEGUARD_BENCH_MODULE` to measure another build of the filter.
 
 #![allow(
@@ -119,6 +120,42 @@ const NOOP_MODULE: &str = r#"(module
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_delete") (param i32)))"#;
 
+/// A module that makes the host calls stakeguard.wasm makes on this traffic and nothing
+/// else: the clock, the request map and the two properties the bank policy reads on
+/// the request; the clock, the response map read and written back (unchanged) on the
+/// response; a bump allocator for what the host hands over. What is left of
+/// stakeguard.wasm's time over this one is the module's own work (SDK, adapter, engine).
+const HOST_CALLS_MODULE: &str = r#"(module
+  (import "env" "proxy_get_current_time_nanoseconds" (func $time (param i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $get_map (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_header_map_pairs" (func $set_map (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $property (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 0) "source\00address")
+  (data (i32.const 32) "connection\00uri_san_peer_certificate")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (global.get $heap)
+    (global.set $heap (i32.add (global.get $heap) (local.get $size))))
+  (func (export "proxy_on_context_create") (param i32 i32)
+    (global.set $heap (i32.const 4096)))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $time (i32.const 128)))
+    (drop (call $get_map (i32.const 0) (i32.const 136) (i32.const 140)))
+    (drop (call $property (i32.const 0) (i32.const 14) (i32.const 144) (i32.const 148)))
+    (drop (call $property (i32.const 32) (i32.const 35) (i32.const 152) (i32.const 156)))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $time (i32.const 128)))
+    (drop (call $get_map (i32.const 2) (i32.const 136) (i32.const 140)))
+    (drop (call $set_map (i32.const 2) (i32.load (i32.const 136)) (i32.load (i32.const 140))))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32)))"#;
+
 /// The requests through the engine natively, keeping one list of header changes as the
 /// filter does.
 fn native_pass(
@@ -203,14 +240,15 @@ fn main() {
     let records = records(&samples);
     let period = pass_period_ns(&records);
 
-    // The filter, then the two baselines; every session is started once.
+    // The filter, then the three baselines; every session is started once.
     let harnesses = [
         one_worker(&module, &policy_text),
         one_worker(EMPTY_MODULE.as_bytes(), ""),
         one_worker(NOOP_MODULE.as_bytes(), ""),
+        one_worker(HOST_CALLS_MODULE.as_bytes(), ""),
     ];
     // Prepared once, as a proxy parses a request once: the harnesses all cut bodies the
-    // same way (one chunk), so one prepared set serves the three.
+    // same way (one chunk), so one prepared set serves them all.
     let prepared = harnesses[0].prepare(&records);
     let mut sessions: Vec<_> = harnesses
         .iter()
@@ -231,7 +269,7 @@ fn main() {
     let mut changes = Vec::new();
     native_pass(&policy, &store, &samples, START_MS, &mut changes);
 
-    // `STAKEGUARD_BENCH_ONLY=filter|host|callbacks|native` times one side alone, ten
+    // `STAKEGUARD_BENCH_ONLY=filter|host|callbacks|host-calls|native` times one side alone, ten
     // times as long, for a profiler (`perf record` with `STAKEGUARD_PERFMAP=1`).
     let only = std::env::var("STAKEGUARD_BENCH_ONLY").ok();
     let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
@@ -249,7 +287,7 @@ fn main() {
             sessions
                 .iter_mut()
                 .zip(&mut wasm)
-                .zip(["filter", "host", "callbacks"])
+                .zip(["filter", "host", "callbacks", "host-calls"])
         {
             if !runs(side) {
                 continue;
@@ -272,7 +310,7 @@ fn main() {
         native.push(per_request(start));
     }
     let native = median(native);
-    let [filter, host, entries] = [0, 1, 2].map(|i| median(wasm[i].clone()));
+    let [filter, host, entries, host_calls] = [0, 1, 2, 3].map(|i| median(wasm[i].clone()));
     let line = |what: &str, ns: f64| {
         println!(
             "  {what:<34} {:>9.0} requests/s  ({ns:>6.0} ns/request)",
@@ -286,6 +324,7 @@ fn main() {
     line("native engine:", native);
     line("harness, module without callbacks:", host);
     line("harness, 7 callbacks doing nothing:", entries);
+    line("harness, its host calls, no logic:", host_calls);
     println!(
         "  ratio harness/native:              {:>9.2}x",
         filter / native

@@ -266,12 +266,14 @@ fn absorb(hash: u64, bytes: &[u8]) -> u64 {
     let hash = words
         .iter()
         .fold(hash, |hash, word| step(hash, u64::from_le_bytes(*word)));
-    let mut tail = [0u8; 8];
-    for (slot, byte) in tail.iter_mut().zip(rest) {
-        *slot = *byte;
-    }
+    // The tail is gathered in a register: bytes stored one by one and read back as a
+    // word stall on the way through memory.
+    let tail = rest
+        .iter()
+        .rev()
+        .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
     let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-    step(hash, u64::from_le_bytes(tail) ^ length.rotate_right(8))
+    step(hash, tail ^ length.rotate_right(8))
 }
 
 #[cfg(test)]
