@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::json::RawJson;
-use crate::path::{find_byte, strip_ascii_prefix, strip_lone_port};
+use crate::path::{find_byte, same_bytes, strip_ascii_prefix, strip_lone_port};
 use crate::policy::{Identity, Partner, PartnerMatch, UserSource};
 use crate::request::{Headers, Request};
 
@@ -183,7 +183,9 @@ pub(crate) fn partner<'p>(
             PartnerMatch::Cidr { network, prefix } => client_ip
                 .and_then(|ip| ip.parse::<IpAddr>().ok())
                 .is_some_and(|ip| in_network(ip, *network, *prefix)),
-            PartnerMatch::UriSan(san) => request.peer_uri_san == Some(san.as_str()),
+            PartnerMatch::UriSan(san) => request
+                .peer_uri_san
+                .is_some_and(|peer| same_bytes(peer.as_bytes(), san.as_bytes())),
         })
 }
 

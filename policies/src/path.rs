@@ -164,6 +164,22 @@ pub(crate) fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
     None
 }
 
+/// Whether two byte strings are equal, eight bytes at a time: `==` on slices is a call to
+/// the module's `memcmp`, a loop over single bytes in wasm, and every request compares its
+/// peer's certificate name and its path segments.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, a_rest) = a.as_chunks::<8>();
+    let (b_words, b_rest) = b.as_chunks::<8>();
+    a_words
+        .iter()
+        .zip(b_words)
+        .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
+        && a_rest.iter().zip(b_rest).all(|(x, y)| x == y)
+}
+
 /// `text` without its first byte if that is `byte` (ASCII): `strip_prefix` with a char
 /// pattern encodes the char as UTF-8 on every call, which shows in wasm profiles.
 pub(crate) fn strip_ascii_prefix(text: &str, byte: u8) -> Option<&str> {
@@ -398,6 +414,21 @@ fn is_unreserved(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_agrees_with_equality_at_every_length_and_difference() {
+        let text: Vec<u8> = (0..30u8).map(|i| b'a' + i).collect();
+        for len in 0..text.len() {
+            let a = &text[..len];
+            assert!(same_bytes(a, a));
+            assert!(!same_bytes(a, &text[..len + 1]));
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{len} {at}");
+            }
+        }
+    }
 
     #[test]
     fn find_byte_agrees_with_a_plain_search_at_every_position() {

@@ -61,7 +61,9 @@ use std::collections::HashMap as StdHashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::path::{Segments, find_byte, strip_ascii_prefix, strip_ascii_suffix, strip_lone_port};
+use crate::path::{
+    Segments, find_byte, same_bytes, strip_ascii_prefix, strip_ascii_suffix, strip_lone_port,
+};
 
 /// The maps of the index, keyed by the policy's own hosts and segments.
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
@@ -205,7 +207,7 @@ impl<V> Children<V> {
         if self.many.is_empty() {
             self.few
                 .iter()
-                .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
+                .find(|(k, _)| same_bytes(k.as_bytes(), key.as_bytes()))
                 .map(|(_, v)| v)
         } else {
             self.many.get(key)
