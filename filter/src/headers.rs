@@ -203,26 +203,38 @@ pub fn encode_map(pairs: &[(&str, &[u8])]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The header a change sets, replaces or removes.
+fn target(change: &HeaderChange) -> &[u8] {
+    match change {
+        HeaderChange::Set(name, _) | HeaderChange::Remove(name) => name.as_bytes(),
+        HeaderChange::ReplaceSetCookies(_) => SET_COOKIE,
+    }
+}
+
 /// Encodes `map` with `changes` applied in order into `out`: the headers no change
-/// touches keep their place and their bytes; a set header goes last. Names are compared
-/// without case and handed over as the engine wrote them: the host lowercases names it
-/// stores (Envoy does). `None` past 4 GiB.
+/// targets keep their place and their bytes; what the changes add goes last, unless a
+/// later change targets the same name again. Names are compared without case and handed
+/// over as the engine wrote them: the host lowercases names it stores (Envoy does).
+/// `None` past 4 GiB.
 pub fn rewrite(map: &HeaderMap<'_>, changes: &[HeaderChange], out: &mut Vec<u8>) -> Option<()> {
     let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(map.len() + changes.len());
-    map.for_each(|name, value| pairs.push((name, value)));
-    for change in changes {
+    map.for_each(|name, value| {
+        if !changes.iter().any(|c| same_name(target(c), name)) {
+            pairs.push((name, value));
+        }
+    });
+    for (i, change) in changes.iter().enumerate() {
+        let name = target(change);
+        let later = changes.get(i + 1..).unwrap_or_default();
+        if later.iter().any(|c| same_name(target(c), name)) {
+            continue;
+        }
         match change {
-            HeaderChange::Set(name, value) => {
-                pairs.retain(|(n, _)| !same_name(n, name.as_bytes()));
-                pairs.push((name.as_bytes(), value.as_bytes()));
-            }
-            HeaderChange::Remove(name) => {
-                pairs.retain(|(n, _)| !same_name(n, name.as_bytes()));
-            }
+            HeaderChange::Set(_, value) => pairs.push((name, value.as_bytes())),
             HeaderChange::ReplaceSetCookies(cookies) => {
-                pairs.retain(|(n, _)| !same_name(n, SET_COOKIE));
-                pairs.extend(cookies.iter().map(|c| (SET_COOKIE, c.as_bytes())));
+                pairs.extend(cookies.iter().map(|c| (name, c.as_bytes())));
             }
+            HeaderChange::Remove(_) => {}
         }
     }
     encode_into(out, &pairs)
