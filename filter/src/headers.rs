@@ -27,6 +27,11 @@ impl HeaderBytes {
     pub fn read(&self) -> Option<HeaderMap<'_>> {
         HeaderMap::read(&self.0)
     }
+
+    /// [`HeaderBytes::read`] into the allocation of a spare index.
+    pub fn read_reusing(&self, spare: Vec<(&'static str, &'static str)>) -> Option<HeaderMap<'_>> {
+        HeaderMap::read_reusing(&self.0, spare)
+    }
 }
 
 /// A header value as the engine reads it (text, lossy where the bytes are not UTF-8) and
@@ -91,11 +96,36 @@ fn walk<'a>(table: &[u8], data: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u
     at <= data.len()
 }
 
+/// The lists a worker keeps between streams, empty, for their allocations: the index of
+/// a map ([`HeaderMap::read_reusing`]) and the headers of a rewrite ([`rewrite`]).
+#[derive(Debug, Default)]
+pub struct Spare {
+    pub index: Vec<(&'static str, &'static str)>,
+    pub pairs: Vec<(&'static [u8], &'static [u8])>,
+}
+
+/// An empty list with the allocation of `list`, for elements that borrow something else.
+/// A vector's own iterator collected into elements of the same size and alignment keeps
+/// its buffer (std collects in place); were it not to, this would allocate, nothing worse.
+fn recycle<T, U>(mut list: Vec<T>) -> Vec<U> {
+    list.clear();
+    list.into_iter().filter_map(|_| None).collect()
+}
+
 impl<'a> HeaderMap<'a> {
     /// Reads an encoded map; `None` when its lengths do not add up.
     pub fn read(bytes: &'a [u8]) -> Option<HeaderMap<'a>> {
+        Self::read_reusing(bytes, Vec::new())
+    }
+
+    /// [`HeaderMap::read`], indexing into the allocation of `spare` (see
+    /// [`HeaderMap::into_spare`]).
+    pub fn read_reusing(
+        bytes: &'a [u8],
+        spare: Vec<(&'static str, &'static str)>,
+    ) -> Option<HeaderMap<'a>> {
         if bytes.is_empty() {
-            return Some(HeaderMap::Text(Vec::new()));
+            return Some(HeaderMap::Text(recycle(spare)));
         }
         let (count, rest) = bytes.split_first_chunk::<4>()?;
         let count = usize::try_from(u32::from_le_bytes(*count)).ok()?;
@@ -107,7 +137,8 @@ impl<'a> HeaderMap<'a> {
                 let at = (bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
                 text.get(at..at.wrapping_add(bytes.len()))
             };
-            let mut pairs = Vec::with_capacity(count);
+            let mut pairs = recycle(spare);
+            pairs.reserve(count);
             let mut cut = false;
             let whole = walk(table, data, |name, value| {
                 match (text_of(name), text_of(value)) {
@@ -124,6 +155,14 @@ impl<'a> HeaderMap<'a> {
             pairs.push((Value::lossy(name), Value::lossy(value)));
         });
         whole.then_some(HeaderMap::Lossy(pairs))
+    }
+
+    /// The map's index, emptied, for the next map to reuse.
+    pub fn into_spare(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            HeaderMap::Text(pairs) => recycle(pairs),
+            HeaderMap::Lossy(_) => Vec::new(),
+        }
     }
 
     /// How many headers the map has.
@@ -216,8 +255,14 @@ fn target(change: &HeaderChange) -> &[u8] {
 /// later change targets the same name again. Names are compared without case and handed
 /// over as the engine wrote them: the host lowercases names it stores (Envoy does).
 /// `None` past 4 GiB.
-pub fn rewrite(map: &HeaderMap<'_>, changes: &[HeaderChange], out: &mut Vec<u8>) -> Option<()> {
-    let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(map.len() + changes.len());
+pub fn rewrite(
+    map: &HeaderMap<'_>,
+    changes: &[HeaderChange],
+    out: &mut Vec<u8>,
+    spare: &mut Vec<(&'static [u8], &'static [u8])>,
+) -> Option<()> {
+    let mut pairs: Vec<(&[u8], &[u8])> = recycle(std::mem::take(spare));
+    pairs.reserve(map.len() + changes.len());
     map.for_each(|name, value| {
         if !changes.iter().any(|c| same_name(target(c), name)) {
             pairs.push((name, value));
@@ -237,7 +282,9 @@ pub fn rewrite(map: &HeaderMap<'_>, changes: &[HeaderChange], out: &mut Vec<u8>)
             HeaderChange::Remove(_) => {}
         }
     }
-    encode_into(out, &pairs)
+    let encoded = encode_into(out, &pairs);
+    *spare = recycle(pairs);
+    encoded
 }
 
 const SET_COOKIE: &[u8] = b"set-cookie";
@@ -269,6 +316,18 @@ mod tests {
         assert_eq!(all, ["1", "3"]);
         assert!(!map.all_values("x", &mut |_| false));
         assert_eq!(HeaderMap::read(&[]).map(|m| pairs(&m)), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_spare_index_is_reused_not_reallocated() {
+        let encoded = encode_map(&[(":path", b"/a"), ("x", b"1")]).unwrap();
+        let spare = Vec::with_capacity(8);
+        let buffer = spare.as_ptr() as usize;
+        let map = HeaderMap::read_reusing(&encoded, spare).unwrap();
+        assert_eq!(map.get("x"), Some("1"));
+        let spare = map.into_spare();
+        assert_eq!((spare.as_ptr() as usize, spare.capacity()), (buffer, 8));
+        assert!(spare.is_empty());
     }
 
     #[test]
@@ -330,7 +389,7 @@ mod tests {
             HeaderChange::Remove("X-Gone".into()),
         ];
         let mut out = vec![1, 2, 3];
-        rewrite(&map, &changes, &mut out).unwrap();
+        rewrite(&map, &changes, &mut out, &mut Vec::new()).unwrap();
         let expected: [(&str, &[u8]); 5] = [
             (":status", b"200"),
             ("x-bin", b"\xff"),

@@ -26,13 +26,20 @@ pub const DECISION_PROPERTY: &str = "stakeguard.decision";
 const SOURCE_ADDRESS: PropertyPath = "source\0address";
 const PEER_URI_SAN: PropertyPath = "connection\0uri_san_peer_certificate";
 
-/// The map a host call handed over, read in place, or why not (`MALFORMED` when its
-/// lengths do not add up).
-fn read(head: &Result<HeaderBytes, HostError>) -> Result<HeaderMap<'_>, HostError> {
-    head.as_ref()
-        .map_err(|e| *e)?
-        .read()
-        .ok_or(HostError::MALFORMED)
+/// The map a host call handed over, read in place into the worker's spare index, or why
+/// not (`MALFORMED` when its lengths do not add up).
+fn read<'h>(
+    head: &'h Result<HeaderBytes, HostError>,
+    worker: &RefCell<Worker>,
+) -> Result<HeaderMap<'h>, HostError> {
+    let head = head.as_ref().map_err(|e| *e)?;
+    let spare = std::mem::take(&mut worker.borrow_mut().spare.index);
+    head.read_reusing(spare).ok_or(HostError::MALFORMED)
+}
+
+/// Gives a map's index back to the worker for the next map.
+fn give_back(headers: HeaderMap<'_>, worker: &RefCell<Worker>) {
+    worker.borrow_mut().spare.index = headers.into_spare();
 }
 
 /// What log lines, alerts and the published decision quote of a request. It is read again
@@ -243,9 +250,10 @@ impl Stream {
         changes: &[HeaderChange],
     ) -> Result<(), HostError> {
         let mut worker = self.worker.borrow_mut();
-        let out = &mut worker.encoded;
-        headers::rewrite(headers, changes, out).ok_or(HostError::MALFORMED)?;
-        host::set_encoded_headers(MapType::HttpResponseHeaders, out)
+        let Worker { encoded, spare, .. } = &mut *worker;
+        headers::rewrite(headers, changes, encoded, &mut spare.pairs)
+            .ok_or(HostError::MALFORMED)?;
+        host::set_encoded_headers(MapType::HttpResponseHeaders, encoded)
     }
 
     fn refuse(&mut self, why: &str) -> Action {
@@ -275,7 +283,7 @@ impl HttpContext for Stream {
             worker.references
         };
         let head = host::get_headers(MapType::HttpRequestHeaders);
-        let headers = match read(&head) {
+        let headers = match read(&head, &self.worker) {
             Ok(headers) => headers,
             Err(e) => return self.refuse(&format!("cannot read request headers: status {}", e.0)),
         };
@@ -309,6 +317,7 @@ impl HttpContext for Stream {
             reference: &reference,
         };
         let (engine, verdict) = self.policy.on_request(&request, &now, &self.store);
+        give_back(headers, &self.worker);
         self.engine = Some(engine);
         self.request_headers = head.unwrap_or_default();
         self.after_engine(now);
@@ -357,7 +366,7 @@ impl HttpContext for Stream {
         }
         let now = host::now_ms();
         let head = host::get_headers(MapType::HttpResponseHeaders);
-        let headers = match read(&head) {
+        let headers = match read(&head, &self.worker) {
             Ok(headers) => headers,
             Err(e) => {
                 host::log(
@@ -392,6 +401,7 @@ impl HttpContext for Stream {
         }
         changes.clear();
         self.worker.borrow_mut().changes = changes;
+        give_back(headers, &self.worker);
         self.after_engine(now);
         Action::Continue
     }

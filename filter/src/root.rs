@@ -15,6 +15,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use stakeguard_policies::{HeaderChange, Policy};
 
 use crate::alerts::Alerts;
+use crate::headers::Spare;
 use crate::host;
 use crate::http::{Refusal, Stream};
 use crate::metrics::{self, Batch};
@@ -38,10 +39,12 @@ pub struct Worker {
     tick_ms: u32,
     /// Counter for generated references.
     pub references: u64,
-    /// The engine's changes to a response, then the response map rewritten with them:
-    /// kept from stream to stream for their capacity.
+    /// The engine's changes to a response, then the response map rewritten with them,
+    /// and the lists header maps are read into: kept from stream to stream, empty, for
+    /// their allocations.
     pub changes: Vec<HeaderChange>,
     pub encoded: Vec<u8>,
+    pub spare: Spare,
 }
 
 impl Worker {
