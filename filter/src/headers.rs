@@ -60,7 +60,21 @@ impl AsRef<str> for Value<'_> {
 /// A header map read in place from its encoding: an index of slices of the host's buffer,
 /// built once, which the engine's lookups scan.
 #[derive(Debug)]
-pub enum HeaderMap<'a> {
+pub struct HeaderMap<'a> {
+    pairs: Pairs<'a>,
+    /// Bit `n % 64` is set when some name is `n` bytes long. Most lookups are for headers
+    /// a map does not have (security headers, `origin`, `content-length`, ...), and most
+    /// of those are answered here, without a scan.
+    lengths: u64,
+}
+
+/// The bit of [`HeaderMap::lengths`] for a name of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << (len % 64)
+}
+
+#[derive(Debug)]
+enum Pairs<'a> {
     /// Every name and value is UTF-8 (almost every map): one validation for the whole
     /// map, then names and values are slices of it.
     Text(Vec<(&'a str, &'a str)>),
@@ -125,7 +139,10 @@ impl<'a> HeaderMap<'a> {
         spare: Vec<(&'static str, &'static str)>,
     ) -> Option<HeaderMap<'a>> {
         if bytes.is_empty() {
-            return Some(HeaderMap::Text(recycle(spare)));
+            return Some(HeaderMap {
+                pairs: Pairs::Text(recycle(spare)),
+                lengths: 0,
+            });
         }
         let (count, rest) = bytes.split_first_chunk::<4>()?;
         let count = usize::try_from(u32::from_le_bytes(*count)).ok()?;
@@ -139,49 +156,61 @@ impl<'a> HeaderMap<'a> {
             };
             let mut pairs = recycle(spare);
             pairs.reserve(count);
-            let mut cut = false;
+            let (mut cut, mut lengths) = (false, 0);
             let whole = walk(table, data, |name, value| {
                 match (text_of(name), text_of(value)) {
-                    (Some(name), Some(value)) => pairs.push((name, value)),
+                    (Some(name), Some(value)) => {
+                        lengths |= length_bit(name.len());
+                        pairs.push((name, value));
+                    }
                     _ => cut = true,
                 }
             });
             if !cut {
-                return whole.then_some(HeaderMap::Text(pairs));
+                return whole.then_some(HeaderMap {
+                    pairs: Pairs::Text(pairs),
+                    lengths,
+                });
             }
         }
         let mut pairs = Vec::with_capacity(count);
+        let mut lengths = 0;
         let whole = walk(table, data, |name, value| {
-            pairs.push((Value::lossy(name), Value::lossy(value)));
+            let name = Value::lossy(name);
+            lengths |= length_bit(name.text.len());
+            pairs.push((name, Value::lossy(value)));
         });
-        whole.then_some(HeaderMap::Lossy(pairs))
+        whole.then_some(HeaderMap {
+            pairs: Pairs::Lossy(pairs),
+            lengths,
+        })
     }
 
     /// The map's index, emptied, for the next map to reuse.
     pub fn into_spare(self) -> Vec<(&'static str, &'static str)> {
-        match self {
-            HeaderMap::Text(pairs) => recycle(pairs),
-            HeaderMap::Lossy(_) => Vec::new(),
+        match self.pairs {
+            Pairs::Text(pairs) => recycle(pairs),
+            Pairs::Lossy(_) => Vec::new(),
         }
     }
 
     /// How many headers the map has.
     pub(crate) fn len(&self) -> usize {
-        match self {
-            HeaderMap::Text(pairs) => pairs.len(),
-            HeaderMap::Lossy(pairs) => pairs.len(),
+        match &self.pairs {
+            Pairs::Text(pairs) => pairs.len(),
+            Pairs::Lossy(pairs) => pairs.len(),
         }
     }
 
     /// Calls `visit` with every header's name and value bytes, in order.
     pub fn for_each(&self, mut visit: impl FnMut(&'a [u8], &'a [u8])) {
-        match self {
-            HeaderMap::Text(pairs) => {
+        match &self.pairs {
+            Pairs::Text(pairs) => {
                 for (name, value) in pairs {
                     visit(name.as_bytes(), value.as_bytes());
                 }
             }
-            HeaderMap::Lossy(pairs) => {
+            Pairs::Lossy(pairs) => {
                 for (name, value) in pairs {
                     visit(name.bytes, value.bytes);
                 }
@@ -192,16 +221,22 @@ impl<'a> HeaderMap<'a> {
 
 impl Headers for HeaderMap<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        match self {
-            HeaderMap::Text(pairs) => Headers::get(pairs.as_slice(), name),
-            HeaderMap::Lossy(pairs) => Headers::get(pairs.as_slice(), name),
+        if self.lengths & length_bit(name.len()) == 0 {
+            return None;
+        }
+        match &self.pairs {
+            Pairs::Text(pairs) => Headers::get(pairs.as_slice(), name),
+            Pairs::Lossy(pairs) => Headers::get(pairs.as_slice(), name),
         }
     }
 
     fn all_values<'s>(&'s self, name: &str, visit: &mut dyn FnMut(&'s str) -> bool) -> bool {
-        match self {
-            HeaderMap::Text(pairs) => pairs.as_slice().all_values(name, visit),
-            HeaderMap::Lossy(pairs) => pairs.as_slice().all_values(name, visit),
+        if self.lengths & length_bit(name.len()) == 0 {
+            return true;
+        }
+        match &self.pairs {
+            Pairs::Text(pairs) => pairs.as_slice().all_values(name, visit),
+            Pairs::Lossy(pairs) => pairs.as_slice().all_values(name, visit),
         }
     }
 }
@@ -304,7 +339,7 @@ mod tests {
         let encoded =
             encode_map(&[(":path", b"/a"), ("x", b"1"), ("X-Two", b"2"), ("x", b"3")]).unwrap();
         let map = HeaderMap::read(&encoded).unwrap();
-        assert!(matches!(map, HeaderMap::Text(_)));
+        assert!(matches!(map.pairs, Pairs::Text(_)));
         assert_eq!(map.get(":path"), Some("/a"));
         assert_eq!(map.get("x-two"), Some("2"));
         assert_eq!(map.get("missing"), None);
@@ -316,6 +351,20 @@ mod tests {
         assert_eq!(all, ["1", "3"]);
         assert!(!map.all_values("x", &mut |_| false));
         assert_eq!(HeaderMap::read(&[]).map(|m| pairs(&m)), Some(Vec::new()));
+    }
+
+    #[test]
+    fn lookups_skip_maps_without_a_name_of_that_length_and_only_those() {
+        let long = "x".repeat(67);
+        let encoded = encode_map(&[("abc", b"1"), (long.as_str(), b"2")]).unwrap();
+        let map = HeaderMap::read(&encoded).unwrap();
+        assert_eq!(map.get("ABC"), Some("1"));
+        assert_eq!(map.get(&long), Some("2"));
+        // 3 and 67 share a bit: the scan decides.
+        assert_eq!(map.get("xyz"), None);
+        assert_eq!(map.get(&"y".repeat(67)), None);
+        assert_eq!(map.get("ab"), None);
+        assert!(map.all_values("abcd", &mut |_| false));
     }
 
     #[test]
@@ -334,7 +383,7 @@ mod tests {
     fn values_that_are_not_utf8_are_read_lossily_and_kept_as_bytes() {
         let encoded = encode_map(&[(":path", b"/a"), ("x-bin", b"a\xffb")]).unwrap();
         let map = HeaderMap::read(&encoded).unwrap();
-        assert!(matches!(map, HeaderMap::Lossy(_)));
+        assert!(matches!(map.pairs, Pairs::Lossy(_)));
         assert_eq!(map.get(":path"), Some("/a"));
         assert_eq!(map.get("x-bin"), Some("a\u{fffd}b"));
         assert_eq!(
@@ -349,7 +398,7 @@ mod tests {
         let mut encoded = vec![1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
         encoded.extend_from_slice("é\0".as_bytes());
         let map = HeaderMap::read(&encoded).unwrap();
-        assert!(matches!(map, HeaderMap::Lossy(_)));
+        assert!(matches!(map.pairs, Pairs::Lossy(_)));
         assert_eq!(map.get("\u{fffd}"), Some(""));
         assert_eq!(pairs(&map), [(&b"\xc3"[..], &b""[..])]);
     }
