@@ -95,12 +95,14 @@ impl Hasher for KeyHasher {
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            for (to, from) in word.iter_mut().zip(rest) {
-                *to = *from;
-            }
+            // Gathered in a register: bytes stored one by one and read back as a word
+            // stall on the way through memory.
+            let word = rest
+                .iter()
+                .rev()
+                .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
             // The length keeps `a` and `a\0` apart.
-            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+            self.mix(word ^ ((rest.len() as u64) << 59));
         }
     }
 
@@ -455,11 +457,16 @@ impl<T: Copy> RouteIndex<T> {
             return Match::NotFound;
         };
         let host = host_of(authority);
-        let mut buffer = [0u8; HOST_BUFFER];
+        // Filled only for a host with capitals: zeroing it on every lookup showed in
+        // profiles (a `memory.fill` call in wasm).
+        let mut buffer;
         let owned: String;
         let host = if !host.bytes().any(|b| b.is_ascii_uppercase()) {
             host
-        } else if let Some(lowered) = lowercase_into(host, &mut buffer) {
+        } else if let Some(lowered) = {
+            buffer = [0u8; HOST_BUFFER];
+            lowercase_into(host, &mut buffer)
+        } {
             lowered
         } else {
             // Only for hosts longer than any DNS name: not the common path.
