@@ -7,6 +7,7 @@
 //! the worker reuses.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use stakeguard_policies::HeaderChange;
 use stakeguard_policies::request::{Headers, same_name};
@@ -83,9 +84,42 @@ enum Pairs<'a> {
     Lossy(Vec<(Value<'a>, Value<'a>)>),
 }
 
+/// What a map's names and values are cut from: its bytes, or its text once validated.
+trait Data {
+    fn cut(&self, range: Range<usize>) -> Option<&Self>;
+    fn size(&self) -> usize;
+}
+
+impl Data for [u8] {
+    fn cut(&self, range: Range<usize>) -> Option<&Self> {
+        self.get(range)
+    }
+
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Data for str {
+    /// `None` also where the range would cut a character in two, which a host that
+    /// encodes a map of text never makes it do.
+    fn cut(&self, range: Range<usize>) -> Option<&Self> {
+        self.get(range)
+    }
+
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
 /// Calls `visit` with each header's name and value of an encoded map (count and length
-/// table already split off), in order; false when the lengths run past the data.
-fn walk<'a>(table: &[u8], data: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) -> bool {
+/// table already split off), in order; false when a length runs past the data or cuts
+/// it where it cannot be cut.
+fn walk<'a, D: Data + ?Sized>(
+    table: &[u8],
+    data: &'a D,
+    mut visit: impl FnMut(&'a D, &'a D),
+) -> bool {
     let mut lengths = table;
     let mut at = 0usize;
     while let Some(([a, b, c, d, e, f, g, h], rest)) = lengths.split_first_chunk::<8>() {
@@ -95,8 +129,8 @@ fn walk<'a>(table: &[u8], data: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u
             let name_end = at.checked_add(name_len)?;
             let value_start = name_end.checked_add(1)?;
             let value_end = value_start.checked_add(value_len)?;
-            let name = data.get(at..name_end)?;
-            let value = data.get(value_start..value_end)?;
+            let name = data.cut(at..name_end)?;
+            let value = data.cut(value_start..value_end)?;
             Some((name, value, value_end.checked_add(1)?))
         })();
         let Some((name, value, next)) = entry else {
@@ -107,7 +141,7 @@ fn walk<'a>(table: &[u8], data: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u
         lengths = rest;
     }
     // The NUL after the last value must be there too.
-    at <= data.len()
+    at <= data.size()
 }
 
 /// The lists a worker keeps between streams, empty, for their allocations: the index of
@@ -148,31 +182,22 @@ impl<'a> HeaderMap<'a> {
         let count = usize::try_from(u32::from_le_bytes(*count)).ok()?;
         let (table, data) = rest.split_at_checked(count.checked_mul(8)?)?;
         if let Ok(text) = std::str::from_utf8(data) {
-            // A slice of valid text is text unless it cuts a character in two, which a
-            // host that cuts at the NULs around names and values never does.
-            let text_of = |bytes: &'a [u8]| {
-                let at = (bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-                text.get(at..at.wrapping_add(bytes.len()))
-            };
             let mut pairs = recycle(spare);
             pairs.reserve(count);
-            let (mut cut, mut lengths) = (false, 0);
-            let whole = walk(table, data, |name, value| {
-                match (text_of(name), text_of(value)) {
-                    (Some(name), Some(value)) => {
-                        lengths |= length_bit(name.len());
-                        pairs.push((name, value));
-                    }
-                    _ => cut = true,
-                }
+            let mut lengths = 0;
+            let whole = walk(table, text, |name: &'a str, value| {
+                lengths |= length_bit(name.len());
+                pairs.push((name, value));
             });
-            if !cut {
-                return whole.then_some(HeaderMap {
+            if whole {
+                return Some(HeaderMap {
                     pairs: Pairs::Text(pairs),
                     lengths,
                 });
             }
         }
+        // Not text, or cut where text cannot be cut (then read as bytes, which refuses
+        // lengths that do not add up).
         let mut pairs = Vec::with_capacity(count);
         let mut lengths = 0;
         let whole = walk(table, data, |name, value| {

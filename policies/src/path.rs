@@ -180,6 +180,18 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         && a_rest.iter().zip(b_rest).all(|(x, y)| x == y)
 }
 
+/// Up to eight bytes as a little-endian word, gathered in a register (a plain loop: the
+/// iterator adapters of a reversed fold stay calls in the size-optimized wasm build).
+pub(crate) fn little_endian(bytes: &[u8]) -> u64 {
+    let mut word = 0u64;
+    let mut shift = 0u32;
+    for &byte in bytes {
+        word |= u64::from(byte).wrapping_shl(shift);
+        shift += 8;
+    }
+    word
+}
+
 /// `text` without its first byte if that is `byte` (ASCII): `strip_prefix` with a char
 /// pattern encodes the char as UTF-8 on every call, which shows in wasm profiles.
 pub(crate) fn strip_ascii_prefix(text: &str, byte: u8) -> Option<&str> {

@@ -62,7 +62,8 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::path::{
-    Segments, find_byte, same_bytes, strip_ascii_prefix, strip_ascii_suffix, strip_lone_port,
+    Segments, find_byte, little_endian, same_bytes, strip_ascii_prefix, strip_ascii_suffix,
+    strip_lone_port,
 };
 
 /// The maps of the index, keyed by the policy's own hosts and segments.
@@ -97,10 +98,7 @@ impl Hasher for KeyHasher {
         if !rest.is_empty() {
             // Gathered in a register: bytes stored one by one and read back as a word
             // stall on the way through memory.
-            let word = rest
-                .iter()
-                .rev()
-                .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
+            let word = little_endian(rest);
             // The length keeps `a` and `a\0` apart.
             self.mix(word ^ ((rest.len() as u64) << 59));
         }

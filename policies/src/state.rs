@@ -13,6 +13,7 @@
 //! times when another worker wrote first, as proxy-wasm shared data requires.
 
 use crate::host::{CounterStore, StoreError};
+use crate::path::little_endian;
 
 /// A counter table; one per kind of per-key state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,10 +269,7 @@ fn absorb(hash: u64, bytes: &[u8]) -> u64 {
         .fold(hash, |hash, word| step(hash, u64::from_le_bytes(*word)));
     // The tail is gathered in a register: bytes stored one by one and read back as a
     // word stall on the way through memory.
-    let tail = rest
-        .iter()
-        .rev()
-        .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
+    let tail = little_endian(rest);
     let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     step(hash, tail ^ length.rotate_right(8))
 }
