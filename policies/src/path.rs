@@ -227,20 +227,13 @@ pub(crate) fn strip_lone_port(address: &str) -> &str {
 ///
 /// Returns `Cow::Borrowed` when the path (without query) was already normal.
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
-    // A byte loop: `split` with a set of chars decodes every char, and `position` is a
-    // call per search, both of which cost in wasm.
-    let mut end = raw.len();
-    for (i, &b) in raw.as_bytes().iter().enumerate() {
-        if b == b'?' || b == b'#' {
-            end = i;
-            break;
-        }
-    }
-    let path = raw.get(..end).unwrap_or(raw);
-    if path.as_bytes().first() != Some(&b'/') {
+    if raw.as_bytes().first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    if scan(path)? {
+    // One pass finds where the query or fragment starts and judges the path before it.
+    let (normal, end) = scan(raw)?;
+    let path = raw.get(..end).unwrap_or(raw);
+    if normal {
         Ok(Cow::Borrowed(path))
     } else {
         rebuild(path).map(Cow::Owned)
@@ -271,9 +264,11 @@ pub fn decode_segment(segment: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
-/// Validates every byte of `path` and tells whether it is already normal (nothing to
-/// decode, no hex to uppercase, no dot segment, no repeated slash).
-fn scan(path: &str) -> Result<bool, PathError> {
+/// Validates every byte of `path` up to its query or fragment and tells whether that
+/// much is already normal (nothing to decode, no hex to uppercase, no dot segment, no
+/// repeated slash), and where it ends. A byte loop: `split` with a set of chars decodes
+/// every char, and `position` is a call per search, both of which cost in wasm.
+fn scan(path: &str) -> Result<(bool, usize), PathError> {
     let bytes = path.as_bytes();
     let mut normal = true;
     // The segment read so far: its length and how many of its bytes are raw dots, so
@@ -305,6 +300,7 @@ fn scan(path: &str) -> Result<bool, PathError> {
                 }
                 3
             }
+            b'?' | b'#' => break,
             b'\\' => return Err(PathError::Backslash),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             0x80.. => return Err(PathError::NonAscii),
@@ -317,7 +313,7 @@ fn scan(path: &str) -> Result<bool, PathError> {
         length += width;
         i += width;
     }
-    Ok(normal && !is_dot_segment(length, dots))
+    Ok((normal && !is_dot_segment(length, dots), i))
 }
 
 /// Whether a segment of `length` bytes, `dots` of them raw dots, is `.` or `..`.
@@ -487,6 +483,9 @@ mod tests {
             ("/a#frag?x", Ok("/a")),
             ("/a?x#y", Ok("/a")),
             ("/?", Ok("/")),
+            // An escape cut short by the query is bad, as it was at the end of the path.
+            ("/a%4?x", Err("bad_percent_encoding")),
+            ("/a?%zz", Ok("/a")),
             // Dot segments.
             ("/a/./b", Ok("/a/b")),
             ("/a/.", Ok("/a/")),
