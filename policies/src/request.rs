@@ -124,3 +124,27 @@ pub struct Response<'a> {
     /// All response headers.
     pub headers: &'a dyn Headers,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_without_case_at_every_length_and_position() {
+        let name = b"x-forwarded-client-cert-and-more";
+        for len in 0..name.len() {
+            let a = &name[..len];
+            assert!(same_name(a, a));
+            assert!(!same_name(a, &name[..len + 1]));
+            for at in 0..len {
+                let mut upper = a.to_vec();
+                upper[at] = upper[at].to_ascii_uppercase();
+                assert!(same_name(a, &upper), "{len} {at}");
+                let mut other = a.to_vec();
+                // '-' and '\r' differ only in the case bit, but are not letters.
+                other[at] = if other[at] == b'-' { b'\r' } else { b'#' };
+                assert!(!same_name(a, &other), "{len} {at}");
+            }
+        }
+    }
+}
