@@ -8,9 +8,7 @@ use super::session::Session;
 use super::stream::status_of;
 use crate::abi::MetricType;
 use crate::host::state::{HeaderMap, lock};
-use crate::report::{
-    Entry, HeaderChange, MetricReport, Outcome, Report, header_changes, incident_label,
-};
+use crate::report::{HeaderChange, MetricReport, Outcome, Report, header_changes, incident_label};
 
 /// The filter-state property a module publishes its decision in.
 const DECISION_PROPERTY: &str = "stakeguard.decision";
@@ -107,8 +105,8 @@ impl Session<'_> {
     /// previous report, metrics are their values now.
     pub(super) fn report(&mut self) -> Report {
         let mut summary = std::mem::take(&mut self.summary);
-        // Drained, so the next replay's entries reuse the allocation.
-        let entries: Vec<Entry> = self.entries.drain(..).flatten().collect();
+        // Handed over whole: no entry moves again (the next replay allocates its list once).
+        let entries = std::mem::take(&mut self.entries);
         summary.requests = entries.len();
         // Counted by outcome first, so names are copied once per outcome, not per entry.
         let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();

@@ -48,8 +48,9 @@ pub struct Session<'h> {
     /// Streams in flight by (worker, context).
     pub(super) streams: Streams,
     /// The entries of the replay in progress, by record index: each record's from the
-    /// start of its stream, filled in as the stream runs.
-    pub(super) entries: Vec<Option<Entry>>,
+    /// start of its stream (streams start in record order, so each is pushed at its
+    /// index), filled in as the stream runs.
+    pub(super) entries: Vec<Entry>,
     /// Callout answers due, by (time, sequence).
     pub(super) events: BinaryHeap<Reverse<(u64, u64, Event)>>,
     pub(super) seq: u64,
@@ -122,7 +123,7 @@ impl<'h> Session<'h> {
         progress: &mut dyn FnMut(usize),
     ) -> Report {
         self.entries.clear();
-        self.entries.resize(records.len(), None);
+        self.entries.reserve(records.len());
         self.connections.clear();
         self.connections.resize(records.connections, None);
         let mut last = self.now;

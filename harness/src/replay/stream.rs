@@ -260,29 +260,28 @@ impl Session<'_> {
             notes.push("no recorded response; upstream answered 200 with no body".to_string());
         }
         let start_ns = i64::try_from(self.now).unwrap_or(i64::MAX);
-        if let Some(slot) = self.entries.get_mut(index) {
-            *slot = Some(Entry {
-                index,
-                time: Time(start_ns),
-                worker: w,
-                method: record.method.clone(),
-                authority: record.authority.clone(),
-                path: record.path.clone(),
-                outcome: Outcome::Forwarded,
-                status: 0,
-                request_header_changes: Vec::new(),
-                response_header_changes: Vec::new(),
-                request_body_changed: false,
-                response_body_changed: false,
-                local_reply: None,
-                properties: BTreeMap::new(),
-                decision: None,
-                callouts: Vec::new(),
-                logs: Vec::new(),
-                trap: None,
-                notes,
-            });
-        }
+        // Streams start in record order: the entry lands at `index`.
+        self.entries.push(Entry {
+            index,
+            time: Time(start_ns),
+            worker: w,
+            method: record.method.clone(),
+            authority: record.authority.clone(),
+            path: record.path.clone(),
+            outcome: Outcome::Forwarded,
+            status: 0,
+            request_header_changes: Vec::new(),
+            response_header_changes: Vec::new(),
+            request_body_changed: false,
+            response_body_changed: false,
+            local_reply: None,
+            properties: BTreeMap::new(),
+            decision: None,
+            callouts: Vec::new(),
+            logs: Vec::new(),
+            trap: None,
+            notes,
+        });
         let mut stream = StreamRun {
             index,
             step: Step::Headers(Dir::Request),
@@ -360,7 +359,7 @@ impl Session<'_> {
 
     /// The report entry of record `index`, filled in as its stream runs.
     pub(super) fn entry_at(&mut self, index: usize) -> Option<&mut Entry> {
-        self.entries.get_mut(index)?.as_mut()
+        self.entries.get_mut(index)
     }
 
     /// The report entry of a stream in flight.
