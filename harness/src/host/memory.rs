@@ -131,7 +131,16 @@ fn slice_mut<'c>(
     len: usize,
 ) -> Result<&'c mut [u8], MemoryError> {
     let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
-    let data = memory.data_mut(caller);
+    guest_bytes_mut(memory.data_mut(caller), region, ptr, len)
+}
+
+/// The `len` bytes at `ptr` of guest memory `data`, to write in place.
+fn guest_bytes_mut<'d>(
+    data: &'d mut [u8],
+    region: &'static str,
+    ptr: u32,
+    len: usize,
+) -> Result<&'d mut [u8], MemoryError> {
     let size = data.len();
     let r = range(region, u64::from(ptr), len as u64, size)?;
     data.get_mut(r).ok_or(MemoryError::OutOfBounds {
@@ -217,34 +226,17 @@ pub fn read_u32(
     Ok(u32::from_le_bytes(word))
 }
 
-/// Allocates `size` bytes in the guest with its allocator and checks the block.
-pub fn alloc(caller: &mut Caller<'_, HostState>, size: u32) -> Result<u32, MemoryError> {
+/// Calls the guest allocator for `size` bytes: the address it returns, unchecked.
+fn alloc(caller: &mut Caller<'_, HostState>, size: u32) -> Result<u32, MemoryError> {
     let Some(allocator) = caller.data().allocator.clone() else {
         return Err(MemoryError::AllocFailed {
             size: u64::from(size),
             address: 0,
         });
     };
-    let address = allocator
+    allocator
         .call(&mut *caller, size)
-        .map_err(MemoryError::Trap)?;
-    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
-    let memory_size = memory.data_size(&*caller);
-    if address == 0
-        || range(
-            "allocated block",
-            u64::from(address),
-            u64::from(size),
-            memory_size,
-        )
-        .is_err()
-    {
-        return Err(MemoryError::AllocFailed {
-            size: u64::from(size),
-            address: u64::from(address),
-        });
-    }
-    Ok(address)
+        .map_err(MemoryError::Trap)
 }
 
 /// Envoy's `copyToPointerSize`: copies `bytes` into a fresh guest allocation and writes
@@ -260,13 +252,25 @@ pub fn copy_out(
         size: bytes.len() as u64,
         address: 0,
     })?;
-    let mut address = 0;
+    let address = if size > 0 { alloc(caller, size)? } else { 0 };
+    // Memory is looked up once, after the allocator ran (it may have grown memory), for
+    // the block and both return words.
+    let memory = caller.data().memory.ok_or(MemoryError::NoMemory)?;
+    let data = memory.data_mut(&mut *caller);
     if size > 0 {
-        address = alloc(caller, size)?;
-        slice_mut(caller, "allocated block", address, bytes.len())?.copy_from_slice(bytes);
+        let failed = || MemoryError::AllocFailed {
+            size: u64::from(size),
+            address: u64::from(address),
+        };
+        if address == 0 {
+            return Err(failed());
+        }
+        guest_bytes_mut(data, "allocated block", address, bytes.len())
+            .map_err(|_| failed())?
+            .copy_from_slice(bytes);
     }
-    write_u32(caller, "return pointer", ptr_ptr, address)?;
-    write_u32(caller, "return size", size_ptr, size)?;
+    guest_bytes_mut(data, "return pointer", ptr_ptr, 4)?.copy_from_slice(&address.to_le_bytes());
+    guest_bytes_mut(data, "return size", size_ptr, 4)?.copy_from_slice(&size.to_le_bytes());
     Ok(())
 }
 
