@@ -529,6 +529,14 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// Whether two header names are equal: mostly the same shared text, otherwise short
+/// names that differ from their first bytes, compared in line (a `memcmp` call costs
+/// more than these few bytes).
+fn same_name(a: &Text, b: &Text) -> bool {
+    a.len() == b.len()
+        && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a.bytes().zip(b.bytes()).all(|(x, y)| x == y))
+}
+
 /// The changes from `before` to `after`, by header name in order of appearance. A
 /// change shares the name and the value it reports with `after`.
 ///
@@ -538,15 +546,19 @@ fn clip(s: &str, n: usize) -> String {
 /// when there were none), none left (`remove`), anything else (`set`).
 pub fn header_changes(before: &[(Text, Text)], after: &[(Text, Text)]) -> Vec<HeaderChange> {
     fn values<'l>(list: &'l [(Text, Text)], name: &'l Text) -> impl Iterator<Item = &'l Text> {
-        list.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
+        list.iter()
+            .filter(move |(k, _)| same_name(k, name))
+            .map(|(_, v)| v)
     }
     if before == after {
         return Vec::new();
     }
     let all = || before.iter().chain(after);
-    let mut out = Vec::new();
+    // Room for the most changes there can be (a name removed or set once, or added per
+    // value), so the list never grows.
+    let mut out = Vec::with_capacity(before.len() + after.len());
     for (i, (name, _)) in all().enumerate() {
-        if all().take(i).any(|(k, _)| k == name) {
+        if all().take(i).any(|(k, _)| same_name(k, name)) {
             // Not the name's first appearance: its change is already out.
             continue;
         }
