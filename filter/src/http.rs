@@ -2,9 +2,12 @@
 //! [`Request`] for the engine; its verdict becomes an [`Action`], a local reply or a pause;
 //! response headers get the engine's changes. Events become log lines, metrics and alerts.
 //!
-//! Host calls on the allow path: the clock, the request header map (one call for all
-//! headers) and `source.address`. Metrics are batched in the worker, and a decision that
-//! says nothing (plain `allowed`) is not published.
+//! Host calls on the allow path: on the request, the clock, the request header map (one
+//! call for all headers) and the properties the policy uses (`source.address`, the peer
+//! certificate's URI SAN); on the response, when the engine wants it, the clock, the
+//! response header map, and that map written back whole when the engine changes it.
+//! Metrics are batched in the worker, and a decision that says nothing (plain `allowed`)
+//! is not published.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -387,7 +390,8 @@ impl HttpContext for Stream {
             status,
             headers: &headers,
         };
-        (self.policy).on_response(engine, &response, &now, &self.store, &mut changes);
+        self.policy
+            .on_response(engine, &response, &now, &self.store, &mut changes);
         if !changes.is_empty()
             && let Err(e) = self.rewrite_response(&headers, &changes)
         {
