@@ -1,0 +1,318 @@
+//! The probe: a filter that makes, on each request and response, exactly the host calls its
+//! configuration names, so that `make bench` can price every kind of call stakeguard makes
+//! in a real Envoy (the throughput with `time*10` against the empty filter's is ten clock
+//! calls). The configuration is a list of `PHASE:CALL*COUNT` words, e.g.
+//! `request:time*10 response:response_map*1`; an unknown word refuses the configuration.
+//!
+//! Calls go straight to the `proxy_*` imports, as stakeguard's own adapter makes them (the
+//! SDK's helpers decode maps into `String`s, which would price the SDK, not the host).
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::new(Root { plan: Rc::default() }));
+}}
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_set_header_map_pairs(map: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+}
+
+const REQUEST_HEADERS: u32 = 0;
+const RESPONSE_HEADERS: u32 = 2;
+const SHARED_KEY: &str = "stakeguard-probe/slot";
+/// A counter slot's size in stakeguard's tables (two 32-byte entries).
+const SHARED_VALUE: [u8; 64] = [7; 64];
+
+/// One kind of host call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// The clock.
+    Time,
+    /// The whole request header map (and the guest allocation it comes in).
+    RequestMap,
+    /// One request header by name.
+    RequestValue,
+    /// `source.address`.
+    SourceAddress,
+    /// Shared data read (64 bytes).
+    SharedGet,
+    /// Shared data read and compare-and-swap write back: one counter update.
+    SharedUpdate,
+    /// A property written.
+    SetProperty,
+    /// A counter incremented.
+    Metric,
+    /// A log line below Envoy's level (the bare cost of crossing into the host).
+    Trace,
+    /// The whole response header map read.
+    ResponseMap,
+    /// The response header map read and written back whole.
+    ResponseRewrite,
+    /// One response header replaced.
+    ResponseReplace,
+    /// One (absent) response header removed.
+    ResponseRemove,
+}
+
+impl Call {
+    fn parse(name: &str) -> Option<Call> {
+        Some(match name {
+            "time" => Call::Time,
+            "request_map" => Call::RequestMap,
+            "request_value" => Call::RequestValue,
+            "source_address" => Call::SourceAddress,
+            "shared_get" => Call::SharedGet,
+            "shared_update" => Call::SharedUpdate,
+            "set_property" => Call::SetProperty,
+            "metric" => Call::Metric,
+            "trace" => Call::Trace,
+            "response_map" => Call::ResponseMap,
+            "response_rewrite" => Call::ResponseRewrite,
+            "response_replace" => Call::ResponseReplace,
+            "response_remove" => Call::ResponseRemove,
+            _ => return None,
+        })
+    }
+}
+
+/// What each phase calls, in order, with repetitions.
+#[derive(Debug, Default)]
+struct Plan {
+    request: Vec<(Call, u32)>,
+    response: Vec<(Call, u32)>,
+    metric: u32,
+}
+
+impl Plan {
+    fn parse(text: &str) -> Result<Plan, String> {
+        let mut plan = Plan::default();
+        for word in text.split_whitespace() {
+            let (phase, rest) = word
+                .split_once(':')
+                .ok_or_else(|| format!("{word}: expected PHASE:CALL*COUNT"))?;
+            let (name, count) = rest.split_once('*').unwrap_or((rest, "1"));
+            let call = Call::parse(name).ok_or_else(|| format!("{word}: unknown call {name}"))?;
+            let count = count
+                .parse()
+                .map_err(|_| format!("{word}: the count must be a whole number"))?;
+            match phase {
+                "request" => plan.request.push((call, count)),
+                "response" => plan.response.push((call, count)),
+                _ => return Err(format!("{word}: the phase must be request or response")),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Frees a buffer the host allocated in our memory (the SDK's allocator boxes slices).
+fn free(data: *mut u8, size: usize) {
+    if !data.is_null() {
+        // SAFETY: the host got `data` from our allocator for `size` bytes and gave it to us.
+        drop(unsafe { Vec::from_raw_parts(data, size, size) });
+    }
+}
+
+/// Makes one call; the statuses are ignored (the probe prices calls, it does not use them).
+fn make(call: Call, metric: u32) {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY (every block): live buffers and valid out-pointers; returned buffers are
+    // freed once.
+    unsafe {
+        match call {
+            Call::Time => {
+                let mut now = 0;
+                proxy_get_current_time_nanoseconds(&mut now);
+            }
+            Call::RequestMap | Call::ResponseMap | Call::ResponseRewrite => {
+                let map = if call == Call::RequestMap {
+                    REQUEST_HEADERS
+                } else {
+                    RESPONSE_HEADERS
+                };
+                proxy_get_header_map_pairs(map, &mut data, &mut size);
+                if call == Call::ResponseRewrite && !data.is_null() {
+                    proxy_set_header_map_pairs(map, data, size);
+                }
+                free(data, size);
+            }
+            Call::RequestValue => {
+                let name = "user-agent";
+                proxy_get_header_map_value(
+                    REQUEST_HEADERS,
+                    name.as_ptr(),
+                    name.len(),
+                    &mut data,
+                    &mut size,
+                );
+                free(data, size);
+            }
+            Call::SourceAddress => {
+                let path = "source\0address";
+                proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size);
+                free(data, size);
+            }
+            Call::SharedGet | Call::SharedUpdate => {
+                let mut cas = 0;
+                proxy_get_shared_data(
+                    SHARED_KEY.as_ptr(),
+                    SHARED_KEY.len(),
+                    &mut data,
+                    &mut size,
+                    &mut cas,
+                );
+                free(data, size);
+                if call == Call::SharedUpdate {
+                    proxy_set_shared_data(
+                        SHARED_KEY.as_ptr(),
+                        SHARED_KEY.len(),
+                        SHARED_VALUE.as_ptr(),
+                        SHARED_VALUE.len(),
+                        cas,
+                    );
+                }
+            }
+            Call::SetProperty => {
+                let (path, value) = ("stakeguard.probe", "allowed");
+                proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len());
+            }
+            Call::Metric => {
+                proxy_increment_metric(metric, 1);
+            }
+            Call::Trace => {
+                let line = "probe";
+                proxy_log(LogLevel::Trace as u32, line.as_ptr(), line.len());
+            }
+            Call::ResponseReplace => {
+                let (name, value) = ("x-content-type-options", "nosniff");
+                proxy_replace_header_map_value(
+                    RESPONSE_HEADERS,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                );
+            }
+            Call::ResponseRemove => {
+                let name = "x-powered-by";
+                proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len());
+            }
+        }
+    }
+}
+
+fn run(calls: &[(Call, u32)], metric: u32) {
+    for &(call, count) in calls {
+        for _ in 0..count {
+            make(call, metric);
+        }
+    }
+}
+
+struct Root {
+    plan: Rc<Plan>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        match Plan::parse(&text) {
+            Ok(mut plan) => {
+                let name = "stakeguard_probe.calls";
+                // SAFETY: a live `str` and a valid out-pointer.
+                unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut plan.metric) };
+                self.plan = Rc::new(plan);
+                true
+            }
+            Err(message) => {
+                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("probe: {message}")).ok();
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            plan: Rc::clone(&self.plan),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    plan: Rc<Plan>,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        run(&self.plan.request, self.plan.metric);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        run(&self.plan.response, self.plan.metric);
+        Action::Continue
+    }
+}
