@@ -11,7 +11,7 @@ STAKEGUARD := target/harness/stakeguard
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
 .PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt \
-        test-native test-wasm bench golden schema oci istio examples
+        test-native test-wasm bench bench-tools bench-modules golden schema oci istio examples
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
 demo: toolchain wasm cli
@@ -38,7 +38,7 @@ alertmanager:
 # harness and the Envoy tests alike, loads the module that ships), then the size budget.
 wasm: toolchain
 	$(CARGO) build -p stakeguard-filter --target $(WASM_TARGET) --release
-	@bash scripts/optimize-wasm.sh $(FILTER_WASM) 350000
+	@bash scripts/optimize-wasm.sh $(FILTER_WASM) 360000
 
 conformance: toolchain
 	$(CARGO) build -p stakeguard-conformance --target $(WASM_TARGET) --release
@@ -50,7 +50,7 @@ lint: toolchain
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p stakeguard-policies -p stakeguard-filter -p stakeguard-conformance \
-		--target $(WASM_TARGET) -- -D warnings
+		-p stakeguard-bench-empty -p stakeguard-bench-probe --target $(WASM_TARGET) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -63,9 +63,19 @@ test-wasm: toolchain
 		$(CARGO) test -p stakeguard-policies --target $(WASM_TARGET) --lib --tests
 
 ## Benchmarks: ratios measured side by side in one run, never timed assertions in tests.
-bench: toolchain wasm
+## The engine natively, the harness, then stakeguard inside a real Envoy against no filter,
+## an empty Wasm filter and Envoy's own filters (tables in target/bench/envoy.md).
+bench: toolchain envoy bench-tools wasm bench-modules
 	$(CARGO) bench -p stakeguard-policies --bench decide
 	$(CARGO) bench -p stakeguard-harness --bench replay
+	$(CARGO) bench -p stakeguard-harness --bench envoy
+
+bench-tools:
+	@bash scripts/ensure-bench-tools.sh
+
+## The empty filter (the baseline) and the host-call probe, same SDK and release profile.
+bench-modules: toolchain
+	$(CARGO) build -p stakeguard-bench-empty -p stakeguard-bench-probe --target $(WASM_TARGET) --release
 
 ## Rewrites the harness golden files (conformance transcript, bundled recordings) after
 ## a deliberate change of the filter's or the harness's behaviour.

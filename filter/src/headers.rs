@@ -310,6 +310,23 @@ fn target(change: &HeaderChange) -> &[u8] {
     }
 }
 
+/// Whether writing the response map back whole costs Envoy less than making `changes`
+/// one call each. Measured in Envoy 1.40 (instructions per call, BENCHMARKS.md): writing
+/// a map back about 8,200; replacing a header about 3,600; removing one about 2,000;
+/// adding a value about 2,500.
+pub fn whole_map_is_cheaper(changes: &[HeaderChange]) -> bool {
+    const WHOLE: usize = 82;
+    let one_by_one: usize = changes
+        .iter()
+        .map(|change| match change {
+            HeaderChange::Set(..) => 36,
+            HeaderChange::Remove(_) => 20,
+            HeaderChange::ReplaceSetCookies(cookies) => 20 + 25 * cookies.len(),
+        })
+        .sum();
+    one_by_one > WHOLE
+}
+
 /// Encodes `map` with `changes` applied in order into `out`: the headers no change
 /// targets keep their place and their bytes; what the changes add goes last, unless a
 /// later change targets the same name again. Names are compared without case and handed

@@ -46,6 +46,21 @@ unsafe extern "C" {
         return_size: *mut usize,
     ) -> u32;
     fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -162,6 +177,40 @@ pub fn get_headers(map: MapType) -> Result<HeaderBytes> {
 pub fn set_encoded_headers(map: MapType, encoded: &[u8]) -> Result<()> {
     // SAFETY: pointer and length of a live buffer.
     status(unsafe { proxy_set_header_map_pairs(map as u32, encoded.as_ptr(), encoded.len()) })
+}
+
+/// Adds one value to a header (other values stay).
+pub fn add_header(map: MapType, name: &str, value: &[u8]) -> Result<()> {
+    // SAFETY: live buffers.
+    status(unsafe {
+        proxy_add_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Replaces every value of a header with one (adds it when absent).
+pub fn replace_header(map: MapType, name: &str, value: &[u8]) -> Result<()> {
+    // SAFETY: live buffers.
+    status(unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Removes a header, present or not.
+pub fn remove_header(map: MapType, name: &str) -> Result<()> {
+    // SAFETY: a live `str`.
+    status(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
 }
 
 /// A property path: its segments joined by NUL, as the ABI wants them (`"source\0address"`).

@@ -2,12 +2,14 @@
 //! [`Request`] for the engine; its verdict becomes an [`Action`], a local reply or a pause;
 //! response headers get the engine's changes. Events become log lines, metrics and alerts.
 //!
-//! Host calls on the allow path: on the request, the clock, the request header map (one
-//! call for all headers) and the properties the policy uses (`source.address`, the peer
-//! certificate's URI SAN); on the response, when the engine wants it, the clock, the
-//! response header map, and that map written back whole when the engine changes it.
-//! Metrics are batched in the worker, and a decision that says nothing (plain `allowed`)
-//! is not published.
+//! Host calls on the allow path, each justified in BENCHMARKS.md: on the request, the clock,
+//! the request header map (one call for all headers) and the properties the policy uses
+//! (`source.address`, the peer certificate's URI SAN); counters and sessions this worker
+//! already knows need no shared-data call (see the engine's `worker` module). On the
+//! response, only when the engine wants it: the response header map when the engine must
+//! read it, and its changes, one call each or the map written back whole, whichever Envoy
+//! does for less. Metrics are batched in the worker, and a decision that says nothing
+//! (plain `allowed`) is not published.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,6 +45,25 @@ fn read<'h>(
 /// Gives a map's index back to the worker for the next map.
 fn give_back(headers: HeaderMap<'_>, worker: &RefCell<Worker>) {
     worker.borrow_mut().spare.index = headers.into_spare();
+}
+
+/// Makes the engine's changes to the response one host call each, in order (a later
+/// change to the same name wins, as in [`headers::rewrite`]).
+fn apply_one_by_one(changes: &[HeaderChange]) -> Result<(), HostError> {
+    const MAP: MapType = MapType::HttpResponseHeaders;
+    for change in changes {
+        match change {
+            HeaderChange::Set(name, value) => host::replace_header(MAP, name, value.as_bytes())?,
+            HeaderChange::Remove(name) => host::remove_header(MAP, name)?,
+            HeaderChange::ReplaceSetCookies(cookies) => {
+                host::remove_header(MAP, "set-cookie")?;
+                for cookie in cookies {
+                    host::add_header(MAP, "set-cookie", cookie.as_bytes())?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What log lines, alerts and the published decision quote of a request. It is read again
@@ -296,7 +317,7 @@ impl HttpContext for Stream {
             Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
             _ => None,
         };
-        let source = if self.policy.needs_source_address() {
+        let source = if self.policy.needs_source_address(&headers) {
             property(SOURCE_ADDRESS)
         } else {
             None
@@ -367,34 +388,53 @@ impl HttpContext for Stream {
         if !engine.wants_response() {
             return Action::Continue;
         }
-        let now = host::now_ms();
-        let head = host::get_headers(MapType::HttpResponseHeaders);
-        let headers = match read(&head, &self.worker) {
-            Ok(headers) => headers,
-            Err(e) => {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("stakeguard: cannot read response headers: status {}", e.0),
-                );
-                return Action::Continue;
-            }
-        };
-        let status = headers
-            .get(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        // The request's clock: the upstream's latency does not matter to any stamp the
+        // response makes, and a clock read is a host call.
+        let now = self.started_ms;
         // The worker's list, lent to this response and given back with its capacity, so
         // that answering allocates nothing once it has grown.
         let mut changes = std::mem::take(&mut self.worker.borrow_mut().changes);
-        let response = Response {
-            status,
-            headers: &headers,
+        let applied = if engine.needs_response_headers() {
+            let head = host::get_headers(MapType::HttpResponseHeaders);
+            match read(&head, &self.worker) {
+                Ok(headers) => {
+                    let status = headers
+                        .get(":status")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let response = Response {
+                        status,
+                        headers: &headers,
+                    };
+                    self.policy.on_response(
+                        engine,
+                        Some(&response),
+                        &now,
+                        &self.store,
+                        &mut changes,
+                    );
+                    let applied = if headers::whole_map_is_cheaper(&changes) {
+                        self.rewrite_response(&headers, &changes)
+                    } else {
+                        apply_one_by_one(&changes)
+                    };
+                    give_back(headers, &self.worker);
+                    applied
+                }
+                Err(e) => {
+                    host::log(
+                        LogLevel::Warn,
+                        &format!("stakeguard: cannot read response headers: status {}", e.0),
+                    );
+                    Ok(())
+                }
+            }
+        } else {
+            self.policy
+                .on_response(engine, None, &now, &self.store, &mut changes);
+            apply_one_by_one(&changes)
         };
-        self.policy
-            .on_response(engine, &response, &now, &self.store, &mut changes);
-        if !changes.is_empty()
-            && let Err(e) = self.rewrite_response(&headers, &changes)
-        {
+        if let Err(e) = applied {
             host::log(
                 LogLevel::Error,
                 &format!(
@@ -405,7 +445,6 @@ impl HttpContext for Stream {
         }
         changes.clear();
         self.worker.borrow_mut().changes = changes;
-        give_back(headers, &self.worker);
         self.after_engine(now);
         Action::Continue
     }

@@ -195,7 +195,8 @@ fn native_pass(
                 headers: &response_headers,
             };
             changes.clear();
-            policy.on_response(&mut stream, &response, &now_ms, store, changes);
+            let read = stream.needs_response_headers().then_some(&response);
+            policy.on_response(&mut stream, read, &now_ms, store, changes);
             black_box(&changes);
         }
         black_box(stream);

@@ -365,6 +365,7 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
             per_ms: per?,
             key: rate.key.unwrap_or(RateKey::ClientIp),
             action,
+            exact: rate.exact.unwrap_or(false),
         })
     });
 
@@ -1260,6 +1261,7 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
         },
         needs_source_address,
         max_delayed: usize::try_from(max_delayed).unwrap_or(usize::MAX),
+        worker: crate::worker::WorkerState::default(),
     })
 }
 

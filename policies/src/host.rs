@@ -56,6 +56,7 @@ pub trait CounterStore {
 pub struct MemoryStore {
     entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     next_token: std::cell::Cell<u32>,
+    calls: std::cell::Cell<u64>,
 }
 
 impl MemoryStore {
@@ -69,6 +70,12 @@ impl MemoryStore {
         self.entries.borrow().len()
     }
 
+    /// How many `get`s and `set`s the store has answered: what a request costs in Envoy
+    /// is mostly its store calls, so tests count them.
+    pub fn calls(&self) -> u64 {
+        self.calls.get()
+    }
+
     /// Whether the store holds no key at all.
     pub fn is_empty(&self) -> bool {
         self.entries.borrow().is_empty()
@@ -77,10 +84,12 @@ impl MemoryStore {
 
 impl CounterStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        self.calls.set(self.calls.get() + 1);
         Ok(self.entries.borrow().get(key).cloned())
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.calls.set(self.calls.get() + 1);
         let token = self.next_token.get().wrapping_add(1).max(1);
         let mut entries = self.entries.borrow_mut();
         match (entries.get_mut(key), cas) {

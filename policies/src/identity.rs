@@ -17,17 +17,24 @@ use crate::request::{Headers, Request};
 /// The client IP as text: the `trusted_hops`-th `X-Forwarded-For` entry from the right,
 /// or the socket peer when there are fewer entries (or no trusted hops).
 pub(crate) fn client_ip<'a>(request: &Request<'a>, identity: &Identity) -> Option<&'a str> {
-    if identity.trusted_hops > 0
-        && let Some(chain) = request.headers.get(&identity.forwarded_header)
-    {
-        let hop = usize::try_from(identity.trusted_hops - 1).unwrap_or(usize::MAX);
-        if let Some(entry) = chain.rsplit(',').map(str::trim).nth(hop)
-            && !entry.is_empty()
-        {
-            return Some(entry);
-        }
+    forwarded_client(request.headers, identity).or_else(|| request.source_address.map(strip_port))
+}
+
+/// The client IP the trusted proxies forwarded, when there are as many entries as hops.
+pub(crate) fn forwarded_client<'a>(
+    headers: &'a dyn Headers,
+    identity: &Identity,
+) -> Option<&'a str> {
+    if identity.trusted_hops == 0 {
+        return None;
     }
-    request.source_address.map(strip_port)
+    let chain = headers.get(&identity.forwarded_header)?;
+    let hop = usize::try_from(identity.trusted_hops - 1).unwrap_or(usize::MAX);
+    chain
+        .rsplit(',')
+        .map(str::trim)
+        .nth(hop)
+        .filter(|entry| !entry.is_empty())
 }
 
 /// `1.2.3.4:80` → `1.2.3.4`, `[::1]:80` → `::1`; a bare address stays as it is.

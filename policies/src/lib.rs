@@ -40,6 +40,7 @@ pub mod request;
 pub mod routes;
 mod state;
 pub mod units;
+mod worker;
 
 pub use decision::*;
 pub use engine::{Decision, Stream};

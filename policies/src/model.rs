@@ -264,6 +264,10 @@ spec_struct! {
         key: opt RateKey,
         /// What a request over the limit meets: `block` (429, default), `delay` or `alert`.
         action: opt Action,
+        /// Count every request in the shared store as it comes (default false: each
+        /// worker reserves a few hits at a time, which never lets more through than the
+        /// limit but may refuse a little early; see the README).
+        exact: opt bool,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Policy {
     pub(crate) state: StateConfig,
     pub(crate) needs_source_address: bool,
     pub(crate) max_delayed: usize,
+    /// What this worker remembers between requests (each worker compiles its own policy).
+    pub(crate) worker: crate::worker::WorkerState,
 }
 
 /// Who an API belongs to and what is at stake: the labels on every event about it.
@@ -257,6 +259,9 @@ pub(crate) struct RateLimit {
     pub(crate) per_ms: u64,
     pub(crate) key: RateKey,
     pub(crate) action: Action,
+    /// Count every request in the shared store (no reservations, see
+    /// [`crate::engine`]'s rate limit).
+    pub(crate) exact: bool,
 }
 
 #[derive(Debug)]
@@ -357,10 +362,12 @@ impl Policy {
     }
 
     /// Whether any decision can depend on the client's address (counters keyed by it,
-    /// sessions bound to it, CIDR partners), so the host reads `source.address` only
-    /// then: every property is a trip across the Wasm boundary.
-    pub fn needs_source_address(&self) -> bool {
+    /// sessions bound to it, CIDR partners) and the trusted proxies' forwarded header in
+    /// `headers` does not already name the client, so the host reads `source.address`
+    /// only then: in Envoy a property read costs about as much as the whole header map.
+    pub fn needs_source_address(&self, headers: &dyn crate::Headers) -> bool {
         self.needs_source_address
+            && crate::identity::forwarded_client(headers, &self.identity).is_none()
     }
 
     /// The shared-data key under which the host remembers the revision in use (in the

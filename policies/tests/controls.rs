@@ -656,7 +656,7 @@ fn a_body_without_a_length_is_measured_as_it_comes() {
             reference: "r",
         },
         &host,
-        &host.store,
+        &*host.store,
     );
     assert_eq!(first.1, Verdict::ReadBody);
     assert_eq!(
@@ -717,6 +717,25 @@ fn responses_are_hardened() {
     );
 }
 
+#[test]
+fn a_tier_that_only_strips_headers_needs_no_response_read() {
+    let host = bank();
+    // The standard tier strips `server` and `x-powered-by` and does nothing else to
+    // responses: the host may skip reading them, and both are removed blind.
+    let (x, changes) = host.exchange(&req("GET", "/api/v1/rates/gbp-eur"), 200, &[]);
+    assert!(x.stream.wants_response());
+    assert!(!x.stream.needs_response_headers());
+    assert_eq!(
+        changes,
+        vec![
+            HeaderChange::Remove("server".into()),
+            HeaderChange::Remove("x-powered-by".into())
+        ]
+    );
+    // The critical tier adds missing security headers, so it reads them.
+    let x = host.send(&req("GET", "/api/v2/accounts/1").user("alice"));
+    assert!(x.stream.needs_response_headers());
+}
 #[test]
 fn response_hardening_in_monitor_mode_changes_nothing() {
     let host = bank_with("/tiers/critical/response/mode", "monitor".into());
@@ -834,4 +853,19 @@ fn the_client_ip_key_has_thresholds_of_its_own() {
     assert_eq!(x.status(), Some(429));
     assert_eq!(x.header("retry-after"), Some("3600"));
     assert_eq!(x.outcome_of(EventKind::LoginLocked), Some(Outcome::Blocked));
+}
+
+#[test]
+fn the_peer_address_is_asked_for_only_when_no_trusted_hop_names_the_client() {
+    let forwarded: Vec<(&str, &str)> = vec![("x-forwarded-for", "198.51.100.1, 203.0.113.9")];
+    let none: Vec<(&str, &str)> = vec![];
+    let behind_one = bank_with("/identity/client_ip/trusted_hops", 1.into());
+    assert!(!behind_one.policy.needs_source_address(&forwarded));
+    assert!(behind_one.policy.needs_source_address(&none));
+    let behind_three = bank_with("/identity/client_ip/trusted_hops", 3.into());
+    assert!(
+        behind_three.policy.needs_source_address(&forwarded),
+        "fewer entries than hops: the peer is the client"
+    );
+    assert!(bank().policy.needs_source_address(&forwarded));
 }

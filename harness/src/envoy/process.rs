@@ -68,12 +68,26 @@ impl Envoy {
         concurrency: u32,
         extra_args: &[String],
     ) -> Result<Self, StartError> {
+        Self::start_wrapped(binary, bootstrap, concurrency, extra_args, &[])
+    }
+
+    /// Starts `binary` under `wrapper` (a command and its arguments, such as
+    /// `taskset -c 0` or `valgrind --tool=callgrind`; empty: none), which benchmarks use to
+    /// pin Envoy to a core or count its instructions. A wrapped Envoy gets five minutes to
+    /// become ready (valgrind's is slow to start).
+    pub fn start_wrapped(
+        binary: &Path,
+        bootstrap: impl FnOnce(&Paths) -> Value,
+        concurrency: u32,
+        extra_args: &[String],
+        wrapper: &[String],
+    ) -> Result<Self, StartError> {
         let dir = TempDir::new("envoy").map_err(|e| StartError::new(format!("temp dir: {e}")))?;
         let paths = Paths::in_dir(dir.path());
         let bootstrap = bootstrap(&paths);
         std::fs::write(&paths.config, bootstrap.to_string())
             .map_err(|e| StartError::new(format!("write config: {e}")))?;
-        let child = spawn(binary, &paths, concurrency, extra_args)?;
+        let child = spawn(binary, &paths, concurrency, extra_args, wrapper)?;
         let mut envoy = Envoy {
             child,
             paths,
@@ -81,7 +95,7 @@ impl Envoy {
             listeners: BTreeMap::new(),
             _dir: dir,
         };
-        envoy.wait_ready()?;
+        envoy.wait_ready(if wrapper.is_empty() { 30 } else { 300 })?;
         Ok(envoy)
     }
 
@@ -94,8 +108,8 @@ impl Envoy {
         Self::start_with(binary, |_| bootstrap, concurrency, &[])
     }
 
-    fn wait_ready(&mut self) -> Result<(), StartError> {
-        let timeout = Duration::from_secs(30);
+    fn wait_ready(&mut self, seconds: u64) -> Result<(), StartError> {
+        let timeout = Duration::from_secs(seconds);
         let interval = Duration::from_millis(20);
         let mut exited = None;
         let admin = poll(timeout, interval, || {
@@ -264,6 +278,7 @@ fn spawn(
     paths: &Paths,
     concurrency: u32,
     extra_args: &[String],
+    wrapper: &[String],
 ) -> Result<Child, StartError> {
     use std::os::unix::process::CommandExt;
     if !binary.is_file() {
@@ -278,7 +293,15 @@ fn spawn(
     let stderr = output
         .try_clone()
         .map_err(|e| StartError::new(format!("{}: {e}", paths.output.display())))?;
-    Command::new(binary)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command
         .arg("-c")
         .arg(&paths.config)
         .arg("--concurrency")

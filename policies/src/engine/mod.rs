@@ -54,6 +54,9 @@ pub struct Stream {
     /// Whether the body is read to check its size (no `content-length` was sent).
     body_size_check: bool,
     wants_response: bool,
+    /// Whether the API's own controls read the response (see
+    /// [`Stream::needs_response_headers`]).
+    reads_response: bool,
     /// Counter updates that found their slot full (see [`crate::state`]).
     collisions: u32,
     /// Quotas (by index) and keys to count when the upstream answers 2xx.
@@ -118,6 +121,17 @@ impl Stream {
     /// Whether [`Policy::on_response`] has anything to do for this stream.
     pub fn wants_response(&self) -> bool {
         self.wants_response
+    }
+
+    /// Whether [`Policy::on_response`] must see the response headers: to count an
+    /// outcome (a login attempt, a quota counted on success), to notice a session
+    /// starting, or to harden cookies, add missing security headers or report what
+    /// monitor mode would change. When it need not, the host can skip reading them (in
+    /// Envoy that read costs as much as every other host call of a response together) and
+    /// pass `None`: the changes then hold only what needs no reading (CORS, deprecation
+    /// notices, headers to strip, removed whether present or not).
+    pub fn needs_response_headers(&self) -> bool {
+        self.reads_response || self.login_attempt || !self.quota_pending.is_empty()
     }
 
     fn pending_delay(&self) -> Verdict {
@@ -470,6 +484,12 @@ impl Policy {
         stream.wants_response = api.controls.response.is_some()
             || matches!(api.lifecycle, Lifecycle::Deprecated { .. })
             || api.controls.session.is_some();
+        stream.reads_response = api.controls.session.is_some()
+            || api
+                .controls
+                .response
+                .as_ref()
+                .is_some_and(response::reads_response);
         // The controls in order, the first verdict wins. Direct calls: a table of function
         // pointers made each of the ten an indirect call in wasm.
         let verdict = lifecycle(stream, &cx)
@@ -561,10 +581,12 @@ impl Policy {
 
     /// Counts the response and appends the header changes to make to `changes`, a list
     /// the host can keep from response to response so that answering allocates nothing.
+    /// `response` is `None` when the host did not read the response headers because
+    /// [`Stream::needs_response_headers`] said it need not.
     pub fn on_response(
         &self,
         stream: &mut Stream,
-        response: &Response<'_>,
+        response: Option<&Response<'_>>,
         clock: &dyn Clock,
         store: &dyn CounterStore,
         changes: &mut Vec<HeaderChange>,
@@ -573,9 +595,11 @@ impl Policy {
             return;
         };
         changes.reserve(response::most_changes(cx.api));
-        login::count(stream, &cx, response);
-        quota::count_success(stream, &cx, response);
-        session::observe_issued(stream, &cx, response);
+        if let Some(response) = response {
+            login::count(stream, &cx, response);
+            quota::count_success(stream, &cx, response);
+            session::observe_issued(stream, &cx, response);
+        }
         cors::respond(stream, cx.api, changes);
         response::lifecycle_headers(&cx, changes);
         response::harden(stream, &cx, response, changes);

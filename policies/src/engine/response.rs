@@ -44,14 +44,32 @@ pub(super) fn lifecycle_headers(cx: &Context<'_, '_>, changes: &mut Vec<HeaderCh
     }
 }
 
-/// Cookie attributes, security headers, stripped headers.
+/// Whether hardening has to read the response: cookie attributes and security headers
+/// depend on what the upstream sent, and monitor mode reports only real changes. Stripping
+/// alone does not: removing a header that is not there changes nothing.
+pub(super) fn reads_response(hardening: &Hardening) -> bool {
+    hardening.secure
+        || hardening.http_only
+        || hardening.same_site.is_some()
+        || !hardening.headers.is_empty()
+        || hardening.mode != Mode::Enforce
+}
+
+/// Cookie attributes, security headers, stripped headers; with `response` unread (see
+/// [`reads_response`]), the headers to strip, whether present or not.
 pub(super) fn harden(
     stream: &mut Stream,
     cx: &Context<'_, '_>,
-    response: &Response<'_>,
+    response: Option<&Response<'_>>,
     changes: &mut Vec<HeaderChange>,
 ) {
     let Some(hardening) = cx.api.controls.response.as_ref() else {
+        return;
+    };
+    let Some(response) = response else {
+        if !reads_response(hardening) {
+            changes.extend(hardening.strip.iter().cloned().map(HeaderChange::Remove));
+        }
         return;
     };
     let before = changes.len();

@@ -5,7 +5,10 @@
 //! saw it, at its first request. Each entry holds when the session started (`until`),
 //! when it was last used (`stamp`) and the client it was first seen from (`count`).
 //! Last-use is written only when it moved on by a sixteenth of the idle timeout, so a
-//! busy session costs a store write now and then, not on every request.
+//! busy session costs a store write now and then, not on every request; and a worker
+//! remembers the sessions it has seen ([`crate::worker`]), so a busy session costs no
+//! store read either. Both keep the checks as exact as they were: start and client are
+//! fixed for a session's life, and last-use is never later than the truth.
 //!
 //! This complements, never replaces, session expiry in the application: an entry pushed
 //! out of a full slot forgets its session, which then starts over when next seen.
@@ -14,6 +17,7 @@ use crate::decision::{Control, EventKind, Verdict};
 use crate::identity::cookie;
 use crate::request::Response;
 use crate::state::{Entry, Table, key_hash};
+use crate::worker::SessionView;
 
 use super::reply::error_reply;
 use super::{Context, Stream};
@@ -34,17 +38,46 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     let key = key_hash("session", value.as_bytes());
     let now = cx.now;
     let client = stream.client.unwrap_or(0);
-    let entry = match cx.slots.read(Table::Session, key, live) {
-        Ok(entry) => entry,
-        Err(error) => return stream.store_failed(cx, error),
-    };
-    let Some(entry) = entry else {
-        return record(stream, cx, key, |_| Entry {
+    let mut views = cx.policy.worker.sessions.borrow_mut();
+    let view = views.slot(key);
+    // A session this worker has seen recently decides without the store: its start and
+    // client never change, and a use within the idle timeout here means it is not idle
+    // anywhere. Only a session unknown here, or quiet here for longer than the idle
+    // timeout (it may have been used on another worker), is read from the store.
+    let known = view.as_ref().and_then(|v| {
+        let fresh = session
+            .idle_ms
+            .is_none_or(|idle| now.saturating_sub(v.stamp) <= idle);
+        (v.key == key && fresh).then_some(**v)
+    });
+    let entry = match known {
+        Some(v) => Entry {
             key,
-            count: client,
-            stamp: now,
-            until: now,
-        });
+            count: v.client,
+            stamp: v.stamp,
+            until: v.started,
+        },
+        None => match cx.slots.read(Table::Session, key, live) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                let verdict = record(stream, cx, key, |_| Entry {
+                    key,
+                    count: client,
+                    stamp: now,
+                    until: now,
+                });
+                if let Some(view) = view {
+                    *view = SessionView {
+                        key,
+                        started: now,
+                        client,
+                        stamp: now,
+                    };
+                }
+                return verdict;
+            }
+            Err(error) => return stream.store_failed(cx, error),
+        },
     };
     let expired = if session
         .absolute_ms
@@ -84,14 +117,26 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     let refresh = session
         .idle_ms
         .map_or(u64::MAX, |idle| (idle / 16).max(1_000));
-    if now.saturating_sub(entry.stamp) >= refresh {
-        return record(stream, cx, key, |current| {
+    let mut seen = SessionView {
+        key,
+        started: entry.until,
+        client: entry.count,
+        stamp: entry.stamp,
+    };
+    let verdict = if now.saturating_sub(entry.stamp) >= refresh {
+        seen.stamp = seen.stamp.max(now);
+        record(stream, cx, key, |current| {
             let mut updated = current.unwrap_or(entry);
             updated.stamp = updated.stamp.max(now);
             updated
-        });
+        })
+    } else {
+        None
+    };
+    if let Some(view) = view {
+        *view = seen;
     }
-    None
+    verdict
 }
 
 fn record(
@@ -140,7 +185,17 @@ pub(super) fn observe_issued(stream: &mut Stream, cx: &Context<'_, '_>, response
             stamp: now,
             until: now,
         }) {
-            Ok(updated) => stream.note(&updated),
+            Ok(updated) => {
+                stream.note(&updated);
+                if let Some(view) = cx.policy.worker.sessions.borrow_mut().slot(key) {
+                    *view = SessionView {
+                        key,
+                        started: now,
+                        client,
+                        stamp: now,
+                    };
+                }
+            }
             Err(error) => stream.store_failed_late(cx, error),
         }
         true

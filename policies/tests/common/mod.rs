@@ -7,16 +7,19 @@
 )]
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use stakeguard_policies::{
     Clock, Event, EventKind, HeaderChange, LocalReply, MemoryStore, Outcome, Policy, Request,
     Response, Stream, Verdict,
 };
 
+/// One worker: its own compiled policy, with the store and the clock it may share with
+/// other workers of the same proxy ([`Host::worker_beside`]).
 pub struct Host {
     pub policy: Policy,
-    pub store: MemoryStore,
-    pub now: Cell<u64>,
+    pub store: Rc<MemoryStore>,
+    pub now: Rc<Cell<u64>>,
 }
 
 impl Clock for Host {
@@ -47,8 +50,18 @@ impl Host {
         }
         Host {
             policy,
-            store,
-            now: Cell::new(START),
+            store: Rc::new(store),
+            now: Rc::new(Cell::new(START)),
+        }
+    }
+
+    /// Another worker of the same proxy: the same policy compiled again (as each of
+    /// Envoy's worker VMs does), the same shared store and clock.
+    pub fn worker_beside(&self, policy_json: &str) -> Host {
+        Host {
+            policy: Policy::from_json(policy_json).unwrap(),
+            store: Rc::clone(&self.store),
+            now: Rc::clone(&self.now),
         }
     }
 
@@ -71,14 +84,14 @@ impl Host {
             peer_uri_san: req.uri_san.as_deref(),
             reference: "ref-test",
         };
-        let (mut stream, mut verdict) = self.policy.on_request(&request, self, &self.store);
+        let (mut stream, mut verdict) = self.policy.on_request(&request, self, &*self.store);
         if verdict == Verdict::ReadBody {
             let limit = stream.body_limit();
             let complete = req.body.len() <= limit;
             let body = &req.body[..req.body.len().min(limit)];
             verdict = self
                 .policy
-                .on_request_body(&mut stream, body, complete, self, &self.store);
+                .on_request_body(&mut stream, body, complete, self, &*self.store);
         }
         Exchange { stream, verdict }
     }
@@ -99,11 +112,16 @@ impl Host {
                     headers: &headers,
                 };
                 let mut changes = Vec::new();
+                // As the filter does: the headers are read only when the engine needs them.
+                let read = exchange
+                    .stream
+                    .needs_response_headers()
+                    .then_some(&response);
                 self.policy.on_response(
                     &mut exchange.stream,
-                    &response,
+                    read,
                     self,
-                    &self.store,
+                    &*self.store,
                     &mut changes,
                 );
                 changes
