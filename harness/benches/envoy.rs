@@ -34,22 +34,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use stakeguard_harness::envoy::bootstrap::{Paths, cluster, socket};
+use stakeguard_harness::envoy::bootstrap::{EnvoyConfig, Paths, WasmFilter, cluster, socket};
 use stakeguard_harness::envoy::{Envoy, http};
 
 /// The token of the bank recording (claims `sub: bob`).
 const TOKEN: &str = "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImJhbmstMjAyNiJ9.eyJzdWIiOiJib2IiLCJhY2NvdW50cyI6WyIxMDEwIiwiMTAxMSIsIjEwMTIiXSwic2NvcGUiOiJhY2NvdW50czpyZWFkIHRyYW5zZmVyczp3cml0ZSJ9.c2lnbmF0dXJl";
 
-/// One request shape wrk sends over and over.
+/// One request shape wrk sends over and over. `Host` is capitalized: wrk adds its own
+/// unless a header of exactly that spelling is given.
 struct Load {
     name: &'static str,
     method: &'static str,
     path: &'static str,
     headers: Vec<(&'static str, String)>,
+    /// Whether the filter answers it locally (4xx).
+    denied: bool,
 }
 
 fn bank_host() -> (&'static str, String) {
-    ("host", "bank.example.com".to_owned())
+    ("Host", "bank.example.com".to_owned())
 }
 
 /// The allow path: the two bank requests and one per retailer tier.
@@ -59,12 +62,14 @@ fn allow_loads() -> Vec<Load> {
             name: "bank rates (standard)",
             method: "GET",
             path: "/api/v1/rates/gbp-eur",
+            denied: false,
             headers: vec![bank_host()],
         },
         Load {
             name: "bank accounts (critical)",
             method: "GET",
             path: "/api/v2/accounts",
+            denied: false,
             headers: vec![
                 bank_host(),
                 ("authorization", TOKEN.to_owned()),
@@ -78,8 +83,9 @@ fn allow_loads() -> Vec<Load> {
             name: "retailer cart (checkout)",
             method: "GET",
             path: "/api/v3/cart/items",
+            denied: false,
             headers: vec![
-                ("host", "shop.example.com".to_owned()),
+                ("Host", "shop.example.com".to_owned()),
                 ("x-user-id", "carol".to_owned()),
                 ("cookie", "cart_session=c-42".to_owned()),
             ],
@@ -88,7 +94,8 @@ fn allow_loads() -> Vec<Load> {
             name: "retailer products (catalogue)",
             method: "GET",
             path: "/api/v1/products/42",
-            headers: vec![("host", "eu.shop.example.com".to_owned())],
+            denied: false,
+            headers: vec![("Host", "eu.shop.example.com".to_owned())],
         },
     ]
 }
@@ -100,24 +107,28 @@ fn deny_loads() -> Vec<Load> {
             name: "401 credentials missing",
             method: "GET",
             path: "/api/v2/accounts",
+            denied: true,
             headers: vec![bank_host()],
         },
         Load {
             name: "405 method not allowed",
             method: "DELETE",
             path: "/api/v2/accounts",
+            denied: true,
             headers: vec![bank_host(), ("authorization", TOKEN.to_owned())],
         },
         Load {
             name: "404 unknown route",
             method: "GET",
             path: "/api/v9/debug",
+            denied: true,
             headers: vec![bank_host()],
         },
         Load {
             name: "429 rate limited",
             method: "GET",
             path: "/api/v1/rates/gbp-eur",
+            denied: true,
             headers: vec![bank_host()],
         },
     ]
@@ -127,7 +138,7 @@ fn deny_loads() -> Vec<Load> {
 #[derive(Clone)]
 enum Filters {
     None,
-    Wasm { module: PathBuf, config: String },
+    Wasm(WasmFilter),
     Native,
 }
 
@@ -201,26 +212,26 @@ fn setups() -> Vec<Setup> {
         },
         Setup {
             name: "(b) empty Wasm filter",
-            filters: Filters::Wasm {
+            filters: Filters::Wasm(WasmFilter {
                 module: module("stakeguard_bench_empty"),
-                config: String::new(),
-            },
+                configuration: String::new(),
+            }),
             loads: allow_loads,
         },
         Setup {
             name: "(c) stakeguard, allow",
-            filters: Filters::Wasm {
+            filters: Filters::Wasm(WasmFilter {
                 module: stakeguard.clone(),
-                config: policy(true),
-            },
+                configuration: policy(true),
+            }),
             loads: allow_loads,
         },
         Setup {
             name: "(d) stakeguard, deny",
-            filters: Filters::Wasm {
+            filters: Filters::Wasm(WasmFilter {
                 module: stakeguard,
-                config: policy(false),
-            },
+                configuration: policy(false),
+            }),
             loads: deny_loads,
         },
         Setup {
@@ -270,19 +281,7 @@ fn native_filters() -> Vec<Value> {
 fn bootstrap(filters: &Filters, upstream: Option<u16>) -> Value {
     let mut chain = match filters {
         Filters::None => Vec::new(),
-        Filters::Wasm { module, config } => vec![json!({
-            "name": "envoy.filters.http.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": "stakeguard",
-                    "root_id": "stakeguard",
-                    "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": config },
-                    "vm_config": { "vm_id": "bench", "runtime": "envoy.wasm.runtime.v8", "code": { "local": { "filename": module } } },
-                    "failure_policy": "FAIL_CLOSED",
-                }
-            }
-        })],
+        Filters::Wasm(filter) => vec![EnvoyConfig::wasm_filter(filter)],
         Filters::Native => native_filters(),
     };
     chain.push(
@@ -317,7 +316,7 @@ fn start(filters: &Filters, upstream: Option<u16>, wrapper: &[String]) -> Envoy 
         &binary,
         move |_: &Paths| bootstrap(&filters, upstream),
         1,
-        &["-l".to_owned(), "warning".to_owned()],
+        &[],
         wrapper,
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -341,7 +340,9 @@ fn ticks_per_second() -> f64 {
     ticks as f64
 }
 
-/// One wrk run: requests per second, and Envoy's CPU microseconds per request.
+/// One wrk run: requests per second, and Envoy's CPU microseconds per request. Panics when
+/// the answers are not what the load expects (all 2xx on the allow path, none on the
+/// deny path): a benchmark of the wrong outcome measures nothing.
 fn wrk(envoy: &Envoy, load: &Load, seconds: u64) -> (f64, f64) {
     let mut command = Command::new("taskset");
     command.args(["-c", "1", "wrk", "-t1", "-c16", &format!("-d{seconds}s")]);
@@ -367,6 +368,20 @@ fn wrk(envoy: &Envoy, load: &Load, seconds: u64) -> (f64, f64) {
         .find_map(|l| l.trim().split_once(" requests in "))
         .and_then(|(n, _)| n.parse::<f64>().ok())
         .unwrap_or(rps * seconds as f64);
+    let refused = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if seconds > 1 {
+        let expected = if load.denied { requests } else { 0.0 };
+        // The deny path's rate limit lets its first requests through.
+        assert!(
+            (refused - expected).abs() <= 1_000.0_f64.min(requests / 10.0),
+            "{}: {refused} of {requests} answers were not 2xx",
+            load.name
+        );
+    }
     let cpu_us = (after - before) as f64 / ticks_per_second() * 1e6 / requests.max(1.0);
     (rps, cpu_us)
 }
@@ -398,11 +413,13 @@ fn instructions(filters: &Filters, load: &Load, dir: &Path) -> Option<f64> {
     let send = |n: usize| {
         let stream = http::connect(envoy.port()).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut request = http::Request::new(load.method, load.path);
+        // One keep-alive connection, as wrk's (the harness client's requests close).
+        let mut head = format!("{} {} HTTP/1.1\r\n", load.method, load.path);
         for (name, value) in &load.headers {
-            request = request.header(name, value);
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
-        let bytes = http::encode(&request);
+        head.push_str("\r\n");
+        let bytes = head.into_bytes();
         let mut writer = stream;
         for _ in 0..n {
             writer.write_all(&bytes).unwrap();
@@ -503,6 +520,8 @@ fn main() {
         }
         drop(upstream);
     }
+    // The throughput tables first: the instruction counts take minutes more.
+    report(&results, &BTreeMap::new(), rounds, seconds, &out_dir);
     let mut instr: BTreeMap<(&str, String), f64> = BTreeMap::new();
     let callgrind = env_number("STAKEGUARD_BENCH_CALLGRIND", 1) == 1
         && Command::new("valgrind").arg("--version").output().is_ok();
@@ -521,7 +540,64 @@ fn main() {
             }
         }
     }
-    report(&results, &instr, rounds, seconds, &out_dir);
+    if !instr.is_empty() {
+        report(&results, &instr, rounds, seconds, &out_dir);
+    }
+    if callgrind && env_number("STAKEGUARD_BENCH_PROBE", 0) == 1 {
+        price_host_calls(&out_dir);
+    }
+}
+
+/// The price of each kind of host call: the probe module making ten of one kind per
+/// request, against the probe making none, in instructions (`STAKEGUARD_BENCH_PROBE=1`,
+/// about a minute per kind).
+fn price_host_calls(out_dir: &Path) {
+    const TIMES: f64 = 10.0;
+    let kinds = [
+        "",
+        "request:trace",
+        "request:time",
+        "request:metric",
+        "request:shared_get",
+        "request:set_property",
+        "request:request_value",
+        "request:source_address",
+        "request:request_map",
+        "request:shared_update",
+        "response:response_remove",
+        "response:response_add",
+        "response:response_replace",
+        "response:response_map",
+        "response:response_rewrite",
+    ];
+    let dir = out_dir.join("callgrind");
+    let load = &allow_loads()[1];
+    let mut base = None;
+    let mut md = String::from("| call | instructions per call |\n|---|---|\n");
+    for kind in kinds {
+        let plan = if kind.is_empty() {
+            String::new()
+        } else {
+            format!("{kind}*{TIMES}")
+        };
+        let filters = Filters::Wasm(WasmFilter {
+            module: module("stakeguard_bench_probe"),
+            configuration: plan,
+        });
+        let Some(n) = instructions(&filters, load, &dir) else {
+            continue;
+        };
+        match base {
+            None => base = Some(n),
+            Some(b) => {
+                let per_call = (n - b) / TIMES;
+                eprintln!("probe {kind:<28} {per_call:>8.0} instructions per call");
+                md.push_str(&format!("| {kind} | {per_call:.0} |\n"));
+            }
+        }
+    }
+    println!("{md}");
+    std::fs::write(out_dir.join("host-calls.md"), md).unwrap();
 }
 
 /// Prints the tables (Markdown, as BENCHMARKS.md quotes them) and writes them with the raw

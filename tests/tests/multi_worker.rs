@@ -1,9 +1,11 @@
 //! Exact counting across Envoy workers (`--concurrency 2`): many clients at once, each
 //! request on its own connection (so both workers serve them), against counters kept in
 //! shared data with compare-and-swap. A rate limit of N lets exactly N requests through
-//! (the upstream saw N, the rest got 429), and a lockout threshold of K locks after
-//! exactly K concurrent failures, not before and not later: no update is lost and none is
-//! counted twice.
+//! (the upstream saw N, the rest got 429) although each worker reserves hits in advance
+//! (the default, no `exact`): reserved hits count before they are used, so the workers
+//! together never pass more than N, and the 72 requests use them all. A lockout threshold
+//! of K locks after exactly K concurrent failures, not before and not later: no update is
+//! lost and none is counted twice.
 
 #![allow(
     clippy::unwrap_used,

@@ -36,6 +36,13 @@ unsafe extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -102,6 +109,8 @@ enum Call {
     ResponseReplace,
     /// One (absent) response header removed.
     ResponseRemove,
+    /// One value added to a response header.
+    ResponseAdd,
 }
 
 impl Call {
@@ -120,6 +129,7 @@ impl Call {
             "response_rewrite" => Call::ResponseRewrite,
             "response_replace" => Call::ResponseReplace,
             "response_remove" => Call::ResponseRemove,
+            "response_add" => Call::ResponseAdd,
             _ => return None,
         })
     }
@@ -237,6 +247,16 @@ fn make(call: Call, metric: u32) {
             Call::ResponseReplace => {
                 let (name, value) = ("x-content-type-options", "nosniff");
                 proxy_replace_header_map_value(
+                    RESPONSE_HEADERS,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                );
+            }
+            Call::ResponseAdd => {
+                let (name, value) = ("set-cookie", "probe=1; Secure");
+                proxy_add_header_map_value(
                     RESPONSE_HEADERS,
                     name.as_ptr(),
                     name.len(),
