@@ -15,6 +15,8 @@
 
 use std::cell::RefCell;
 
+use crate::state::Entry;
+
 /// Entries per table per worker: 1,024 × 48 bytes for reservations, × 32 for sessions.
 pub(crate) const ENTRIES: usize = 1024;
 
@@ -32,19 +34,6 @@ pub(crate) struct Reservation {
     pub(crate) refused_until: u64,
     /// The window the refusal was seen in.
     pub(crate) refused_window: u64,
-}
-
-/// What a worker knows of one session from the shared store and its own requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct SessionView {
-    /// The session cookie's digest (0: a free entry).
-    pub(crate) key: u64,
-    /// When the session started (fixed for its life).
-    pub(crate) started: u64,
-    /// The client it is bound to (fixed for its life; 0: none).
-    pub(crate) client: u64,
-    /// Its last use as the shared store records it (written at most every refresh).
-    pub(crate) stamp: u64,
 }
 
 /// A direct-mapped table of `T`, indexed by key digest.
@@ -75,7 +64,8 @@ impl<T: Copy + Default> Table<T> {
 #[derive(Debug)]
 pub(crate) struct WorkerState {
     pub(crate) reservations: RefCell<Table<Reservation>>,
-    pub(crate) sessions: RefCell<Table<SessionView>>,
+    /// Sessions as the store last showed them to this worker (or this worker wrote them).
+    pub(crate) sessions: RefCell<Table<Entry>>,
 }
 
 impl Default for WorkerState {

@@ -202,43 +202,49 @@ fn take(
     let requests = u64::from(limit.requests);
     let wait = Cell::new(None);
     let granted = Cell::new(0);
-    let live = |e: &Entry| e.stamp.saturating_add(per.saturating_mul(2)) > now;
-    let updated = cx.slots.update(Table::Rate, key, live, |current| {
-        let mut entry = current.unwrap_or_default();
-        if let Some((earlier_start, left)) = earlier {
-            unreserve(&mut entry, earlier_start, per, left);
-        }
-        if entry.stamp != start {
-            let previous = if entry.stamp.saturating_add(per) == start {
-                entry.count
+    let updated = cx
+        .slots
+        .update(Table::Rate, key, live(now, per), |current| {
+            let mut entry = current.unwrap_or_default();
+            if let Some((earlier_start, left)) = earlier {
+                unreserve(&mut entry, earlier_start, per, left);
+            }
+            if entry.stamp != start {
+                let previous = if entry.stamp.saturating_add(per) == start {
+                    entry.count
+                } else {
+                    0
+                };
+                entry = Entry {
+                    key,
+                    count: 0,
+                    stamp: start,
+                    until: previous,
+                };
+            }
+            let remaining_of_previous = per - (now - start);
+            let estimate = entry.until.saturating_mul(remaining_of_previous) / per + entry.count;
+            if estimate >= requests {
+                wait.set(Some(window.left_ms()));
+                granted.set(0);
             } else {
-                0
-            };
-            entry = Entry {
-                key,
-                count: 0,
-                stamp: start,
-                until: previous,
-            };
-        }
-        let remaining_of_previous = per - (now - start);
-        let estimate = entry.until.saturating_mul(remaining_of_previous) / per + entry.count;
-        if estimate >= requests {
-            wait.set(Some(window.left_ms()));
-            granted.set(0);
-        } else {
-            let hits = reservation_size(requests - estimate).min(most);
-            entry.count += hits;
-            wait.set(None);
-            granted.set(hits);
-        }
-        entry
-    })?;
+                let hits = reservation_size(requests - estimate).min(most);
+                entry.count += hits;
+                wait.set(None);
+                granted.set(hits);
+            }
+            entry
+        })?;
     Ok(Taken {
         wait_ms: wait.get(),
         granted: granted.get(),
         updated: Some(updated),
     })
+}
+
+/// Whether an entry still matters at `now`: it holds the current or the previous window.
+fn live(now: u64, per: u64) -> impl Fn(&Entry) -> bool {
+    move |e| e.stamp.saturating_add(per.saturating_mul(2)) > now
 }
 
 /// Takes `left` unused hits reserved in the window starting at `start` out of `entry`,
@@ -253,10 +259,8 @@ fn unreserve(entry: &mut Entry, start: u64, per: u64, left: u64) {
 
 /// Gives a reservation's unused hits back to the shared entry they were taken from.
 fn give_back(cx: &Context<'_, '_>, old: Reservation) -> Result<(), crate::host::StoreError> {
-    let now = cx.now;
-    let live = |e: &Entry| e.stamp.saturating_add(old.per_ms.saturating_mul(2)) > now;
     cx.slots
-        .update(Table::Rate, old.key, live, |current| {
+        .update(Table::Rate, old.key, live(cx.now, old.per_ms), |current| {
             let mut entry = current.unwrap_or_default();
             unreserve(&mut entry, old.window_start, old.per_ms, old.left);
             entry

@@ -17,7 +17,6 @@ use crate::decision::{Control, EventKind, Verdict};
 use crate::identity::cookie;
 use crate::request::Response;
 use crate::state::{Entry, Table, key_hash};
-use crate::worker::SessionView;
 
 use super::reply::error_reply;
 use super::{Context, Stream};
@@ -44,37 +43,24 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     // client never change, and a use within the idle timeout here means it is not idle
     // anywhere. Only a session unknown here, or quiet here for longer than the idle
     // timeout (it may have been used on another worker), is read from the store.
-    let known = view.as_ref().and_then(|v| {
-        let fresh = session
-            .idle_ms
-            .is_none_or(|idle| now.saturating_sub(v.stamp) <= idle);
-        (v.key == key && fresh).then_some(**v)
+    let known = view.as_deref().copied().filter(|v| {
+        v.key == key
+            && session
+                .idle_ms
+                .is_none_or(|idle| now.saturating_sub(v.stamp) <= idle)
     });
     let entry = match known {
-        Some(v) => Entry {
-            key,
-            count: v.client,
-            stamp: v.stamp,
-            until: v.started,
-        },
+        Some(entry) => entry,
         None => match cx.slots.read(Table::Session, key, live) {
             Ok(Some(entry)) => entry,
             Ok(None) => {
-                let verdict = record(stream, cx, key, |_| Entry {
+                let started = Entry {
                     key,
                     count: client,
                     stamp: now,
                     until: now,
-                });
-                if let Some(view) = view {
-                    *view = SessionView {
-                        key,
-                        started: now,
-                        client,
-                        stamp: now,
-                    };
-                }
-                return verdict;
+                };
+                return record(stream, cx, key, view, started, |_| started);
             }
             Err(error) => return stream.store_failed(cx, error),
         },
@@ -117,37 +103,40 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     let refresh = session
         .idle_ms
         .map_or(u64::MAX, |idle| (idle / 16).max(1_000));
-    let mut seen = SessionView {
-        key,
-        started: entry.until,
-        client: entry.count,
-        stamp: entry.stamp,
-    };
-    let verdict = if now.saturating_sub(entry.stamp) >= refresh {
-        seen.stamp = seen.stamp.max(now);
-        record(stream, cx, key, |current| {
+    if now.saturating_sub(entry.stamp) >= refresh {
+        let used = Entry {
+            stamp: entry.stamp.max(now),
+            ..entry
+        };
+        return record(stream, cx, key, view, used, |current| {
             let mut updated = current.unwrap_or(entry);
             updated.stamp = updated.stamp.max(now);
             updated
-        })
-    } else {
-        None
-    };
-    if let Some(view) = view {
-        *view = seen;
+        });
     }
-    verdict
+    if let Some(view) = view {
+        *view = entry;
+    }
+    None
 }
 
+/// Writes the session's entry with `change` and, once written, remembers it in this
+/// worker's `view` as `seen` (a failed write leaves the view alone, so the next request
+/// asks the store again).
 fn record(
     stream: &mut Stream,
     cx: &Context<'_, '_>,
     key: u64,
+    view: Option<&mut Entry>,
+    seen: Entry,
     change: impl FnMut(Option<Entry>) -> Entry,
 ) -> Option<Verdict> {
     match cx.slots.update(Table::Session, key, live, change) {
         Ok(updated) => {
             stream.note(&updated);
+            if let Some(view) = view {
+                *view = seen;
+            }
             None
         }
         Err(error) => stream.store_failed(cx, error),
@@ -179,21 +168,17 @@ pub(super) fn observe_issued(stream: &mut Stream, cx: &Context<'_, '_>, response
             return true;
         }
         let key = key_hash("session", value.as_bytes());
-        match cx.slots.update(Table::Session, key, live, |_| Entry {
+        let started = Entry {
             key,
             count: client,
             stamp: now,
             until: now,
-        }) {
+        };
+        match cx.slots.update(Table::Session, key, live, |_| started) {
             Ok(updated) => {
                 stream.note(&updated);
                 if let Some(view) = cx.policy.worker.sessions.borrow_mut().slot(key) {
-                    *view = SessionView {
-                        key,
-                        started: now,
-                        client,
-                        stamp: now,
-                    };
+                    *view = started;
                 }
             }
             Err(error) => stream.store_failed_late(cx, error),
