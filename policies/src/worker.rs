@@ -17,7 +17,7 @@ use std::cell::RefCell;
 
 use crate::state::Entry;
 
-/// Entries per table per worker: 1,024 × 48 bytes for reservations, × 32 for sessions.
+/// Entries per table per worker: 1,024 × 40 bytes for reservations, × 32 for sessions.
 pub(crate) const ENTRIES: usize = 1024;
 
 /// Rate-limit hits a worker took from the shared counter and has not used yet.
@@ -30,10 +30,9 @@ pub(crate) struct Reservation {
     pub(crate) per_ms: u64,
     /// Hits left to hand out without asking the store.
     pub(crate) left: u64,
-    /// Until when the key is known to be over its limit (requests are refused locally).
+    /// Until when the key is known to be over its limit (requests are refused locally);
+    /// never past the end of the window it was refused in.
     pub(crate) refused_until: u64,
-    /// The window the refusal was seen in.
-    pub(crate) refused_window: u64,
 }
 
 /// A direct-mapped table of `T`, indexed by key digest.

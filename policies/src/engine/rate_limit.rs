@@ -155,7 +155,7 @@ fn reserved(
         slot.left -= 1;
         return Ok(Taken::local(None));
     }
-    if mine && slot.refused_window == window.start && slot.refused_until > window.now {
+    if mine && slot.refused_until > window.now {
         return Ok(Taken::local(Some(window.left_ms())));
     }
     // Unused hits go back where they were counted: another key's, before its entry is
@@ -178,11 +178,13 @@ fn reserved(
         per_ms: window.per,
         left: taken.as_ref().map_or(0, |t| t.granted.saturating_sub(1)),
         refused_until: if refused {
-            window.now.saturating_add((window.per / 16).max(1))
+            window
+                .now
+                .saturating_add((window.per / 16).max(1))
+                .min(window.start.saturating_add(window.per))
         } else {
             0
         },
-        refused_window: if refused { window.start } else { 0 },
     };
     taken
 }
