@@ -23,7 +23,17 @@ pub struct CheckResult {
 impl CheckResult {
     /// Whether the configuration was accepted.
     pub fn ok(&self) -> bool {
-        self.vm_start && self.configure && self.trap.is_none()
+        self.refusal().is_none()
+    }
+
+    /// Why the module did not take its configuration, or `None` when it did.
+    pub fn refusal(&self) -> Option<String> {
+        match (&self.trap, self.vm_start, self.configure) {
+            (Some(trap), _, _) => Some(format!("trapped: {trap}")),
+            (None, false, _) => Some("proxy_on_vm_start returned false".to_owned()),
+            (None, true, false) => Some("proxy_on_configure returned false".to_owned()),
+            (None, true, true) => None,
+        }
     }
 }
 

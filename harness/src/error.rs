@@ -137,13 +137,18 @@ pub enum HarnessError {
     /// Reading the config.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Starting the plugin failed (`proxy_on_vm_start` or `proxy_on_configure`).
-    #[error("worker {worker}: the plugin failed to start: {message}")]
+    /// Starting the plugin failed (`proxy_on_vm_start` or `proxy_on_configure`): the
+    /// module's own log lines of the start (a refused policy's errors, each with its
+    /// JSON path, as `check` prints them), then why it stopped.
+    #[error("{}rejected on worker {worker}: {reason}", logs.iter().map(|l| format!("{l}\n")).collect::<String>())]
     PluginStart {
         /// The worker.
         worker: usize,
         /// What happened (a trap, or a callback that returned false).
-        message: String,
+        reason: String,
+        /// The module's log lines during the start, `level: message`, at the configured
+        /// log level and above.
+        logs: Vec<String>,
     },
     /// An I/O error with context.
     #[error("{context}: {source}")]

@@ -17,6 +17,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A refused configuration is the policy's fault, not the tool's: the module's
+        // own errors and exit 1, as `check` answers it.
+        Err(e @ cli::CliError::Harness(stakeguard_harness::HarnessError::PluginStart { .. })) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             let mut message = format!("stakeguard: {e}");
             let mut source = std::error::Error::source(&e);

@@ -79,18 +79,90 @@ fn stakeguard(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn check_prints_the_module_logs_and_fails_on_a_rejected_configuration() {
     let f = Files::new("check");
-    let (code, out, _) = stakeguard(&["check", "allow", "--module", &f.path("m.wat")]);
+    let (code, out, _) = stakeguard(&[
+        "check",
+        "--config-string",
+        "allow",
+        "--module",
+        &f.path("m.wat"),
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("error: allow") && out.contains("ok: "),
         "{out}"
     );
-    let (code, out, _) = stakeguard(&["check", "xbad", "--module", &f.path("m.wat")]);
+    let (code, out, _) = stakeguard(&[
+        "check",
+        "--config-string",
+        "xbad",
+        "--module",
+        &f.path("m.wat"),
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("rejected: proxy_on_configure returned false"),
         "{out}"
     );
+}
+
+#[test]
+fn replay_and_diff_print_the_modules_errors_for_a_refused_configuration() {
+    let f = Files::new("refused");
+    let bad = f.path("bad.policy");
+    std::fs::write(&bad, "xbad from a file").unwrap();
+    let (code, out, err) = stakeguard(&[
+        "replay",
+        "--module",
+        &f.path("m.wat"),
+        "--policy",
+        &bad,
+        &f.path("t.jsonl"),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("error: xbad from a file\n")
+            && err.contains("rejected on worker 0: proxy_on_configure returned false"),
+        "{err}"
+    );
+    assert!(
+        out.is_empty(),
+        "no report for a refused configuration: {out}"
+    );
+    let good = f.path("good.policy");
+    std::fs::write(&good, "allow").unwrap();
+    let (code, _, err) = stakeguard(&[
+        "diff",
+        "--module",
+        &f.path("m.wat"),
+        "--policy",
+        &good,
+        "--policy",
+        &bad,
+        &f.path("t.jsonl"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error: xbad from a file"), "{err}");
+}
+
+#[test]
+fn a_policy_argument_that_names_no_file_says_so() {
+    let f = Files::new("nofile");
+    for args in [
+        vec!["check", "nope.json"],
+        vec!["check", "policies/nope"],
+        vec!["replay", "--policy", "nope.json", "t.jsonl"],
+    ] {
+        let (code, _, err) = stakeguard(&[&args[..], &["--module", &f.path("m.wat")]].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("no such file `") && err.contains("--config-string"),
+            "{args:?}: {err}"
+        );
+    }
+    // JSON text is still a policy, and stays distinguishable from a path.
+    let (code, out, _) = stakeguard(&["check", "{\"x\":1}", "--module", &f.path("m.wat")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("error: {\"x\":1}"), "{out}");
 }
 
 #[test]
@@ -125,17 +197,22 @@ fn replay_compares_with_a_golden_file_and_can_update_it() {
     let (code, _, err) = stakeguard(
         &[
             &base[..],
-            &["--policy", "allow", "--update-expect", &f.path("t.jsonl")],
+            &[
+                "--config-string",
+                "allow",
+                "--update-expect",
+                &f.path("t.jsonl"),
+            ],
         ]
         .concat(),
     );
     assert_eq!(code, 0, "{err}");
     let (code, out, err) =
-        stakeguard(&[&base[..], &["--policy", "allow", &f.path("t.jsonl")]].concat());
+        stakeguard(&[&base[..], &["--config-string", "allow", &f.path("t.jsonl")]].concat());
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, std::fs::read_to_string(&golden).unwrap());
     let (code, _, err) =
-        stakeguard(&[&base[..], &["--policy", "deny", &f.path("t.jsonl")]].concat());
+        stakeguard(&[&base[..], &["--config-string", "deny", &f.path("t.jsonl")]].concat());
     assert_eq!(code, 1);
     assert!(err.contains("line 1 (entry 0): outcome"), "{err}");
     assert!(
@@ -151,7 +228,7 @@ fn replay_prints_a_table_with_decisions_and_a_summary() {
         "replay",
         "--module",
         &f.path("m.wat"),
-        "--policy",
+        "--config-string",
         "deny",
         &f.path("t.jsonl"),
     ]);
@@ -167,14 +244,15 @@ fn replay_prints_a_table_with_decisions_and_a_summary() {
 #[test]
 fn diff_lists_the_requests_whose_fate_changed_by_api_and_control() {
     let f = Files::new("diff");
-    let policy = f.path("deny.policy");
+    let (old, policy) = (f.path("allow.policy"), f.path("deny.policy"));
+    std::fs::write(&old, "allow from a file").unwrap();
     std::fs::write(&policy, "deny from a file").unwrap();
     let (code, out, err) = stakeguard(&[
         "diff",
         "--module",
         &f.path("m.wat"),
         "--policy",
-        "allow",
+        &old,
         "--policy",
         &policy,
         &f.path("t.jsonl"),

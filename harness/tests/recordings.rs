@@ -209,3 +209,33 @@ fn a_second_pass_through_the_same_vms_decides_like_the_first() {
     let second = session.replay(&records, pass_period_ns(&records), &mut |_| {});
     assert_eq!(fate(&first), fate(&second));
 }
+
+/// Envoy keeps ticking after the last request, so the alerts a module sent are counted
+/// in its stats even when the last answers arrive after the last record: however the
+/// recording is cut, every answered alert call shows in `stakeguard.alerts.sent`.
+#[test]
+fn the_summary_counts_alerts_answered_after_the_last_record() {
+    let records = traffic("bank.jsonl");
+    let h = harness("bank.json");
+    let mut alerting_cuts = 0;
+    for cut in (10..=records.len()).step_by(7) {
+        let report = h.replay(&records[..cut]).unwrap();
+        let answered = report
+            .summary
+            .root_logs
+            .iter()
+            .filter(|l| l.contains("callout alertmanager POST /api/v2/alerts -> 200"))
+            .count() as u64;
+        let sent = report
+            .summary
+            .metrics
+            .get("stakeguard.alerts.sent")
+            .map_or(0, |m| m.value);
+        assert_eq!(sent, answered, "the first {cut} records");
+        alerting_cuts += usize::from(answered > 0);
+    }
+    assert!(
+        alerting_cuts > 10,
+        "too few cuts send alerts: {alerting_cuts}"
+    );
+}

@@ -8,8 +8,8 @@ use stakeguard_harness::Harness;
 use stakeguard_harness::bench::bench;
 
 use super::{
-    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic,
-    resolve_policy,
+    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, plugin_configuration, read_module,
+    read_traffic,
 };
 
 /// Arguments of `bench`.
@@ -18,9 +18,12 @@ pub struct BenchArgs {
     /// The module.
     #[command(flatten)]
     pub module: ModuleArgs,
-    /// The policy: a file, or the configuration string itself.
-    #[arg(long, value_name = "FILE_OR_RAW_STRING", default_value = "")]
-    pub policy: String,
+    /// The policy file (or the policy JSON itself); none by default.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<String>,
+    /// The plugin configuration as it is, for text that is not a policy file.
+    #[arg(long, value_name = "TEXT", conflicts_with = "policy")]
+    pub config_string: Option<String>,
     /// Timed replays.
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
@@ -35,7 +38,10 @@ pub struct BenchArgs {
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
     let module = read_module(&args.module)?;
-    let mut config = harness_config(&args.host, resolve_policy(&args.policy)?)?;
+    let mut config = harness_config(
+        &args.host,
+        plugin_configuration(args.policy.as_deref(), args.config_string.as_deref())?,
+    )?;
     config.workers = 1;
     let records = read_traffic(&args.traffic)?;
     let harness = Harness::new(&module, config)?;

@@ -4,17 +4,20 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use stakeguard_harness::Harness;
 use stakeguard_harness::check::check;
+use stakeguard_harness::{Harness, HarnessConfig, HarnessError};
 
-use super::{CliError, HostArgs, ModuleArgs, harness_config, read_module, resolve_policy};
+use super::{CliError, HostArgs, ModuleArgs, harness_config, plugin_configuration, read_module};
 
 /// Arguments of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The policy: a file, or the configuration string itself.
-    #[arg(value_name = "POLICY")]
-    pub policy: String,
+    /// The policy file (or the policy JSON itself).
+    #[arg(value_name = "POLICY", required_unless_present = "config_string")]
+    pub policy: Option<String>,
+    /// The plugin configuration as it is, for text that is not a policy file.
+    #[arg(long, value_name = "TEXT", conflicts_with = "policy")]
+    pub config_string: Option<String>,
     /// The module.
     #[command(flatten)]
     pub module: ModuleArgs,
@@ -26,7 +29,7 @@ pub struct CheckArgs {
 /// Runs `check`.
 pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     let module = read_module(&args.module)?;
-    let policy = resolve_policy(&args.policy)?;
+    let policy = plugin_configuration(args.policy.as_deref(), args.config_string.as_deref())?;
     let mut config = harness_config(&args.host, policy)?;
     config.workers = 1;
     let harness = Harness::new(&module, config)?;
@@ -34,24 +37,39 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     for line in &result.logs {
         println!("{line}");
     }
-    if let Some(trap) = &result.trap {
-        println!("trap: {trap}");
+    match result.refusal() {
+        None => {
+            println!(
+                "ok: {} accepted the configuration",
+                args.module.module.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(why) => {
+            println!("rejected: {why}");
+            Ok(ExitCode::from(1))
+        }
     }
-    if result.ok() {
-        println!(
-            "ok: {} accepted the configuration",
-            args.module.module.display()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let why = if result.trap.is_some() {
-            "trapped"
-        } else if !result.vm_start {
-            "proxy_on_vm_start returned false"
-        } else {
-            "proxy_on_configure returned false"
-        };
-        println!("rejected: {why}");
-        Ok(ExitCode::from(1))
-    }
+}
+
+/// Starts the module once with `config` and refuses, as a replay would, when it does not
+/// take its configuration: for commands that hand the policy to something that would
+/// only say that it failed (Envoy logs the module's errors among its own).
+pub fn refuse_unless_accepted(module: &[u8], config: HarnessConfig) -> Result<(), CliError> {
+    let harness = Harness::new(
+        module,
+        HarnessConfig {
+            workers: 1,
+            ..config
+        },
+    )?;
+    let result = check(&harness)?;
+    let Some(reason) = result.refusal() else {
+        return Ok(());
+    };
+    Err(CliError::Harness(HarnessError::PluginStart {
+        worker: 0,
+        reason,
+        logs: result.logs,
+    }))
 }

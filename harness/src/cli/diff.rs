@@ -20,7 +20,7 @@ pub struct DiffArgs {
     /// The module.
     #[command(flatten)]
     pub module: ModuleArgs,
-    /// The old policy, then the new one (file or raw string); give it twice.
+    /// The old policy, then the new one (files, or the policy JSON itself); give it twice.
     #[arg(long, value_name = "FILE_OR_RAW_STRING", num_args = 1, required = true)]
     pub policy: Vec<String>,
     /// Host options.

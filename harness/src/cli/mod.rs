@@ -127,12 +127,45 @@ impl From<LoadError> for CliError {
     }
 }
 
-/// A policy argument: the file's contents if it names a file, the string itself otherwise.
+/// A policy argument: the file it names, or the policy itself when it is JSON text (it
+/// starts with `{`). Anything else must name a file, so a mistyped path says "no such
+/// file" instead of being handed to the module as its configuration; configuration text
+/// that is not a JSON object (another module's) goes through `--config-string`.
 pub fn resolve_policy(arg: &str) -> Result<Vec<u8>, CliError> {
+    if arg.is_empty() || arg.trim_start().starts_with('{') {
+        return Ok(arg.as_bytes().to_vec());
+    }
+    std::fs::read(arg).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => CliError::Usage(format!(
+            "no such file `{arg}`: give the path of a policy file, or the policy JSON itself; \
+             pass other configuration text with --config-string"
+        )),
+        _ => CliError::Io {
+            context: format!("failed to read policy {arg}"),
+            source,
+        },
+    })
+}
+
+/// The plugin configuration of a command: `--config-string` as it is, else its policy
+/// argument (see [`resolve_policy`]).
+pub fn plugin_configuration(
+    policy: Option<&str>,
+    config_string: Option<&str>,
+) -> Result<Vec<u8>, CliError> {
+    match config_string {
+        Some(text) => Ok(text.as_bytes().to_vec()),
+        None => resolve_policy(policy.unwrap_or_default()),
+    }
+}
+
+/// The VM configuration: the file's contents if it names a file, the string itself
+/// otherwise (VM configurations are commonly short words, such as a runtime's flags).
+fn file_or_text(arg: &str) -> Result<Vec<u8>, CliError> {
     let path = Path::new(arg);
     if path.is_file() {
         std::fs::read(path).map_err(|source| CliError::Io {
-            context: format!("failed to read policy {}", path.display()),
+            context: format!("failed to read {}", path.display()),
             source,
         })
     } else {
@@ -175,7 +208,7 @@ pub fn harness_config(host: &HostArgs, policy: Vec<u8>) -> Result<HarnessConfig,
     Ok(HarnessConfig {
         plugin_configuration: policy,
         vm_configuration: match &host.vm_config {
-            Some(v) => resolve_policy(v)?,
+            Some(v) => file_or_text(v)?,
             None => Vec::new(),
         },
         root_id: host.root_id.clone(),

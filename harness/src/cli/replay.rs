@@ -9,11 +9,11 @@ use clap::Args;
 use std::io::IsTerminal;
 
 use stakeguard_harness::envoy::{self, CompareOptions, EnvoyOptions};
-use stakeguard_harness::{Harness, HarnessError, golden};
+use stakeguard_harness::{Harness, HarnessConfig, HarnessError, golden};
 
 use super::{
-    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, read_module, read_traffic,
-    resolve_policy,
+    CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, plugin_configuration, read_module,
+    read_traffic,
 };
 
 /// Arguments of `replay`.
@@ -22,9 +22,12 @@ pub struct ReplayArgs {
     /// The module.
     #[command(flatten)]
     pub module: ModuleArgs,
-    /// The policy: a file, or the configuration string itself.
-    #[arg(long, value_name = "FILE_OR_RAW_STRING", default_value = "")]
-    pub policy: String,
+    /// The policy file (or the policy JSON itself); none by default.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<String>,
+    /// The plugin configuration as it is, for text that is not a policy file.
+    #[arg(long, value_name = "TEXT", conflicts_with = "policy")]
+    pub config_string: Option<String>,
     /// Host options.
     #[command(flatten)]
     pub host: HostArgs,
@@ -69,7 +72,7 @@ pub struct EnvoyArgs {
 /// Runs `replay`.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
     let module = read_module(&args.module)?;
-    let policy = resolve_policy(&args.policy)?;
+    let policy = plugin_configuration(args.policy.as_deref(), args.config_string.as_deref())?;
     if args.envoy.envoy {
         return compare_with_envoy(&args, &module, &policy);
     }
@@ -134,6 +137,13 @@ fn compare_with_envoy(
     policy: &[u8],
 ) -> Result<ExitCode, CliError> {
     let base = harness_config(&args.host, Vec::new())?;
+    super::check::refuse_unless_accepted(
+        module,
+        HarnessConfig {
+            plugin_configuration: policy.to_vec(),
+            ..base.clone()
+        },
+    )?;
     let records = read_traffic(&args.traffic)?;
     let options = CompareOptions {
         envoy: EnvoyOptions {

@@ -64,22 +64,43 @@ impl Session<'_> {
 
     /// After the last record: lets ticks and callouts resume paused streams up to the
     /// idle horizon past `last_record_ns`, delivers callout answers due by then, and
-    /// reports what is still paused as stalled.
+    /// reports what is still paused as stalled. Envoy keeps ticking after the last
+    /// request, and what a module keeps for its next tick (metric batches, alerts to
+    /// send) it flushes then: so each worker with a tick scheduled gets one more after
+    /// the last thing that happened, and the summary counts what Envoy's stats would.
     pub(super) fn settle(&mut self, last_record_ns: u64) {
         let horizon = last_record_ns.saturating_add(self.h.config.idle_horizon_ms * 1_000_000);
+        let mut owed = vec![true; self.workers.len()];
         loop {
-            let waiting = self.streams.any_waiting();
-            let due = if waiting {
+            let due = if self.streams.any_waiting() {
                 self.next_due()
             } else {
-                self.next_event()
+                self.next_event().or_else(|| self.owed_tick(&owed))
             };
-            match due {
-                Some(d) if d <= horizon => self.fire_next(d),
-                _ => break,
+            let Some(due) = due.filter(|d| *d <= horizon) else {
+                break;
+            };
+            let ticked = match self.next_event() {
+                Some(event) if event == due => None,
+                _ => self.workers.iter().position(|w| w.next_tick == Some(due)),
+            };
+            self.fire_next(due);
+            match ticked.and_then(|w| owed.get_mut(w)) {
+                Some(flag) => *flag = false,
+                None => owed.fill(true),
             }
         }
         self.stall_remaining();
+    }
+
+    /// The earliest scheduled tick of a worker still owed one.
+    fn owed_tick(&self, owed: &[bool]) -> Option<u64> {
+        self.workers
+            .iter()
+            .zip(owed)
+            .filter(|(_, owed)| **owed)
+            .filter_map(|(w, _)| w.next_tick)
+            .min()
     }
 
     /// Shows the VM the current virtual time.

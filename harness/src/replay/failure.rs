@@ -18,7 +18,7 @@ impl Session<'_> {
         self.summary.vm_restarts += 1;
         let why = match self.start_worker(w) {
             Ok(()) => return,
-            Err(StartError::Plugin(message)) => message,
+            Err(StartError::Plugin { reason, .. }) => reason,
             Err(StartError::Load(e)) => e.to_string(),
         };
         self.summary

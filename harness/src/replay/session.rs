@@ -34,8 +34,14 @@ pub(super) struct Worker {
 pub(super) enum StartError {
     /// The module could not be instantiated or its start functions trapped.
     Load(LoadError),
-    /// The root context trapped or refused its VM or plugin configuration.
-    Plugin(String),
+    /// The root context trapped or refused its VM or plugin configuration: why, and
+    /// the module's log lines of the start.
+    Plugin {
+        /// A trap's message, or which callback returned false.
+        reason: String,
+        /// `level: message`, as `check` prints them.
+        logs: Vec<String>,
+    },
 }
 
 /// Running worker VMs, ready to replay records.
@@ -94,7 +100,11 @@ impl<'h> Session<'h> {
             });
             session.start_worker(w).map_err(|e| match e {
                 StartError::Load(e) => HarnessError::Load(e),
-                StartError::Plugin(message) => HarnessError::PluginStart { worker: w, message },
+                StartError::Plugin { reason, logs } => HarnessError::PluginStart {
+                    worker: w,
+                    reason,
+                    logs,
+                },
             })?;
         }
         Ok(session)
@@ -176,14 +186,25 @@ impl<'h> Session<'h> {
             }
             Ok::<(), String>(())
         })();
+        let logged_before = self.summary.root_logs.len();
         self.after_call(w);
         self.run_work();
-        if result.is_err()
-            && let Some(worker) = self.workers.get_mut(w)
-        {
+        let Err(reason) = result else {
+            return Ok(());
+        };
+        if let Some(worker) = self.workers.get_mut(w) {
             worker.vm = None;
         }
-        result.map_err(StartError::Plugin)
+        let prefix = format!("worker {w}: ");
+        let logs = self
+            .summary
+            .root_logs
+            .get(logged_before..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        Err(StartError::Plugin { reason, logs })
     }
 
     /// The worker's VM, unless it failed.
