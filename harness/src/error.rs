@@ -80,12 +80,26 @@ pub enum TrafficError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The content is none of the known formats.
+    /// The content is none of the known formats (empty, cut short, or not JSON).
     #[error(
-        "traffic file {path}: unknown format; expected HAR 1.2, an Envoy tap trace or stakeguard JSON Lines"
+        "traffic file {path}: {reason} (reading stopped at line {line} column {column}); expected HAR 1.2, an Envoy tap trace or stakeguard JSON Lines"
     )]
     UnknownFormat {
         /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// One-based line where reading stopped.
+        line: usize,
+        /// Column on that line.
+        column: usize,
+    },
+    /// A traffic directory holds no traffic files.
+    #[error(
+        "traffic directory {path} holds no files; expected the files Envoy's `file_per_tap` sink (or any recorder) wrote there"
+    )]
+    EmptyDirectory {
+        /// The directory.
         path: PathBuf,
     },
     /// One entry is unreadable.

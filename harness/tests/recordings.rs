@@ -54,14 +54,7 @@ const CONTROLS: [&str; 13] = [
 fn filter() -> &'static Harness {
     static FILTER: OnceLock<Harness> = OnceLock::new();
     FILTER.get_or_init(|| {
-        let path = common::workspace().join("target/wasm32-wasip1/release/stakeguard_filter.wasm");
-        let module = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; build the filter first with `make wasm`",
-                path.display()
-            )
-        });
-        Harness::new(&module, HarnessConfig::default()).expect("load stakeguard.wasm")
+        Harness::new(common::filter_wasm(), HarnessConfig::default()).expect("load stakeguard.wasm")
     })
 }
 

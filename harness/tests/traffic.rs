@@ -10,7 +10,7 @@
 
 mod common;
 
-use stakeguard_harness::traffic::{read_file, read_file_lenient};
+use stakeguard_harness::traffic::{read_file, read_file_lenient, read_paths};
 
 #[test]
 fn har_entries_become_records_with_pseudo_headers_from_the_url() {
@@ -122,5 +122,59 @@ fn unknown_formats_and_missing_files_say_so() {
             .unwrap_err()
             .to_string()
             .contains("failed to read traffic file")
+    );
+}
+
+/// A scratch directory for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stakeguard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_cut_short_or_empty_file_says_what_was_expected_and_where_it_stopped() {
+    let dir = scratch("truncated");
+    let whole = std::fs::read_to_string(common::data("tap-buffered.json")).unwrap();
+    // Cut inside the response headers, as a tap file still being written would be.
+    let cut = &whole[..whole.find(r#""content-type""#).unwrap()];
+    let path = dir.join("cut.json");
+    std::fs::write(&path, cut).unwrap();
+    let err = read_file(&path).unwrap_err().to_string();
+    let last_line = cut.lines().count();
+    assert!(
+        err.contains("cut short: an Envoy tap trace ends before it is complete")
+            && err.contains(&format!("reading stopped at line {last_line} column ")),
+        "{err}"
+    );
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let err = read_file(&empty).unwrap_err().to_string();
+    assert!(
+        err.contains("empty.jsonl: empty: the text ends before any JSON (reading stopped at line 2 column 0); expected HAR 1.2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directory_is_read_whole_and_an_empty_one_is_refused() {
+    let records = read_paths(&[common::data("tap-dir")]).unwrap();
+    assert_eq!(records.len(), 8);
+    let dir = scratch("empty-dir");
+    // Hidden files (an editor's or a sink's temporary files) are not traffic.
+    std::fs::write(dir.join(".partial"), "{").unwrap();
+    let err = read_paths(std::slice::from_ref(&dir))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds no files"), "{err}");
+    // A bad file in a directory is named by its own path.
+    std::fs::write(dir.join("b.json"), "").unwrap();
+    let err = read_paths(std::slice::from_ref(&dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{}: empty", dir.join("b.json").display())),
+        "{err}"
     );
 }

@@ -94,7 +94,9 @@ pub struct HostArgs {
 /// Traffic files.
 #[derive(Debug, Clone, Args)]
 pub struct TrafficArgs {
-    /// Recorded traffic: HAR, Envoy tap traces or stakeguard JSON Lines.
+    /// Recorded traffic: HAR, Envoy tap traces or stakeguard JSON Lines; a directory is
+    /// read whole (its files, by name). Records from several files are replayed in
+    /// recorded-time order, ties in argument order; one file keeps its own order.
     #[arg(value_name = "TRAFFIC", required = true)]
     pub traffic: Vec<PathBuf>,
     /// Report unreadable entries and skip them instead of stopping.
@@ -227,20 +229,15 @@ pub fn harness_config(host: &HostArgs, policy: Vec<u8>) -> Result<HarnessConfig,
     })
 }
 
-/// Reads every traffic file, in order.
+/// Reads every traffic file and directory, merged in recorded-time order.
 pub fn read_traffic(args: &TrafficArgs) -> Result<Vec<Record>, CliError> {
-    let mut records = Vec::new();
-    for path in &args.traffic {
-        if args.skip_invalid {
-            let (mut r, errors) = traffic::read_file_lenient(path).map_err(HarnessError::from)?;
-            for e in errors {
-                eprintln!("stakeguard: skipped: {e}");
-            }
-            records.append(&mut r);
-        } else {
-            let mut r = traffic::read_file(path).map_err(HarnessError::from)?;
-            records.append(&mut r);
-        }
+    if !args.skip_invalid {
+        return Ok(traffic::read_paths(&args.traffic).map_err(HarnessError::from)?);
+    }
+    let (records, errors) =
+        traffic::read_paths_lenient(&args.traffic).map_err(HarnessError::from)?;
+    for e in errors {
+        eprintln!("stakeguard: skipped: {e}");
     }
     Ok(records)
 }

@@ -4,10 +4,12 @@
 //! and proxy tool exports), Envoy tap traces (buffered or streamed, one JSON object or
 //! JSON Lines), and stakeguard's own JSON Lines (see `harness/README.md`). An unreadable
 //! entry is an error naming the file, the entry index (and line) and the field; the
-//! lenient readers report such entries and go on.
+//! lenient readers report such entries and go on. Several files, and directories read
+//! whole, are merged in recorded-time order ([`sources`]).
 
 pub mod har;
 pub mod jsonl;
+pub mod sources;
 pub mod tap;
 pub mod time;
 
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use crate::error::TrafficError;
+
+pub use sources::{read_paths, read_paths_lenient};
 
 /// One recorded request and, when recorded, its upstream response.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -98,26 +102,118 @@ pub enum Format {
     JsonLines,
 }
 
-/// Tells the format from the content.
-pub fn detect(text: &str) -> Option<Format> {
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with('{') {
-        return None;
-    }
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(trimmed) {
-        if map.contains_key("log") {
-            return Some(Format::Har);
+/// Why a text is none of the formats, and where its reading stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undetected {
+    /// What is wrong, in words (the format it looked like, when it looked like one).
+    pub reason: String,
+    /// One-based line where the reading stopped.
+    pub line: usize,
+    /// Column on that line (serde_json's count: 0 before its first character).
+    pub column: usize,
+}
+
+/// Tells the format from the content. One JSON object is HAR (a `log` member), a tap
+/// trace (a trace member) or one stakeguard record; an array is tap traces; otherwise the
+/// first line decides between tap traces and stakeguard records as JSON Lines. A text
+/// that is none of them says where it stopped: empty, cut short (an unclosed document:
+/// a file still being written), or not JSON.
+pub fn detect(text: &str) -> Result<Format, Undetected> {
+    let whole = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => return Ok(object_format(&map)),
+        Ok(serde_json::Value::Array(items)) => {
+            return match items.first() {
+                Some(serde_json::Value::Object(map)) if tap::is_tap_object(map) => Ok(Format::Tap),
+                _ => Err(Undetected {
+                    reason:
+                        "unknown format: a JSON array whose first item is not an Envoy tap trace"
+                            .to_string(),
+                    line: 1,
+                    column: 1,
+                }),
+            };
         }
-        if tap::is_tap_object(&map) {
-            return Some(Format::Tap);
+        Ok(_) => {
+            return Err(Undetected {
+                reason: "unknown format: a JSON value that is neither an object nor an array"
+                    .to_string(),
+                line: 1,
+                column: 1,
+            });
         }
-        return Some(Format::JsonLines);
+        Err(e) => e,
+    };
+    // JSON Lines: the whole text is several values, so only the first line is one.
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(first) {
+        return Ok(object_format(&map));
     }
-    let first = trimmed.lines().next()?;
-    match serde_json::from_str::<serde_json::Value>(first) {
-        Ok(serde_json::Value::Object(map)) if tap::is_tap_object(&map) => Some(Format::Tap),
-        Ok(serde_json::Value::Object(_)) => Some(Format::JsonLines),
+    let looks_like = guess(text).map_or("a JSON document of unknown format", Format::article_name);
+    let reason = match whole.classify() {
+        serde_json::error::Category::Eof if text.trim().is_empty() => {
+            "empty: the text ends before any JSON".to_string()
+        }
+        serde_json::error::Category::Eof => format!(
+            "cut short: {looks_like} ends before it is complete (a file still being written?)"
+        ),
+        _ if !text.trim_start().starts_with(['{', '[']) => "unknown format: not JSON".to_string(),
+        _ => format!("{looks_like} is not valid JSON: {}", strip_position(&whole)),
+    };
+    Err(Undetected {
+        reason,
+        line: whole.line(),
+        column: whole.column(),
+    })
+}
+
+/// The format of one whole JSON object.
+fn object_format(map: &serde_json::Map<String, serde_json::Value>) -> Format {
+    if map.contains_key("log") {
+        Format::Har
+    } else if tap::is_tap_object(map) {
+        Format::Tap
+    } else {
+        Format::JsonLines
+    }
+}
+
+/// The format an unreadable text looks like from its first member name (`{"log"` is
+/// HAR, a trace member a tap trace, `"request"`/`"time"` a stakeguard record), so a
+/// message about a cut-short file can name what it was meant to be.
+fn guess(text: &str) -> Option<Format> {
+    let rest = text.trim_start();
+    let rest = rest.strip_prefix('[').map_or(rest, str::trim_start);
+    let rest = rest.strip_prefix('{')?.trim_start().strip_prefix('"')?;
+    let key = rest.split('"').next()?;
+    match key {
+        "log" => Some(Format::Har),
+        "http_buffered_trace"
+        | "httpBufferedTrace"
+        | "http_streamed_trace_segment"
+        | "httpStreamedTraceSegment" => Some(Format::Tap),
+        "request" | "time" | "connection" => Some(Format::JsonLines),
         _ => None,
+    }
+}
+
+/// serde_json's message without its trailing ` at line L column C` (the position is
+/// given once, by the caller).
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+impl Format {
+    /// The format's name with an article, for messages.
+    fn article_name(self) -> &'static str {
+        match self {
+            Format::Har => "a HAR 1.2 document",
+            Format::Tap => "an Envoy tap trace",
+            Format::JsonLines => "a stakeguard JSON Lines record",
+        }
     }
 }
 
@@ -142,11 +238,14 @@ pub fn read_file_lenient(path: &Path) -> Result<(Vec<Record>, Vec<TrafficError>)
 /// Reads traffic from text; `path` names it in messages.
 pub fn read_str(path: &Path, text: &str) -> Result<(Vec<Record>, Vec<TrafficError>), TrafficError> {
     match detect(text) {
-        Some(Format::Har) => har::read(path, text),
-        Some(Format::Tap) => tap::read(path, text),
-        Some(Format::JsonLines) => Ok(jsonl::read(path, text)),
-        None => Err(TrafficError::UnknownFormat {
+        Ok(Format::Har) => har::read(path, text),
+        Ok(Format::Tap) => tap::read(path, text),
+        Ok(Format::JsonLines) => Ok(jsonl::read(path, text)),
+        Err(u) => Err(TrafficError::UnknownFormat {
             path: path.to_path_buf(),
+            reason: u.reason,
+            line: u.line,
+            column: u.column,
         }),
     }
 }
@@ -237,12 +336,37 @@ mod tests {
 
     #[test]
     fn formats_are_told_apart_by_content() {
-        assert_eq!(detect(r#"{"log":{"entries":[]}}"#), Some(Format::Har));
-        assert_eq!(detect(r#"{"http_buffered_trace":{}}"#), Some(Format::Tap));
+        assert_eq!(detect(r#"{"log":{"entries":[]}}"#), Ok(Format::Har));
+        assert_eq!(detect(r#"{"http_buffered_trace":{}}"#), Ok(Format::Tap));
+        assert_eq!(detect(r#"[{"http_buffered_trace":{}}]"#), Ok(Format::Tap));
         assert_eq!(
             detect("{\"request\":{}}\n{\"request\":{}}\n"),
-            Some(Format::JsonLines)
+            Ok(Format::JsonLines)
         );
-        assert_eq!(detect("GET / HTTP/1.1"), None);
+        let not_json = detect("GET / HTTP/1.1").unwrap_err();
+        assert_eq!(not_json.reason, "unknown format: not JSON");
+        assert_eq!((not_json.line, not_json.column), (1, 1));
+    }
+
+    #[test]
+    fn empty_and_cut_short_texts_say_what_they_were_and_where_they_stop() {
+        let empty = detect("\n  \n").unwrap_err();
+        assert_eq!(empty.reason, "empty: the text ends before any JSON");
+        assert_eq!(empty.line, 3);
+        let har = detect("{\n  \"log\": {\n    \"entries\": [\n      {\"request\": {\"url\"")
+            .unwrap_err();
+        assert!(
+            har.reason.starts_with("cut short: a HAR 1.2 document ends"),
+            "{har:?}"
+        );
+        assert_eq!((har.line, har.column), (4, 24));
+        let tap = detect("{\"http_buffered_trace\": {\"request\": ").unwrap_err();
+        assert!(tap.reason.contains("an Envoy tap trace ends"), "{tap:?}");
+        let bad = detect("{\"log\": {\"entries\": [}\n").unwrap_err();
+        assert_eq!(
+            bad.reason,
+            "a HAR 1.2 document is not valid JSON: expected value"
+        );
+        assert_eq!((bad.line, bad.column), (1, 22));
     }
 }

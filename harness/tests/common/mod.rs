@@ -1,7 +1,7 @@
 //! Helpers shared by the harness's integration tests: building the conformance module
 //! once, replaying JSON Lines text, and small WAT modules.
 
-#![allow(dead_code, clippy::expect_used)]
+#![allow(dead_code, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +69,20 @@ pub fn replay(module: &[u8], config: HarnessConfig, jsonl: &str) -> Report {
         .expect("load module")
         .replay(&records(jsonl))
         .expect("replay")
+}
+
+/// The built stakeguard.wasm (`make wasm`), read once per test binary.
+pub fn filter_wasm() -> &'static [u8] {
+    static MODULE: OnceLock<Vec<u8>> = OnceLock::new();
+    MODULE.get_or_init(|| {
+        let path = workspace().join("target/wasm32-wasip1/release/stakeguard_filter.wasm");
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; build the filter first with `make wasm`",
+                path.display()
+            )
+        })
+    })
 }
 
 /// A test data file.
