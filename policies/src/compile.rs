@@ -15,14 +15,15 @@ use crate::error::PolicyErrors;
 use crate::json::Json;
 use crate::model::{
     AmbiguousPathsSpec, ApiSpec, BindingTarget, ClaimRuleSpec, ControlsSpec, CorsSpec,
-    IdentitySpec, LifecycleSpec, LifecycleStatus, LoginKey, NotifySpec, OnError, PartnerSpec,
-    QuotaCount, QuotaKeyName, QuotaKeySpec, RateKey, StateSpec, UnknownAction, UnknownRoutesSpec,
+    CredentialSpec, IdentitySpec, LifecycleSpec, LifecycleStatus, LoginKey, NotifySpec, OnError,
+    PartnerSpec, QuotaCount, QuotaKeyName, QuotaKeySpec, RateKey, StateSpec, UnknownAction,
+    UnknownRoutesSpec,
 };
 use crate::policy::{
-    Api, ApiInfo, Auth, Binding, Body, ClaimRule, ClaimTest, Claims, Controls, Cors, Hardening,
-    Identity, Lifecycle, Login, LoginLimits, Notify, OriginPattern, Ownership, Partner,
-    PartnerMatch, Policy, Quota, QuotaKey, RateLimit, Session, StateConfig, Unknown, UserSource,
-    UsernameSource,
+    Api, ApiInfo, Auth, Binding, Body, ClaimRule, ClaimTest, Claims, Controls, Cors, Credential,
+    Hardening, Identity, Lifecycle, Login, LoginLimits, Notify, OriginPattern, Ownership, Partner,
+    PartnerMatch, Policy, Quota, QuotaKey, RateLimit, Session, Spraying, StateConfig, Unknown,
+    UserSource, UsernameSource,
 };
 use crate::read::{Errors, FromJson, ObjectReader, join, nearest, quoted_list};
 use crate::routes::{AddError, RouteIndexBuilder};
@@ -43,42 +44,55 @@ fn is_header_text(value: &str) -> bool {
         .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
-/// Where a field of an API's merged controls was written: decides the error path.
+/// Where a field of a bundle of merged controls was written: decides the error path.
 struct Origin<'a> {
-    /// The tier's path (`tiers.NAME`) and its raw value.
-    tier: (String, Option<&'a Json>),
-    /// The API's path (`apis[i]`) and its raw value, when compiling an API.
-    api: Option<(String, &'a Json)>,
+    /// The blocks merged, the most specific first: the API's (`apis[i]`, when compiling
+    /// an API), its tier's (`tiers.NAME`), then `defaults`.
+    layers: Vec<(String, &'a Json)>,
+    /// Where a field that none of them wrote is reported: the tier (or `defaults`).
+    home: String,
+    /// The API's raw value, when compiling an API.
+    api: Option<&'a Json>,
 }
 
 impl Origin<'_> {
-    /// The path of a field: under whichever of the API and the tier wrote the deepest
-    /// part of it (the API first), so a missing field is reported at the block that lacks it.
+    /// The path of a field: under the most specific block that wrote the deepest part of
+    /// it, so a missing field is reported at the block that lacks it.
     fn path(&self, fields: &[&str]) -> String {
         let relative = fields.join(".");
-        if let Some((api_path, api)) = &self.api {
-            for depth in (1..=fields.len()).rev() {
-                let pointer: String = fields.iter().take(depth).map(|f| format!("/{f}")).collect();
-                if api.pointer(&pointer).is_some() {
-                    return join(api_path, &relative);
-                }
-                if self.tier.1.is_some_and(|t| t.pointer(&pointer).is_some()) {
-                    break;
-                }
+        for depth in (1..=fields.len()).rev() {
+            let pointer: String = fields.iter().take(depth).map(|f| format!("/{f}")).collect();
+            if let Some((path, _)) = self
+                .layers
+                .iter()
+                .find(|(_, v)| v.pointer(&pointer).is_some())
+            {
+                return join(path, &relative);
             }
         }
-        join(&self.tier.0, &relative)
+        join(&self.home, &relative)
     }
 
     fn is_api(&self) -> bool {
         self.api.is_some()
     }
 
+    /// Whether the bundle being compiled wrote this field itself (not its tier or the
+    /// defaults under it), so a setting that has no effect in this bundle is reported
+    /// here; a tier's setting may serve its other APIs, and `defaults` are only judged
+    /// with a tier over them.
+    fn wrote(&self, fields: &[&str]) -> bool {
+        let pointer: String = fields.iter().map(|f| format!("/{f}")).collect();
+        self.layers.len() > 1
+            && self
+                .layers
+                .first()
+                .is_some_and(|(_, v)| v.pointer(&pointer).is_some())
+    }
+
     /// Whether the API itself has a block (login applies only to APIs that say so).
     fn api_has(&self, field: &str) -> bool {
-        self.api
-            .as_ref()
-            .is_some_and(|(_, api)| api.get(field).is_some())
+        self.api.is_some_and(|api| api.get(field).is_some())
     }
 }
 
@@ -137,8 +151,66 @@ fn at_least_one(errors: &mut Errors, value: Option<u64>, path: &str) -> Option<u
     }
 }
 
+/// The most distinct usernames spraying detection counts: the 64-bit sketch estimates
+/// well up to about half its bits.
+const MAX_SPRAYING_USERNAMES: u32 = 32;
+
+/// The bits that `n` distinct usernames set on average in the 64-bit sketch,
+/// `64 (1 - (63/64)^n)`, to the nearest: the sketch's threshold for "n usernames", so
+/// that spraying is reported at `n` distinct usernames on average (one usually sets a
+/// bit of its own; two sharing a bit make it one later, and the rounding one earlier).
+fn sketch_bits(n: u32) -> u32 {
+    let mut empty = 1.0_f64;
+    for _ in 0..n {
+        empty *= 63.0 / 64.0;
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "between 0.5 and 64.5"
+    )]
+    let bits = (64.0 * (1.0 - empty) + 0.5) as u32;
+    bits.max(1)
+}
+
 fn resolve_mode(own: Option<Mode>, default: Mode) -> Mode {
     own.unwrap_or(default)
+}
+
+/// Reads a list of credentials; a header named `cookie` is refused, since any cookie at
+/// all would pass it.
+fn compile_credentials(
+    errors: &mut Errors,
+    specs: Option<&[CredentialSpec]>,
+    path: &str,
+) -> Vec<Credential> {
+    let mut out = Vec::new();
+    for (i, spec) in specs.unwrap_or_default().iter().enumerate() {
+        let at = join(path, &format!("[{i}]"));
+        let (name, credential) = match spec {
+            CredentialSpec::Header(name) => {
+                let name = name.to_ascii_lowercase();
+                (name.clone(), Credential::Header(name))
+            }
+            CredentialSpec::Cookie(name) => (name.clone(), Credential::Cookie(name.clone())),
+        };
+        if !is_token(&name) {
+            errors.push(
+                &at,
+                format!("`{name}` is not a header or cookie name"),
+                "use letters, digits and `-`",
+            );
+        } else if credential == Credential::Header("cookie".to_owned()) {
+            errors.push(
+                &at,
+                "the `cookie` header passes with any cookie at all",
+                "name the cookie that is the credential, e.g. {\"cookie\": \"sid\"}",
+            );
+        } else {
+            out.push(credential);
+        }
+    }
+    out
 }
 
 /// Compiles one bundle of controls (a tier alone, or a tier with an API laid over it).
@@ -146,27 +218,22 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
     let default_mode = spec.mode.unwrap_or_default();
     let auth = spec.auth.as_ref().and_then(|auth| {
         let mode = resolve_mode(auth.mode, default_mode);
-        let required: Vec<String> = auth
-            .required
-            .iter()
-            .flatten()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
-        if mode != Mode::Off && required.is_empty() {
+        let required = compile_credentials(errors, auth.required.as_deref(), &origin.path(&["auth", "required"]));
+        let any_of = compile_credentials(errors, auth.any_of.as_deref(), &origin.path(&["auth", "any_of"]));
+        let written = |list: &Option<Vec<CredentialSpec>>| list.as_ref().map_or(0, Vec::len);
+        if mode != Mode::Off && written(&auth.required) + written(&auth.any_of) == 0 {
             errors.push(
-                &origin.path(&["auth", "required"]),
+                &origin.path(&["auth"]),
                 "names no credential",
-                "list the header names a request must carry, e.g. [\"authorization\"]",
+                "list what a request must carry in `required` (all of them) or `any_of` (one of them), e.g. [\"authorization\", {\"cookie\": \"sid\"}]",
             );
         }
-        for (i, name) in required.iter().enumerate() {
-            if !is_token(name) {
-                errors.push(
-                    &join(&origin.path(&["auth", "required"]), &format!("[{i}]")),
-                    format!("`{name}` is not a header name"),
-                    "use letters, digits and `-`",
-                );
-            }
+        if written(&auth.any_of) == 1 {
+            errors.push(
+                &origin.path(&["auth", "any_of"]),
+                "has one alternative",
+                "list two or more, or move it to `required`",
+            );
         }
         let challenge = auth
             .challenge
@@ -182,6 +249,7 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
         (mode != Mode::Off).then_some(Auth {
             mode,
             required,
+            any_of,
             challenge,
         })
     });
@@ -252,21 +320,31 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
             max_failures: u32::try_from(max_failures?).ok()?,
             window_ms: window?,
             lockout_ms: lockout?,
+            action,
+            reset_on_success: login.reset_on_success.unwrap_or(true),
         };
+        let by_client_ip = keys.contains(&LoginKey::ClientIp);
         let client_limits = match &login.client_ip {
-            None => username_limits,
+            None => LoginLimits {
+                reset_on_success: false,
+                ..username_limits
+            },
             Some(own) => {
-                let max_failures = own
-                    .max_failures
-                    .map(|n| at_least_one(errors, Some(u64::from(n)), &origin.path(&["login", "client_ip", "max_failures"])));
-                let window = own
-                    .window
-                    .as_deref()
-                    .map(|t| duration(errors, Some(t), &origin.path(&["login", "client_ip", "window"]), None));
-                let lockout = own
-                    .lockout
-                    .as_deref()
-                    .map(|t| duration(errors, Some(t), &origin.path(&["login", "client_ip", "lockout"]), None));
+                let at = |field: &str| origin.path(&["login", "client_ip", field]);
+                if !by_client_ip && origin.wrote(&["login", "client_ip"]) {
+                    errors.push(
+                        &origin.path(&["login", "client_ip"]),
+                        "sets thresholds for a key that is not counted",
+                        "add \"client_ip\" to `login.keys`, or remove `login.client_ip`",
+                    );
+                }
+                let max_failures = own.max_failures.map(|n| at_least_one(errors, Some(u64::from(n)), &at("max_failures")));
+                let window = own.window.as_deref().map(|t| duration(errors, Some(t), &at("window"), None));
+                let lockout = own.lockout.as_deref().map(|t| duration(errors, Some(t), &at("lockout"), None));
+                let action = own.action.unwrap_or(action);
+                if action == Action::Log {
+                    errors.push(&at("action"), "`log` is not a lockout action", "use `block`, `delay` or `alert`");
+                }
                 LoginLimits {
                     max_failures: match max_failures {
                         Some(n) => u32::try_from(n?).ok()?,
@@ -274,34 +352,107 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                     },
                     window_ms: window.unwrap_or(Some(username_limits.window_ms))?,
                     lockout_ms: lockout.unwrap_or(Some(username_limits.lockout_ms))?,
+                    action,
+                    reset_on_success: own.reset_on_success.unwrap_or(false),
                 }
             }
         };
+        let spraying = match &login.spraying {
+            None => None,
+            Some(spec) => {
+                let at = |field: &str| origin.path(&["login", "spraying", field]);
+                if login.username.is_none() && origin.is_api() {
+                    errors.push(
+                        &origin.path(&["login", "username"]),
+                        "missing",
+                        "spotting spraying needs the username: set `username.json_pointer` or `username.form_field`",
+                    );
+                }
+                let max_usernames = spec.max_usernames;
+                match max_usernames {
+                    Some(n) if (2..=MAX_SPRAYING_USERNAMES).contains(&n) => {}
+                    Some(n) => errors.push(
+                        &at("max_usernames"),
+                        format!("{n} is out of range"),
+                        format!("write between 2 and {MAX_SPRAYING_USERNAMES} usernames"),
+                    ),
+                    None => errors.push(&at("max_usernames"), "missing", "write how many distinct usernames, e.g. 5"),
+                }
+                let window = duration(errors, spec.window.as_deref(), &at("window"), None);
+                let lockout = spec.lockout.as_deref().map(|t| duration(errors, Some(t), &at("lockout"), None));
+                let action = spec.action.unwrap_or(Action::Alert);
+                if action == Action::Log {
+                    errors.push(&at("action"), "`log` is not a spraying action", "use `alert`, `block` or `delay`");
+                }
+                if action == Action::Alert && origin.wrote(&["login", "spraying", "lockout"]) {
+                    errors.push(
+                        &at("lockout"),
+                        "has no effect with the `alert` action",
+                        "remove it, or set `action` to `block` or `delay`",
+                    );
+                }
+                let max_usernames = max_usernames.filter(|n| (2..=MAX_SPRAYING_USERNAMES).contains(n))?;
+                let window_ms = window?;
+                Some(Spraying {
+                    max_usernames,
+                    limits: LoginLimits {
+                        max_failures: sketch_bits(max_usernames),
+                        window_ms,
+                        lockout_ms: lockout.unwrap_or(Some(window_ms))?,
+                        action,
+                        reset_on_success: false,
+                    },
+                })
+            }
+        };
+        let delaying = [Some(&username_limits), Some(&client_limits), spraying.as_ref().map(|s| &s.limits)]
+            .into_iter()
+            .flatten()
+            .any(|l| l.action == Action::Delay);
+        for (field, set) in [("delay", login.delay.is_some()), ("max_delay", login.max_delay.is_some())] {
+            if set && !delaying && origin.wrote(&["login", field]) {
+                errors.push(
+                    &origin.path(&["login", field]),
+                    "has no effect: no key of this login uses the `delay` action",
+                    "set `action` (or `client_ip.action`) to `delay`, or remove it",
+                );
+            }
+        }
         Some(Login {
             mode,
             username_limits,
             client_limits,
-            action,
             delay_ms: delay?,
             max_delay_ms: max_delay?,
             by_username,
-            by_client_ip: keys.contains(&LoginKey::ClientIp),
+            by_client_ip,
             failure_statuses,
-            reset_on_success: login.reset_on_success.unwrap_or(true),
             username,
             body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
+            spraying,
         })
         .filter(|login| login.mode != Mode::Off)
     });
 
     let session = spec.session.as_ref().and_then(|session| {
         let mode = resolve_mode(session.mode, default_mode);
-        let cookie = session.cookie.clone();
+        // A cookie that is the API's credential is the session the timeouts are about.
+        let cookie = session.cookie.clone().or_else(|| {
+            let auth = spec.auth.as_ref()?;
+            let mut cookies = auth.required.iter().chain(&auth.any_of).flatten().filter_map(|c| match c {
+                CredentialSpec::Cookie(name) => Some(name),
+                CredentialSpec::Header(_) => None,
+            });
+            match (cookies.next(), cookies.next()) {
+                (Some(only), None) => Some(only.clone()),
+                _ => None,
+            }
+        });
         if cookie.as_deref().is_none_or(|c| !is_token(c)) {
             errors.push(
                 &origin.path(&["session", "cookie"]),
                 "missing or not a cookie name",
-                "name the session cookie, e.g. `sid`",
+                "name the session cookie, e.g. `sid` (an API whose `auth` names one cookie credential uses that one)",
             );
         }
         let idle = session.idle_timeout.as_deref().and_then(|t| {
@@ -986,6 +1137,7 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     let tiers_raw = top.raw("tiers");
     let apis_raw = top.raw("apis");
     let partners_raw = top.raw("partners");
+    let defaults_raw = top.raw("defaults");
     top.finish();
 
     if revision
@@ -1113,16 +1265,36 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
         ),
     }
 
-    // Tiers: each compiled alone, so a mistake in a tier is reported once, at the tier.
+    // Defaults, then tiers: each compiled once (a tier with the defaults under it), so a
+    // mistake is reported once, where it was written.
+    let defaults = match defaults_raw {
+        Some(value) => {
+            if let Some(spec) = ControlsSpec::read(value, "defaults", &mut errors) {
+                let origin = Origin {
+                    layers: vec![("defaults".to_owned(), value)],
+                    home: "defaults".to_owned(),
+                    api: None,
+                };
+                compile_controls(&mut errors, &spec, &origin);
+            }
+            value.clone()
+        }
+        None => Json::Object(Vec::new()),
+    };
     let mut tiers: Vec<Tier<'_>> = Vec::new();
     match tiers_raw {
         Some(Json::Object(fields)) => {
             for (name, value) in fields {
                 let path = join("tiers", name);
                 let before = errors.list.len();
-                if let Some(spec) = ControlsSpec::read(value, &path, &mut errors) {
+                let mut merged = defaults.clone();
+                merged.overlay(value);
+                if ControlsSpec::read(value, &path, &mut errors).is_some()
+                    && let Some(spec) = ControlsSpec::read(&merged, &path, &mut Errors::default())
+                {
                     let origin = Origin {
-                        tier: (path.clone(), Some(value)),
+                        layers: vec![(path.clone(), value), ("defaults".to_owned(), &defaults)],
+                        home: path.clone(),
                         api: None,
                     };
                     compile_controls(&mut errors, &spec, &origin);
@@ -1130,6 +1302,7 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                 tiers.push(Tier {
                     name,
                     value,
+                    merged,
                     valid: errors.list.len() == before,
                 });
             }
@@ -1153,7 +1326,8 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                 let Some(spec) = ApiSpec::read(value, &path, &mut errors) else {
                     continue;
                 };
-                let Some(api) = compile_api(&mut errors, &spec, value, &path, &tiers) else {
+                let Some(api) = compile_api(&mut errors, &spec, value, &path, &tiers, &defaults)
+                else {
                     continue;
                 };
                 let id = apis.len();
@@ -1226,6 +1400,9 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
             if login.by_client_ip {
                 tables.push(Table::LoginIp);
             }
+            if login.spraying.is_some() {
+                tables.push(Table::Spray);
+            }
         }
         if controls.rate_limit.is_some() {
             tables.push(Table::Rate);
@@ -1265,10 +1442,12 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     })
 }
 
-/// A tier as written, and whether it compiled alone without mistakes.
+/// A tier as written, with the defaults under it, and whether it compiled without
+/// mistakes.
 struct Tier<'v> {
     name: &'v str,
     value: &'v Json,
+    merged: Json,
     valid: bool,
 }
 
@@ -1278,6 +1457,7 @@ fn compile_api(
     value: &Json,
     path: &str,
     tiers: &[Tier<'_>],
+    defaults: &Json,
 ) -> Option<Api> {
     for (field, text) in [
         ("name", &spec.name),
@@ -1306,8 +1486,7 @@ fn compile_api(
         );
         return None;
     };
-    let tier_value = tier.value;
-    let mut merged = tier_value.clone();
+    let mut merged = tier.merged.clone();
     if let Json::Object(fields) = value {
         let overrides: Vec<(String, Json)> = fields
             .iter()
@@ -1326,9 +1505,15 @@ fn compile_api(
     } else {
         &mut discarded
     };
+    let tier_path = join("tiers", &spec.tier);
     let origin = Origin {
-        tier: (join("tiers", &spec.tier), Some(tier_value)),
-        api: Some((path.to_owned(), value)),
+        layers: vec![
+            (path.to_owned(), value),
+            (tier_path.clone(), tier.value),
+            ("defaults".to_owned(), defaults),
+        ],
+        home: tier_path,
+        api: Some(value),
     };
     let controls = compile_controls(control_errors, &controls_spec, &origin);
     let lifecycle = compile_lifecycle(

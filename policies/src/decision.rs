@@ -171,6 +171,8 @@ spec_enum! {
         LoginLocked = "login_locked",
         /// A login body too large to read the username from.
         LoginBodyTooLarge = "login_body_too_large",
+        /// One client failed to sign in with many distinct usernames (password spraying).
+        PasswordSpraying = "password_spraying",
         /// A key went over its rate limit.
         RateLimited = "rate_limited",
         /// A request body over the size limit.

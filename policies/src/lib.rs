@@ -29,6 +29,7 @@ mod compile;
 pub mod decision;
 mod engine;
 mod error;
+pub mod explain;
 pub mod host;
 mod identity;
 pub mod json;

@@ -23,6 +23,9 @@ spec_struct! {
         notify: opt NotifySpec,
         /// Sizing of the shared counter tables.
         state: opt StateSpec,
+        /// Controls every tier starts from (hardening, stripping, incidents...): a tier's
+        /// own fields are laid over them, field by field, as an API's are over its tier's.
+        defaults: opt ControlsSpec,
         /// Named bundles of controls; every API names one.
         tiers: req Named<ControlsSpec>,
         /// The API inventory.
@@ -157,10 +160,63 @@ spec_struct! {
     pub struct AuthSpec {
         /// The control's mode.
         mode: opt Mode,
-        /// Header names that must all be present and non-empty.
-        required: opt Vec<String>,
+        /// Credentials that must all be present and non-empty: header names, or
+        /// `{"header": NAME}` and `{"cookie": NAME}`.
+        required: opt Vec<CredentialSpec>,
+        /// Alternatives of which at least one must be present, e.g. a bearer token or a
+        /// session cookie: `["authorization", {"cookie": "sid"}]`.
+        any_of: opt Vec<CredentialSpec>,
         /// The `WWW-Authenticate` challenge of the 401; `Bearer` by default.
         challenge: opt String,
+    }
+}
+
+/// A credential: a header name (`"authorization"` or `{"header": "authorization"}`) or a
+/// named cookie (`{"cookie": "sid"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSpec {
+    /// A request header.
+    Header(String),
+    /// A cookie of the `Cookie` header.
+    Cookie(String),
+}
+
+spec_struct! {
+    /// A credential written as an object: exactly one of the fields.
+    pub struct CredentialFieldsSpec {
+        /// A request header's name.
+        header: opt String,
+        /// A cookie's name.
+        cookie: opt String,
+    }
+}
+
+impl FromJson for CredentialSpec {
+    fn read(value: &Json, path: &str, errors: &mut Errors) -> Option<Self> {
+        match value {
+            Json::Object(_) => {
+                let fields = CredentialFieldsSpec::read(value, path, errors)?;
+                match (fields.header, fields.cookie) {
+                    (Some(header), None) => Some(CredentialSpec::Header(header)),
+                    (None, Some(cookie)) => Some(CredentialSpec::Cookie(cookie)),
+                    _ => {
+                        errors.push(
+                            path,
+                            "needs exactly one of `header` and `cookie`",
+                            "e.g. {\"cookie\": \"sid\"} or {\"header\": \"authorization\"}",
+                        );
+                        None
+                    }
+                }
+            }
+            _ => String::read(value, path, errors).map(CredentialSpec::Header),
+        }
+    }
+
+    fn schema(schemas: &mut Schemas) -> Json {
+        let header = String::schema(schemas);
+        let fields = CredentialFieldsSpec::schema(schemas);
+        object(vec![("oneOf", Json::Array(vec![header, fields]))])
     }
 }
 
@@ -186,16 +242,20 @@ spec_struct! {
         keys: opt Vec<LoginKey>,
         /// Response statuses that count as a failed attempt; `[401, 403]` by default.
         failure_statuses: opt Vec<u16>,
-        /// Whether a successful login clears the username's and client's failures; true by
-        /// default.
+        /// Whether a successful login clears the username's failures; true by default.
+        /// The client IP's are kept unless `client_ip.reset_on_success` says otherwise.
         reset_on_success: opt bool,
         /// Where the username is in the request body.
         username: opt UsernameSpec,
         /// Thresholds for the client-IP key when they should differ from the username's
         /// (one address trying many usernames is credential stuffing, and an office
         /// behind one address needs more room than one person): `max_failures`,
-        /// `window` and `lockout`, each defaulting to the values above.
+        /// `window`, `lockout` and `action`, each defaulting to the values above
+        /// (e.g. block a username, only alert on an address).
         client_ip: opt LoginLimitsSpec,
+        /// Password spraying: one client failing with many different usernames (few
+        /// tries each, so no username lockout fires). Raises `password_spraying`.
+        spraying: opt SprayingSpec,
         /// How many bytes of a login body are read to find the username; 65536 by default.
         /// A longer body counts under an unknown username and raises `login_body_too_large`.
         body_limit: opt u32,
@@ -210,6 +270,29 @@ spec_struct! {
         /// The window failures are counted in.
         window: opt String,
         /// How long a lockout lasts.
+        lockout: opt String,
+        /// What a locked-out attempt meets: `block`, `delay` or `alert`.
+        action: opt Action,
+        /// Whether a successful login from the address clears its failures; false by
+        /// default, since a sprayer who owns one valid account could otherwise start over
+        /// after every few tries.
+        reset_on_success: opt bool,
+    }
+}
+
+spec_struct! {
+    /// Password spraying: many distinct usernames failing from one client.
+    pub struct SprayingSpec {
+        /// Distinct usernames failing from one client within `window` that count as
+        /// spraying (2 to 32; counted in a 64-bit sketch, see the README).
+        max_usernames: opt u32,
+        /// The window usernames are counted in.
+        window: opt String,
+        /// `alert` (default: an incident, attempts go on) or `block` (429 for the
+        /// client's login attempts until `lockout` ends) or `delay`.
+        action: opt Action,
+        /// How long a client caught spraying stays refused, with `block` or `delay`;
+        /// the window by default.
         lockout: opt String,
     }
 }
@@ -239,7 +322,7 @@ spec_struct! {
     pub struct SessionSpec {
         /// The control's mode.
         mode: opt Mode,
-        /// The session cookie's name.
+        /// The session cookie's name; the API's cookie credential (`auth`) by default.
         cookie: opt String,
         /// How long a session may go unused.
         idle_timeout: opt String,
@@ -435,7 +518,8 @@ spec_struct! {
         /// What is counted: `user` (default), `client_ip`, or a JSON body field.
         key: opt QuotaKeySpec,
         /// Count only requests the upstream answered with 2xx (`success`, default), so
-        /// failed attempts do not burn a customer's quota, or every request (`all`).
+        /// failed attempts do not burn a customer's quota, or every request the upstream
+        /// answered (`all`). Requests another control refused never count.
         count: opt QuotaCount,
         /// `block` (429 with `Retry-After`, default) or `alert`.
         action: opt Action,
@@ -492,7 +576,7 @@ spec_enum! {
     pub enum QuotaCount {
         /// Only requests answered with 2xx.
         Success = "success",
-        /// Every request that reaches the upstream.
+        /// Every request the upstream answers, whatever its status.
         All = "all",
     }
 }

@@ -198,7 +198,10 @@ pub(crate) enum OriginPattern {
 #[derive(Debug)]
 pub(crate) struct Auth {
     pub(crate) mode: Mode,
-    pub(crate) required: Vec<String>,
+    /// Every one must be present.
+    pub(crate) required: Vec<Credential>,
+    /// At least one must be present (no condition when empty).
+    pub(crate) any_of: Vec<Credential>,
     pub(crate) challenge: String,
 }
 
@@ -209,32 +212,53 @@ pub(crate) struct Login {
     pub(crate) username_limits: LoginLimits,
     /// Thresholds of the client-IP key.
     pub(crate) client_limits: LoginLimits,
-    pub(crate) action: Action,
     pub(crate) delay_ms: u64,
     pub(crate) max_delay_ms: u64,
     pub(crate) by_username: bool,
     pub(crate) by_client_ip: bool,
     pub(crate) failure_statuses: Vec<u16>,
-    pub(crate) reset_on_success: bool,
     pub(crate) username: Option<UsernameSource>,
     pub(crate) body_limit: usize,
+    pub(crate) spraying: Option<Spraying>,
 }
 
+/// The thresholds and action of one login key (username, client IP, or a client caught
+/// spraying).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LoginLimits {
     pub(crate) max_failures: u32,
     pub(crate) window_ms: u64,
     pub(crate) lockout_ms: u64,
+    pub(crate) action: Action,
+    pub(crate) reset_on_success: bool,
+}
+
+/// Password-spraying detection: distinct failing usernames per client, in a 64-bit
+/// sketch (each username sets one bit). `limits.max_failures` is the number of set bits
+/// that `max_usernames` distinct usernames leave on average, so a collision of two
+/// usernames on one bit does not hide a sprayer behind the threshold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spraying {
+    pub(crate) max_usernames: u32,
+    pub(crate) limits: LoginLimits,
 }
 
 impl Login {
     /// The thresholds of the key counted in `table`.
     pub(crate) fn limits(&self, table: Table) -> &LoginLimits {
-        match table {
-            Table::LoginIp => &self.client_limits,
+        match (table, &self.spraying) {
+            (Table::LoginIp, _) => &self.client_limits,
+            (Table::Spray, Some(spraying)) => &spraying.limits,
             _ => &self.username_limits,
         }
     }
+}
+
+/// A credential a request carries: a header (lowercase name) or a named cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    Header(String),
+    Cookie(String),
 }
 
 #[derive(Debug)]

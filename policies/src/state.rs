@@ -28,6 +28,8 @@ pub(crate) enum Table {
     Session,
     /// Business-flow quotas.
     Quota,
+    /// Distinct usernames failing per client (password spraying).
+    Spray,
 }
 
 impl Table {
@@ -38,6 +40,7 @@ impl Table {
             Table::Rate => "rate",
             Table::Session => "session",
             Table::Quota => "quota",
+            Table::Spray => "spray",
         }
     }
 

@@ -869,3 +869,207 @@ fn the_peer_address_is_asked_for_only_when_no_trusted_hop_names_the_client() {
     );
     assert!(bank().policy.needs_source_address(&forwarded));
 }
+
+// Login keys with their own actions, spraying, and what a success clears -----------------
+
+#[test]
+fn a_client_ip_can_alert_while_its_usernames_block() {
+    let host = bank_with(
+        "/tiers/critical/login/client_ip",
+        serde_json::json!({ "max_failures": 3, "action": "alert" }),
+    );
+    for i in 0..3 {
+        failed_login(&host, &format!("user{i}"), "203.0.113.40:1");
+    }
+    // The address is over its threshold: let through, with an incident...
+    let mut x = failed_login(&host, "user9", "203.0.113.40:1");
+    assert_eq!(x.verdict, Verdict::Continue);
+    let locked = x
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::LoginLocked)
+        .expect("the address is reported");
+    assert_eq!(locked.outcome, Outcome::Alerted);
+    // ...while a username over its own threshold is still blocked.
+    for _ in 0..5 {
+        failed_login(&host, "mallory", "198.51.100.41:1");
+    }
+    assert_eq!(
+        failed_login(&host, "mallory", "198.51.100.42:1").status(),
+        Some(429)
+    );
+}
+
+#[test]
+fn a_success_clears_the_username_but_not_the_client_address() {
+    // A sprayer who owns one valid account logs into it after every few tries.
+    let host = bank();
+    for round in 0..4 {
+        for i in 0..3 {
+            failed_login(&host, &format!("victim{round}{i}"), "203.0.113.50:1");
+        }
+        let own = req("POST", "/api/v2/login")
+            .json(r#"{"username":"sprayer","password":"right"}"#)
+            .from("203.0.113.50:1");
+        let x = host.exchange(&own, 200, &[]).0;
+        if round < 3 {
+            assert_eq!(x.verdict, Verdict::Continue, "round {round}");
+        } else {
+            // 12 failures: the address's 10 were reached, whatever the successes.
+            assert_eq!(x.status(), Some(429), "round {round}");
+        }
+    }
+}
+
+fn spraying_bank(action: &str) -> Host {
+    bank_with(
+        "/tiers/critical/login/spraying",
+        serde_json::json!({ "max_usernames": 5, "window": "15m", "action": action }),
+    )
+}
+
+#[test]
+fn one_client_failing_with_many_usernames_is_reported_as_password_spraying() {
+    let host = spraying_bank("alert");
+    let mut reported = Vec::new();
+    for i in 0..8 {
+        let mut x = failed_login(&host, &format!("name{i}@example.com"), "203.0.113.60:1");
+        assert_eq!(x.verdict, Verdict::Continue, "alert only");
+        if let Some(e) = x
+            .events()
+            .into_iter()
+            .find(|e| e.kind == EventKind::PasswordSpraying)
+        {
+            assert_eq!(e.outcome, Outcome::Alerted);
+            assert_eq!(e.severity, Some(Severity::Ticket));
+            reported.push(i + 1);
+        }
+    }
+    // Reported once, at about the fifth distinct username (the sketch's error is one).
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!((4..=6).contains(&reported[0]), "{reported:?}");
+    // The same username again and again is not spraying.
+    let host = spraying_bank("alert");
+    for _ in 0..4 {
+        let mut x = failed_login(&host, "alice", "203.0.113.61:1");
+        assert!(
+            x.events()
+                .iter()
+                .all(|e| e.kind != EventKind::PasswordSpraying)
+        );
+    }
+}
+
+#[test]
+fn a_blocking_spraying_rule_refuses_the_clients_next_attempts() {
+    let host = spraying_bank("block");
+    for i in 0..8 {
+        failed_login(&host, &format!("n{i}"), "203.0.113.62:1");
+    }
+    let mut x = failed_login(&host, "anyone", "203.0.113.62:1");
+    assert_eq!(x.status(), Some(429));
+    assert_eq!(x.outcome_of(EventKind::LoginLocked), Some(Outcome::Blocked));
+    // Another client is not affected; and after the window the client may try again.
+    assert_eq!(
+        failed_login(&host, "anyone", "203.0.113.63:1").verdict,
+        Verdict::Continue
+    );
+    host.advance(16 * 60_000);
+    assert_eq!(
+        failed_login(&host, "anyone", "203.0.113.62:1").verdict,
+        Verdict::Continue
+    );
+}
+
+// Credentials: alternatives and cookies ---------------------------------------------------
+
+#[test]
+fn a_session_cookie_or_a_token_is_credential_enough() {
+    let host = bank_with(
+        "/tiers/critical/auth",
+        serde_json::json!({ "any_of": ["authorization", { "cookie": "sid" }] }),
+    );
+    let accounts = || req("GET", "/api/v2/accounts").header("x-user-id", "alice");
+    assert_eq!(
+        host.send(&accounts().header("authorization", "Bearer t"))
+            .verdict,
+        Verdict::Continue
+    );
+    assert_eq!(
+        host.send(&accounts().header("cookie", "theme=dark; sid=s1"))
+            .verdict,
+        Verdict::Continue
+    );
+    // Another cookie is not the session, and an empty one is none.
+    for cookie in ["theme=dark", "sid="] {
+        let mut x = host.send(&accounts().header("cookie", cookie));
+        assert_eq!(x.status(), Some(401), "{cookie}");
+        assert_eq!(
+            x.outcome_of(EventKind::CredentialsMissing),
+            Some(Outcome::Blocked)
+        );
+    }
+}
+
+#[test]
+fn required_credentials_may_name_a_cookie() {
+    let host = bank_with(
+        "/tiers/critical/auth",
+        serde_json::json!({ "required": [{ "cookie": "sid" }, "x-device"] }),
+    );
+    let accounts = || req("GET", "/api/v2/accounts").header("x-user-id", "alice");
+    assert_eq!(
+        host.send(&accounts().header("cookie", "sid=s1")).status(),
+        Some(401),
+        "both are needed"
+    );
+    assert_eq!(
+        host.send(
+            &accounts()
+                .header("cookie", "sid=s1")
+                .header("x-device", "d")
+        )
+        .verdict,
+        Verdict::Continue
+    );
+}
+
+// Defaults ---------------------------------------------------------------------------------
+
+#[test]
+fn defaults_reach_every_tier_and_a_tier_overrides_them_field_by_field() {
+    let mut doc: serde_json::Value = serde_json::from_str(&example("bank")).unwrap();
+    let strip = serde_json::json!({ "strip": ["server", "x-powered-by", "x-debug"] });
+    doc["defaults"] = serde_json::json!({ "response": strip });
+    // The standard tier writes no response block of its own: it gets the defaults'.
+    doc["tiers"]["standard"]
+        .as_object_mut()
+        .unwrap()
+        .remove("response");
+    let host = Host::new(&doc.to_string());
+    let rates = req("GET", "/api/v1/rates/gbp-eur");
+    let (_, changes) = host.exchange(&rates, 200, &[("x-debug", "1"), ("server", "x")]);
+    for name in ["server", "x-powered-by", "x-debug"] {
+        assert!(
+            changes.contains(&HeaderChange::Remove(name.into())),
+            "{name}: {changes:?}"
+        );
+    }
+    // The critical tier's own `strip` replaces the defaults' list (lists are replaced,
+    // objects merged), and its headers stay.
+    let (_, changes) = host.exchange(
+        &req("GET", "/api/v2/accounts").user("alice"),
+        200,
+        &[("x-debug", "1")],
+    );
+    assert!(
+        !changes.contains(&HeaderChange::Remove("x-debug".into())),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, HeaderChange::Set(name, _) if &**name == "cache-control")),
+        "{changes:?}"
+    );
+}

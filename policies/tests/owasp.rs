@@ -224,11 +224,14 @@ fn a_quota_in_monitor_mode_passes_as_would_block() {
         &example("retailer").replace(r#""count": "all""#, r#""count": "all", "mode": "monitor""#),
     );
     let reset = |host: &Host| {
-        host.send(
+        host.exchange(
             &req("POST", "/api/v1/password-reset")
                 .host("shop.example.com")
                 .json(r#"{"email":"victim@example.com"}"#),
+            202,
+            &[],
         )
+        .0
     };
     for _ in 0..3 {
         reset(&host);
@@ -246,12 +249,15 @@ fn the_password_reset_quota_counts_per_account() {
     let host = Host::new(&example("retailer"));
     let reset = |email: &str, from: &str| {
         let body = format!(r#"{{"email":"{email}"}}"#);
-        host.send(
+        host.exchange(
             &req("POST", "/api/v1/password-reset")
                 .host("shop.example.com")
                 .header("x-forwarded-for", from)
                 .json(&body),
+            202,
+            &[],
         )
+        .0
     };
     for i in 0..3 {
         assert_eq!(
@@ -267,6 +273,45 @@ fn the_password_reset_quota_counts_per_account() {
     assert_eq!(
         reset("other@example.com", "192.0.2.50").verdict,
         Verdict::Continue
+    );
+}
+
+/// `count: all` counts every request the upstream answered, whatever its status, and
+/// none that another control refused before it got there.
+#[test]
+fn a_quota_counting_all_counts_what_the_upstream_answered_and_nothing_refused() {
+    let host = common::bank_with("/apis/2/quotas/0/count", "all".into());
+    let send = |to: u32, content_type: &str, status: u16| {
+        let body = format!(r#"{{"from":1,"to":{to},"amount":5}}"#);
+        let x = host
+            .exchange(
+                &req("POST", "/api/v2/transfers")
+                    .user("alice")
+                    .body(content_type, &body),
+                status,
+                &[],
+            )
+            .0;
+        host.advance(61_000); // past the per-minute rate limit's reach
+        x
+    };
+    // Refused by the body control after the quota was looked at: none of these count...
+    for to in 0..6 {
+        let mut x = send(to, "text/plain", 201);
+        assert_eq!(x.status(), Some(415));
+        assert_eq!(x.outcome_of(EventKind::QuotaExceeded), None);
+    }
+    // ...so all five of the day pass, and each counts whatever the upstream said...
+    for (to, status) in [(10, 500), (11, 400), (12, 201), (13, 201), (14, 201)] {
+        let x = send(to, "application/json", status);
+        assert_eq!(x.verdict, Verdict::Continue, "transfer to {to}");
+    }
+    // ...the failed ones too: the sixth is over the quota.
+    let mut x = send(20, "application/json", 201);
+    assert_eq!(x.status(), Some(429));
+    assert_eq!(
+        x.outcome_of(EventKind::QuotaExceeded),
+        Some(Outcome::Blocked)
     );
 }
 

@@ -74,7 +74,7 @@ fn a_field_unlike_any_other_lists_the_fields_there_are() {
     doc["tiers"]["critical"]["login"]["zzz"] = json!(1);
     assert_eq!(
         only_error(&doc),
-        "tiers.critical.login.zzz: unknown field `zzz`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `client_ip`, `body_limit`"
+        "tiers.critical.login.zzz: unknown field `zzz`; expected one of `mode`, `max_failures`, `window`, `lockout`, `action`, `delay`, `max_delay`, `keys`, `failure_statuses`, `reset_on_success`, `username`, `client_ip`, `spraying`, `body_limit`"
     );
 }
 
@@ -201,7 +201,7 @@ fn a_missing_field_is_blamed_on_the_block_that_lacks_it() {
     doc["apis"][1]["session"] = json!({ "idle_timeout": "10m" });
     assert_eq!(
         only_error(&doc),
-        "apis[1].session.cookie: missing or not a cookie name; name the session cookie, e.g. `sid`"
+        "apis[1].session.cookie: missing or not a cookie name; name the session cookie, e.g. `sid` (an API whose `auth` names one cookie credential uses that one)"
     );
 }
 
@@ -330,5 +330,142 @@ fn client_ip_thresholds_are_checked_where_written() {
             "tiers.critical.login.client_ip.max_failures: is 0; a threshold of 0 would refuse everything; write at least 1",
             "tiers.critical.login.client_ip.lockout: `soon` is not a duration; write a whole number and a unit (ms, s, m, h, d), e.g. `30s`, `15m`, `1h30m`",
         ]
+    );
+}
+
+// Settings that would do nothing are refused where they were written -----------------
+
+#[test]
+fn client_ip_thresholds_without_the_client_ip_key_are_refused() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["client_ip"] = json!({ "max_failures": 10 });
+    doc["tiers"]["critical"]["login"]["keys"] = json!(["username"]);
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.client_ip: sets thresholds for a key that is not counted; add \"client_ip\" to `login.keys`, or remove `login.client_ip`"
+    );
+    // Written by the API over a tier that counts both keys: blamed on the API.
+    let mut doc = base();
+    doc["apis"][0]["login"]["keys"] = json!(["username"]);
+    doc["apis"][0]["login"]["client_ip"] = json!({ "action": "alert" });
+    assert_eq!(
+        only_error(&doc),
+        "apis[0].login.client_ip: sets thresholds for a key that is not counted; add \"client_ip\" to `login.keys`, or remove `login.client_ip`"
+    );
+    // A tier's thresholds may serve its other APIs: one API counting only usernames is
+    // no mistake of the tier's.
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["client_ip"] = json!({ "max_failures": 10 });
+    doc["apis"][0]["login"]["keys"] = json!(["username"]);
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+}
+
+#[test]
+fn delay_settings_without_a_delaying_key_are_refused() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["delay"] = json!("1s");
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.delay: has no effect: no key of this login uses the `delay` action; set `action` (or `client_ip.action`) to `delay`, or remove it"
+    );
+    doc["tiers"]["critical"]["login"]["client_ip"] = json!({ "action": "delay" });
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+}
+
+#[test]
+fn a_spraying_lockout_with_the_alert_action_is_refused() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["spraying"] =
+        json!({ "max_usernames": 5, "window": "15m", "lockout": "1h" });
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.spraying.lockout: has no effect with the `alert` action; remove it, or set `action` to `block` or `delay`"
+    );
+    doc["tiers"]["critical"]["login"]["spraying"]["action"] = json!("block");
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+    doc["tiers"]["critical"]["login"]["spraying"]["max_usernames"] = json!(40);
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.spraying.max_usernames: 40 is out of range; write between 2 and 32 usernames"
+    );
+}
+
+#[test]
+fn the_cookie_header_is_not_a_credential_but_a_named_cookie_is() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["auth"] = json!({ "required": ["cookie"] });
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.auth.required[0]: the `cookie` header passes with any cookie at all; name the cookie that is the credential, e.g. {\"cookie\": \"sid\"}"
+    );
+    doc["tiers"]["critical"]["auth"] = json!({ "any_of": ["authorization", { "cookie": "sid" }] });
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+    doc["tiers"]["critical"]["auth"] = json!({ "any_of": [{ "cookie": "sid", "header": "x" }] });
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors.first().map(String::as_str),
+        Some(
+            "tiers.critical.auth.any_of[0]: needs exactly one of `header` and `cookie`; e.g. {\"cookie\": \"sid\"} or {\"header\": \"authorization\"}"
+        ),
+        "{errors:#?}"
+    );
+    doc["tiers"]["critical"]["auth"] = json!({ "required": [] });
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.auth: names no credential; list what a request must carry in `required` (all of them) or `any_of` (one of them), e.g. [\"authorization\", {\"cookie\": \"sid\"}]"
+    );
+    doc["tiers"]["critical"]["auth"] = json!({ "any_of": ["authorization"] });
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.auth.any_of: has one alternative; list two or more, or move it to `required`"
+    );
+}
+
+#[test]
+fn a_session_takes_its_cookie_from_the_cookie_credential() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["session"] = json!({ "idle_timeout": "10m" });
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.session.cookie: missing or not a cookie name; name the session cookie, e.g. `sid` (an API whose `auth` names one cookie credential uses that one)"
+    );
+    doc["tiers"]["critical"]["auth"] = json!({ "any_of": ["authorization", { "cookie": "sid" }] });
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+}
+
+// Defaults under every tier --------------------------------------------------------------
+
+#[test]
+fn a_mistake_in_the_defaults_is_reported_once_at_the_defaults() {
+    let mut doc = base();
+    doc["defaults"] =
+        json!({ "response": { "strip": ["server"], "headers": { "x-a": "b\u{1}" } } });
+    doc["tiers"]["other"] = json!({ "mode": "monitor" });
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("defaults.response.headers.x-a:"),
+        "{errors:#?}"
+    );
+    doc["defaults"] = json!({ "respons": {} });
+    assert!(
+        only_error(&doc)
+            .starts_with("defaults.respons: unknown field `respons`; did you mean `response`?"),
+        "{}",
+        only_error(&doc)
+    );
+}
+
+#[test]
+fn a_missing_field_under_the_defaults_is_blamed_on_the_tier_that_lacks_it() {
+    let mut doc = base();
+    doc["defaults"] = json!({ "rate_limit": { "per": "1m" } });
+    doc["tiers"]["other"] = json!({ "mode": "monitor" });
+    let errors: Vec<String> = errors(&doc).iter().map(ToString::to_string).collect();
+    assert!(
+        errors.contains(
+            &"defaults.rate_limit.requests: missing; write a number of at least 1".to_owned()
+        ),
+        "{errors:#?}"
     );
 }

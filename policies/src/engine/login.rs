@@ -6,12 +6,17 @@
 //! Each key's entry holds its failures in the current window (`count`), the window's
 //! start (`stamp`) and the end of its lockout (`until`). Usernames are compared without
 //! ASCII case and surrounding blanks, so `Alice ` cannot dodge the lockout of `alice`.
+//!
+//! Password spraying (few tries at each of many usernames from one client, below every
+//! username's threshold) is counted per client in the `spray` table: `count` is a 64-bit
+//! sketch where each failing username sets one bit, and the number of bits set says how
+//! many distinct usernames failed in the window.
 
 use std::borrow::Cow;
 
 use crate::decision::{Action, Control, EventKind, Outcome, Severity, Verdict};
 use crate::json::Json;
-use crate::policy::{Login, LoginLimits, UsernameSource};
+use crate::policy::{Login, LoginLimits, Spraying, UsernameSource};
 use crate::request::Response;
 use crate::state::{Entry, Table, key_hash};
 
@@ -32,12 +37,21 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     }
     stream.login_attempt = true;
     stream.wants_response = true;
-    if login.by_client_ip
-        && let Some(client) = stream.client
-        && let Some(verdict) =
-            refuse_if_locked(stream, cx, login, Table::LoginIp, client, cx.reference())
-    {
-        return Some(verdict);
+    if let Some(client) = stream.client {
+        let spraying_refuses = login
+            .spraying
+            .is_some_and(|s| s.limits.action != Action::Alert);
+        for (table, counted) in [
+            (Table::LoginIp, login.by_client_ip),
+            (Table::Spray, spraying_refuses),
+        ] {
+            if counted
+                && let Some(verdict) =
+                    refuse_if_locked(stream, cx, login, table, client, cx.reference())
+            {
+                return Some(verdict);
+            }
+        }
     }
     if login.by_username && login.username.is_some() {
         stream.body_limit = stream.body_limit.max(login.body_limit);
@@ -95,8 +109,13 @@ fn refuse_if_locked(
         Err(error) => return stream.store_failed(cx, error),
     };
     let wait = entry.until - now;
-    let over = u32::try_from(entry.count.saturating_sub(u64::from(limits.max_failures)))
-        .unwrap_or(u32::MAX);
+    // The spray table counts distinct usernames as bits of a sketch.
+    let failures = match table {
+        Table::Spray => u64::from(entry.count.count_ones()),
+        _ => entry.count,
+    };
+    let over =
+        u32::try_from(failures.saturating_sub(u64::from(limits.max_failures))).unwrap_or(u32::MAX);
     let delay = login
         .delay_ms
         .saturating_mul(2u64.saturating_pow(over.min(32)))
@@ -107,7 +126,7 @@ fn refuse_if_locked(
         EventKind::LoginLocked,
         Control::Login,
         login.mode,
-        login.action,
+        limits.action,
         Some(key),
         delay,
         || {
@@ -209,11 +228,16 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
                 Ok(updated) => {
                     stream.note(&updated);
                     if updated.entry.count == u64::from(limits.max_failures) {
-                        locked_now = Some(key);
+                        locked_now = Some((key, limits.action));
                     }
                 }
                 Err(error) => stream.store_failed_late(cx, error),
             }
+        }
+        if let (Some(spraying), Some(username), Some(client)) =
+            (&login.spraying, stream.username, stream.client)
+        {
+            count_spraying(stream, cx, login, spraying, username, client);
         }
         let failure_key = stream.username.or(stream.client);
         let severity = cx.api.controls.severity(EventKind::LoginFailure);
@@ -225,15 +249,15 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
             severity,
             failure_key,
         );
-        if let Some(key) = locked_now {
-            let severity =
-                cx.api
-                    .controls
-                    .severity(EventKind::LoginLockout)
-                    .or(match login.action {
-                        Action::Alert => Some(Severity::Ticket),
-                        _ => None,
-                    });
+        if let Some((key, action)) = locked_now {
+            let severity = cx
+                .api
+                .controls
+                .severity(EventKind::LoginLockout)
+                .or(match action {
+                    Action::Alert => Some(Severity::Ticket),
+                    _ => None,
+                });
             let outcome = if severity.is_some() {
                 Outcome::Alerted
             } else {
@@ -248,9 +272,9 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
                 Some(key),
             );
         }
-    } else if (200..300).contains(&response.status) && login.reset_on_success {
+    } else if (200..300).contains(&response.status) {
         for (table, key) in keys {
-            let Some(key) = key else {
+            let Some(key) = key.filter(|_| login.limits(table).reset_on_success) else {
                 continue;
             };
             match cx.slots.read(table, key, live(login.limits(table), now)) {
@@ -271,6 +295,65 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
                 Err(error) => stream.store_failed_late(cx, error),
             }
         }
+    }
+}
+
+/// A failed login of `username` from `client`: the username's bit in the client's
+/// sketch, and `password_spraying` when the bits reach the threshold (once per window or
+/// lockout: a client already over it is not reported again).
+fn count_spraying(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    login: &Login,
+    spraying: &Spraying,
+    username: u64,
+    client: u64,
+) {
+    let now = cx.now;
+    let limits = &spraying.limits;
+    let threshold = limits.max_failures;
+    // The username's own bit: its digest's top bits, which the slot choice (the low
+    // bits of the client's digest) does not correlate with.
+    let bit = 1u64 << (username >> 58);
+    let mut crossed = false;
+    let result = cx
+        .slots
+        .update(Table::Spray, client, live(limits, now), |current| {
+            let mut entry = current.unwrap_or_default();
+            if entry.stamp.saturating_add(limits.window_ms) <= now && entry.until <= now {
+                entry = Entry {
+                    key: client,
+                    count: 0,
+                    stamp: now,
+                    until: 0,
+                };
+            }
+            let before = entry.count.count_ones();
+            entry.count |= bit;
+            crossed = before < threshold && entry.count.count_ones() >= threshold;
+            if crossed {
+                entry.until = now.saturating_add(limits.lockout_ms);
+            }
+            entry
+        });
+    match result {
+        Ok(updated) => stream.note(&updated),
+        Err(error) => return stream.store_failed_late(cx, error),
+    }
+    if crossed {
+        let severity = cx
+            .api
+            .controls
+            .severity(EventKind::PasswordSpraying)
+            .or(Some(Severity::Ticket));
+        stream.raise(
+            EventKind::PasswordSpraying,
+            Control::Login,
+            login.mode,
+            Outcome::Alerted,
+            severity,
+            Some(client),
+        );
     }
 }
 

@@ -27,7 +27,7 @@ use crate::identity;
 use crate::json::RawJson;
 use crate::model::{OnError, UnknownAction};
 use crate::path::normalize;
-use crate::policy::{Api, Lifecycle, Policy};
+use crate::policy::{Api, Credential, Lifecycle, Policy};
 use crate::request::{Request, Response};
 use crate::routes::{Found, Match};
 use crate::state::{Slots, key_hash};
@@ -597,7 +597,7 @@ impl Policy {
         changes.reserve(response::most_changes(cx.api));
         if let Some(response) = response {
             login::count(stream, &cx, response);
-            quota::count_success(stream, &cx, response);
+            quota::count_answered(stream, &cx, response);
             session::observe_issued(stream, &cx, response);
         }
         cors::respond(stream, cx.api, changes);
@@ -698,13 +698,16 @@ fn credentials(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
     if cx.exempt(Control::Auth) {
         return None;
     }
-    let missing = auth.required.iter().any(|name| {
-        request
-            .headers
-            .get(name)
-            .is_none_or(|v| v.trim().is_empty())
-    });
-    if !missing {
+    let present = |credential: &Credential| {
+        let value = match credential {
+            Credential::Header(name) => request.headers.get(name),
+            Credential::Cookie(name) => crate::identity::cookie(request.headers, name),
+        };
+        value.is_some_and(|v| !v.trim().is_empty())
+    };
+    if auth.required.iter().all(present)
+        && (auth.any_of.is_empty() || auth.any_of.iter().any(present))
+    {
         return None;
     }
     stream.block(

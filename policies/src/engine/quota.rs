@@ -2,11 +2,13 @@
 //! day", keyed by user, client IP or a field of the JSON body.
 //!
 //! Each key's entry counts the flows of its current window (`count`, window start in
-//! `stamp`). A request is refused when the quota is used up; it is counted when it
-//! reaches the upstream (`count: all`) or when the upstream answers 2xx (`count:
-//! success`, so failed attempts do not burn a customer's quota). Counting on success
-//! lets concurrent requests of one key pass together while the first is in flight: a
-//! quota bounds a business flow over hours, not a burst (the rate limit does that).
+//! `stamp`). A request is refused when the quota is used up; it is counted when the
+//! upstream answers it: with any status (`count: all`), or with 2xx (`count: success`,
+//! so failed attempts do not burn a customer's quota). Either way a request that
+//! another control refused never reached the flow and does not count. Counting on the
+//! answer lets concurrent requests of one key pass together while the first is in
+//! flight: a quota bounds a business flow over hours, not a burst (the rate limit does
+//! that).
 
 use crate::decision::{Control, EventKind, Verdict};
 use crate::identity;
@@ -127,14 +129,9 @@ fn use_quota(
             },
         );
     }
-    if quota.success_only {
-        stream.wants_response = true;
-        stream.quota_pending.push((index, key));
-        None
-    } else {
-        count(stream, cx, quota, key);
-        None
-    }
+    stream.wants_response = true;
+    stream.quota_pending.push((index, key));
+    None
 }
 
 fn count(stream: &mut Stream, cx: &Context<'_, '_>, quota: &Quota, key: u64) {
@@ -157,14 +154,15 @@ fn count(stream: &mut Stream, cx: &Context<'_, '_>, quota: &Quota, key: u64) {
     }
 }
 
-/// On the response: flows counted on success are counted now.
-pub(super) fn count_success(stream: &mut Stream, cx: &Context<'_, '_>, response: &Response<'_>) {
+/// On the upstream's response: the flows it answered are counted (only with 2xx for
+/// `count: success`).
+pub(super) fn count_answered(stream: &mut Stream, cx: &Context<'_, '_>, response: &Response<'_>) {
     let pending = std::mem::take(&mut stream.quota_pending);
-    if !(200..300).contains(&response.status) {
-        return;
-    }
+    let success = (200..300).contains(&response.status);
     for (index, key) in pending {
-        if let Some(quota) = cx.api.controls.quotas.get(index) {
+        if let Some(quota) = cx.api.controls.quotas.get(index)
+            && (success || !quota.success_only)
+        {
             count(stream, cx, quota, key);
         }
     }

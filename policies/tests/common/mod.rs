@@ -140,7 +140,12 @@ pub fn bank() -> Host {
 /// A host running the bank example with one JSON value set by JSON pointer (the parent
 /// must exist; an array element is replaced, an object field set).
 pub fn bank_with(pointer: &str, value: serde_json::Value) -> Host {
-    let mut doc: serde_json::Value = serde_json::from_str(&example("bank")).unwrap();
+    example_with("bank", pointer, value)
+}
+
+/// [`bank_with`] for any example.
+pub fn example_with(name: &str, pointer: &str, value: serde_json::Value) -> Host {
+    let mut doc: serde_json::Value = serde_json::from_str(&example(name)).unwrap();
     let (parent, key) = pointer.rsplit_once('/').unwrap();
     let parent = doc
         .pointer_mut(parent)
@@ -232,20 +237,16 @@ impl Req {
         self.uri_san = Some(san.into());
         self
     }
-    pub fn json(mut self, body: &str) -> Req {
-        self.body = body.as_bytes().to_vec();
-        self.headers
-            .push(("content-type".into(), "application/json".into()));
-        self.headers
-            .push(("content-length".into(), body.len().to_string()));
-        self
+    pub fn json(self, body: &str) -> Req {
+        self.body("application/json", body)
     }
-    pub fn form(mut self, body: &str) -> Req {
+    pub fn form(self, body: &str) -> Req {
+        self.body("application/x-www-form-urlencoded", body)
+    }
+    pub fn body(mut self, content_type: &str, body: &str) -> Req {
         self.body = body.as_bytes().to_vec();
-        self.headers.push((
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        ));
+        self.headers
+            .push(("content-type".into(), content_type.into()));
         self.headers
             .push(("content-length".into(), body.len().to_string()));
         self
