@@ -15,6 +15,7 @@ pub mod check;
 pub mod envoy;
 pub mod error;
 pub mod golden;
+pub mod grpc;
 pub mod host;
 pub mod properties;
 pub mod replay;

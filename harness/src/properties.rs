@@ -106,6 +106,38 @@ impl Value<'static> {
     }
 }
 
+/// A record's property overrides by path. A key is a dotted path (`source.address`); an
+/// object value is both the map at its path and, member by member, the values below it,
+/// so the nested form `{"metadata": {"filter_metadata": {"envoy.lb": {...}}}}` answers
+/// a module that asks for `metadata` / `filter_metadata` / `envoy.lb` as segments, like
+/// the flat key `metadata.filter_metadata.envoy.lb`. A flat key wins over a value a
+/// nested object implies at the same path.
+pub fn overrides(
+    properties: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, Option<Value<'static>>> {
+    fn nested(
+        path: &str,
+        value: &serde_json::Value,
+        out: &mut BTreeMap<String, Option<Value<'static>>>,
+    ) {
+        if let serde_json::Value::Object(members) = value {
+            for (key, member) in members {
+                let below = format!("{path}.{key}");
+                nested(&below, member, out);
+                out.insert(below, Value::from_json(member));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (path, value) in properties {
+        nested(path, value, &mut out);
+    }
+    for (path, value) in properties {
+        out.insert(path.clone(), Value::from_json(value));
+    }
+    out
+}
+
 fn json_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -459,6 +491,37 @@ mod tests {
         s.info = Arc::new(info);
         assert_eq!(get(&c, Some(&s), b"request\0path"), Ok(b"/o".to_vec()));
         assert_eq!(get(&c, Some(&s), b"source\0address"), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn nested_overrides_answer_segment_paths_like_flat_keys() {
+        let c = config();
+        let mut s = stream();
+        let properties: BTreeMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"metadata": {"filter_metadata": {"envoy.lb": {"canary": "true"}}},
+                "source": {"address": "192.0.2.9:1"},
+                "source.address": "192.0.2.1:2",
+                "node": {"id": null}}"#,
+        )
+        .unwrap();
+        let mut info = (*s.info).clone();
+        info.overrides = overrides(&properties);
+        s.info = Arc::new(info);
+        let lb = get(&c, Some(&s), b"metadata\0filter_metadata\0envoy.lb").unwrap();
+        let mut canary = Vec::new();
+        Value::Map(vec![(Text::from("canary"), Text::from("true"))].into())
+            .serialize_into(&mut canary);
+        assert_eq!(lb, canary);
+        assert_eq!(
+            get(&c, Some(&s), b"metadata\0filter_metadata\0envoy.lb\0canary"),
+            Ok(b"true".to_vec())
+        );
+        // The flat key wins over the nested object's member; a nested null removes.
+        assert_eq!(
+            get(&c, Some(&s), b"source\0address"),
+            Ok(b"192.0.2.1:2".to_vec())
+        );
+        assert_eq!(get(&c, Some(&s), b"node\0id"), Err(Status::NotFound));
     }
 
     #[test]

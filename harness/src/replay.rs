@@ -81,6 +81,8 @@ pub struct HarnessConfig {
     pub fuel: u64,
     /// How long the clock may run after the last record to resume paused streams.
     pub idle_horizon_ms: u64,
+    /// Report the text of bodies the module rewrote, not only their length and digest.
+    pub show_bodies: bool,
 }
 
 impl Default for HarnessConfig {
@@ -101,6 +103,7 @@ impl Default for HarnessConfig {
             env: Vec::new(),
             fuel: 2_000_000_000,
             idle_horizon_ms: 60_000,
+            show_bodies: false,
         }
     }
 }

@@ -91,6 +91,48 @@ pub struct LocalReplyReport {
     pub details: String,
     /// Body (lossy UTF-8, at most 256 bytes).
     pub body: String,
+    /// For a gRPC request: the `grpc-status` of the trailers-only reply the client got
+    /// (on HTTP 200; the body went as `grpc-message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u32>,
+}
+
+/// A body the module rewrote: enough to tell two rewrites apart without printing them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrittenBody {
+    /// Its length in bytes.
+    pub length: usize,
+    /// The first 12 hex digits of its SHA-256 (compare with `sha256sum`).
+    pub sha256: String,
+    /// The whole body (lossy UTF-8), when the replay was asked to show bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl RewrittenBody {
+    /// The report of `body`, with its text when `show` is set.
+    pub fn of(body: &[u8], show: bool) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, body);
+        let sha256 = digest
+            .as_ref()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            length: body.len(),
+            sha256,
+            text: show.then(|| String::from_utf8_lossy(body).into_owned()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut out = format!("{} bytes sha256:{}", self.length, self.sha256);
+        if let Some(text) = &self.text {
+            out.push_str(&format!(" {text:?}"));
+        }
+        out
+    }
 }
 
 /// A callout the module made.
@@ -112,6 +154,9 @@ pub struct CalloutReport {
     pub body_preview: String,
     /// What the stub answered: a status, `timeout`, `reset`, or `none` (never answered).
     pub answer: String,
+    /// The `grpc-status` a gRPC callout's stub answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u32>,
     /// Virtual milliseconds until the answer.
     pub after_ms: u64,
 }
@@ -141,12 +186,12 @@ pub struct Entry {
     /// Response header changes the module made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_header_changes: Vec<HeaderChange>,
-    /// Whether the request body reached upstream changed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub request_body_changed: bool,
-    /// Whether the response body the client got changed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub response_body_changed: bool,
+    /// The request body that reached upstream, when the module changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_changed: Option<RewrittenBody>,
+    /// The response body the client got, when the module changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_changed: Option<RewrittenBody>,
     /// The local reply, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_reply: Option<LocalReplyReport>,
@@ -446,9 +491,24 @@ impl Report {
             for c in &e.response_header_changes {
                 details.push(format!("resp {}", change_text(c)));
             }
-            for c in &e.callouts {
+            if let Some(grpc) = e.local_reply.as_ref().and_then(|r| r.grpc_status) {
                 details.push(format!(
-                    "callout {} {} {} -> {}",
+                    "grpc-status {grpc} {}",
+                    crate::grpc::code_name(grpc)
+                ));
+            }
+            if let Some(body) = &e.request_body_changed {
+                details.push(format!("req body rewritten: {}", body.describe()));
+            }
+            if let Some(body) = &e.response_body_changed {
+                details.push(format!("resp body rewritten: {}", body.describe()));
+            }
+            for c in &e.callouts {
+                let grpc = c.grpc_status.map_or(String::new(), |g| {
+                    format!(" grpc-status {g} {}", crate::grpc::code_name(g))
+                });
+                details.push(format!(
+                    "callout {} {} {} -> {}{grpc}",
                     c.cluster, c.method, c.path, c.answer
                 ));
             }

@@ -54,10 +54,26 @@ fn headers_bodies_and_local_replies_follow_envoy() {
     let forward = &report.entries[0];
     assert_eq!(forward.outcome, Outcome::Forwarded);
     assert_eq!(forward.status, 200);
-    assert!(
-        forward.request_body_changed,
-        "the module prepended and appended to the body"
+    // The module prepended `<` and appended `>` to `hello`: the report says how long the
+    // body became and which it is, and its text only when asked.
+    let rewritten = forward
+        .request_body_changed
+        .as_ref()
+        .expect("a rewritten body");
+    assert_eq!((rewritten.length, rewritten.text.as_deref()), (7, None));
+    assert_eq!(rewritten.sha256, "f2bfd53327f9");
+    let shown = common::replay_conformance(
+        HarnessConfig {
+            show_bodies: true,
+            ..config(1)
+        },
+        &traffic,
     );
+    let text = shown.entries[0]
+        .request_body_changed
+        .as_ref()
+        .and_then(|b| b.text.clone());
+    assert_eq!(text.as_deref(), Some("<hello>"));
     let changes: Vec<String> = forward
         .request_header_changes
         .iter()

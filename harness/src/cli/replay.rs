@@ -37,6 +37,10 @@ pub struct ReplayArgs {
     /// Compare the JSON Lines output with this golden file (exit 1 on difference).
     #[arg(long, value_name = "GOLDEN.jsonl")]
     pub expect: Option<PathBuf>,
+    /// Print the whole text of bodies the module rewrote (by default their length and
+    /// the start of their SHA-256).
+    #[arg(long)]
+    pub show_bodies: bool,
     /// Rewrite the golden file with this replay's output.
     #[arg(long, requires = "expect")]
     pub update_expect: bool,
@@ -76,7 +80,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
     if args.envoy.envoy {
         return compare_with_envoy(&args, &module, &policy);
     }
-    let config = harness_config(&args.host, policy)?;
+    let config = HarnessConfig {
+        show_bodies: args.show_bodies,
+        ..harness_config(&args.host, policy)?
+    };
     let records = read_traffic(&args.traffic)?;
     let harness = Harness::new(&module, config)?;
     let progress = (std::io::stderr().is_terminal() && records.len() >= 2000).then(|| {

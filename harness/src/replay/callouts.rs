@@ -77,6 +77,10 @@ impl Session<'_> {
                 status.to_string(),
             ),
         };
+        let stub_grpc_status = match &answer {
+            Some(Answer::Response { grpc_status, .. }) => Some(*grpc_status),
+            _ => None,
+        };
         let (kind, method, path, grpc, stream) = match &c.kind {
             CalloutKind::Http => {
                 let get = |n: &str| {
@@ -111,6 +115,9 @@ impl Session<'_> {
             body_size: c.body.len(),
             body_preview: lossy(&c.body, 120),
             answer: label,
+            // An http answer's status is the label; a gRPC one's code is what the module
+            // acts on (the HTTP status of a gRPC answer is 200 whatever the code).
+            grpc_status: stub_grpc_status.filter(|_| grpc),
             after_ms,
         };
         match self.entry_mut(w, c.from_context) {

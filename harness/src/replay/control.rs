@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::stream::{Arrival, Dir, Step, chunks, lossy};
 use crate::abi::StreamType;
+use crate::grpc;
 use crate::host::state::{HeaderMap, LocalReply};
 use crate::report::{LocalReplyReport, Outcome};
 
@@ -70,16 +71,17 @@ impl Session<'_> {
         }
         let response_started =
             matches!(s.step, Step::Finish) || s.step.dir() == Some(Dir::Response);
-        let mut headers = vec![(":status".to_string(), reply.status.to_string())];
-        if !reply.body.is_empty() {
-            headers.push(("content-length".to_string(), reply.body.len().to_string()));
-            headers.push(("content-type".to_string(), "text/plain".to_string()));
-        }
-        headers.extend(reply.headers.iter().cloned());
-        let headers = HeaderMap::from_pairs(headers);
+        let sent = grpc::local_reply(
+            reply.status,
+            &reply.body,
+            &reply.headers,
+            reply.grpc_status,
+            s.is_grpc(),
+        );
+        let headers = HeaderMap::from_pairs(sent.headers);
         s.response.arrived = Arc::new(Arrival {
             headers: headers.clone(),
-            chunks: chunks(&reply.body, None),
+            chunks: chunks(&sent.body, None),
             trailers: HeaderMap::default(),
         });
         s.response.buffer.clear();
@@ -87,7 +89,7 @@ impl Session<'_> {
         if response_started {
             // Envoy cannot run the local reply through this filter again: it goes out as is.
             s.response.sent_headers = Some(headers);
-            s.response.sent_body = reply.body.clone();
+            s.response.sent_body = sent.body;
             s.step = Step::Finish;
         } else {
             s.step = Step::Headers(Dir::Response);
@@ -96,6 +98,7 @@ impl Session<'_> {
             status: reply.status,
             details: reply.details.clone(),
             body: lossy(&reply.body, 256),
+            grpc_status: sent.grpc_status,
         };
         s.local_reply = Some(Box::new(reply));
         if let Some(entry) = self.entry_mut(w, ctx) {

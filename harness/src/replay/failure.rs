@@ -5,6 +5,7 @@
 
 use super::session::{Session, StartError};
 use super::stream::{Dir, status_of};
+use crate::grpc;
 use crate::report::{LocalReplyReport, Outcome};
 use crate::vm::Trapped;
 
@@ -80,11 +81,19 @@ impl Session<'_> {
                 .notes
                 .push("fail open: the stream went on without the filter".to_string());
         } else {
-            entry.status = 503;
+            // Envoy's 503 is a local reply like any other: a gRPC client gets it as
+            // `grpc-status: 14` on a 200.
+            let reply = grpc::local_reply(503, b"", &[], -1, s.is_grpc());
+            entry.status = if reply.grpc_status.is_some() {
+                200
+            } else {
+                503
+            };
             entry.local_reply = Some(LocalReplyReport {
                 status: 503,
                 details: "wasm_fail_stream".to_string(),
                 body: String::new(),
+                grpc_status: reply.grpc_status,
             });
         }
     }

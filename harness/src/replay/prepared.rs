@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::stream::Flow;
 use crate::host::state::HeaderMap;
-use crate::properties::{StreamInfo, Value};
+use crate::properties::StreamInfo;
 use crate::report::Text;
 use crate::traffic::Record;
 
@@ -130,11 +130,7 @@ fn prepare(
         route_name: String::new(),
         cluster_name: String::new(),
         request_headers,
-        overrides: record
-            .properties
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from_json(v)))
-            .collect(),
+        overrides: crate::properties::overrides(&record.properties),
     };
     PreparedRecord {
         time_ns: record.time_ns,

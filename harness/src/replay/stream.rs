@@ -8,8 +8,9 @@ use std::sync::Arc;
 use super::prepared::PreparedRecord;
 use super::session::Session;
 use crate::abi::StreamType;
+use crate::grpc;
 use crate::host::state::{HeaderMap, LocalReply, StreamState};
-use crate::report::{Entry, Outcome, Time};
+use crate::report::{Entry, Outcome, RewrittenBody, Time};
 
 /// A direction of an HTTP stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub(super) struct Flow {
     pub(super) sent_body: Vec<u8>,
     /// The trailers that went on.
     pub(super) sent_trailers: HeaderMap,
+    /// Report a rewritten body's text, not only its length and digest.
+    pub(super) show_bodies: bool,
 }
 
 impl Flow {
@@ -100,20 +103,25 @@ impl Flow {
             sent_headers: None,
             sent_body: Vec::new(),
             sent_trailers: HeaderMap::default(),
+            show_bodies: false,
         }
     }
 
-    /// Whether the body that went on differs from the one that arrived (compared chunk
+    /// The body that went on, when it differs from the one that arrived (compared chunk
     /// by chunk, without joining them).
-    pub(super) fn body_changed(&self) -> bool {
+    pub(super) fn body_changed(&self) -> Option<RewrittenBody> {
         let mut sent = self.sent_body.as_slice();
+        let mut same = true;
         for chunk in &self.arrived.chunks {
             match sent.strip_prefix(chunk.as_slice()) {
                 Some(rest) => sent = rest,
-                None => return true,
+                None => {
+                    same = false;
+                    break;
+                }
             }
         }
-        !sent.is_empty()
+        (!same || !sent.is_empty()).then(|| RewrittenBody::of(&self.sent_body, self.show_bodies))
     }
 
     /// The headers as they went on, or as they arrived if they have not gone on yet.
@@ -154,6 +162,18 @@ impl StreamRun {
             Dir::Request => &mut self.request,
             Dir::Response => &mut self.response,
         }
+    }
+    /// Whether Envoy would treat the request as gRPC (its local replies become
+    /// trailers-only gRPC responses).
+    pub(super) fn is_grpc(&self) -> bool {
+        grpc::is_grpc_request(
+            self.request
+                .arrived
+                .headers
+                .entries()
+                .iter()
+                .map(|(k, v)| (&**k, &**v)),
+        )
     }
 }
 
@@ -272,8 +292,8 @@ impl Session<'_> {
             status: 0,
             request_header_changes: Vec::new(),
             response_header_changes: Vec::new(),
-            request_body_changed: false,
-            response_body_changed: false,
+            request_body_changed: None,
+            response_body_changed: None,
             local_reply: None,
             properties: BTreeMap::new(),
             decision: None,
@@ -287,8 +307,14 @@ impl Session<'_> {
             step: Step::Headers(Dir::Request),
             waiting: None,
             continue_pending: [false; 2],
-            request: record.request.clone(),
-            response: record.response.clone(),
+            request: Flow {
+                show_bodies: self.h.config.show_bodies,
+                ..record.request.clone()
+            },
+            response: Flow {
+                show_bodies: self.h.config.show_bodies,
+                ..record.response.clone()
+            },
             local_reply: None,
             reset: false,
             failed: false,
