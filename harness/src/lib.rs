@@ -6,6 +6,7 @@
 //! - [`check`] starts a module with a configuration and says whether it took it;
 //! - [`golden`] compares JSON Lines output with an expected file;
 //! - [`bench`] measures replay throughput;
+//! - [`inventory`] builds policy inventories from recorded traffic and OpenAPI documents;
 //! - [`envoy`] runs the same module in a real Envoy and compares the two.
 
 pub mod abi;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod golden;
 pub mod grpc;
 pub mod host;
+pub mod inventory;
 pub mod properties;
 pub mod replay;
 pub mod report;

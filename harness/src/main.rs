@@ -14,6 +14,8 @@ fn main() -> ExitCode {
         cli::Command::Check(a) => cli::check::run(a),
         cli::Command::Diff(a) => cli::diff::run(a),
         cli::Command::Bench(a) => cli::bench::run(a),
+        cli::Command::Discover(a) => cli::discover::run(a),
+        cli::Command::Import(a) => cli::import::run(a),
     };
     match result {
         Ok(code) => code,

@@ -47,5 +47,5 @@ pub use decision::*;
 pub use engine::{Decision, Stream};
 pub use error::{PolicyError, PolicyErrors};
 pub use host::{Clock, CounterStore, MemoryStore, Millis, StoreError};
-pub use policy::{ApiInfo, Notify, Policy};
+pub use policy::{ApiInfo, Notify, Policy, RouteOf};
 pub use request::{Headers, Request, Response};

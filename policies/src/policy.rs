@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::decision::{Action, ApiId, Control, EventKind, HeaderChange, Mode, Severity};
-use crate::model::{OnError, RateKey, SameSite, UnknownAction};
-use crate::routes::RouteIndex;
+use crate::model::{LifecycleStatus, OnError, RateKey, SameSite, UnknownAction};
+use crate::routes::{Match, RouteIndex};
 use crate::state::Table;
 
 /// A validated, compiled policy, ready to decide. Build it with [`Policy::from_json`].
@@ -45,6 +45,26 @@ pub struct ApiInfo {
     pub contact: Option<String>,
     /// The tier's name.
     pub tier: String,
+}
+
+/// Where the route index puts a request, decided nothing: for inventory tools that
+/// compare recorded traffic with the policy ([`Policy::route_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOf<'p> {
+    /// A route of this API serves the path and method; `pattern` is the route's path as
+    /// written, e.g. `/api/v2/accounts/{id}`.
+    Api {
+        /// The API.
+        api: ApiId,
+        /// The matched route's path pattern.
+        pattern: &'p str,
+    },
+    /// This API's most specific route for the path does not serve the method (405).
+    MethodNotAllowed(ApiId),
+    /// No route matches: a shadow API.
+    Unknown,
+    /// The path stays ambiguous after normalization (refused with 400).
+    Ambiguous,
 }
 
 /// Where incidents are sent: a Prometheus Alertmanager behind an Envoy cluster.
@@ -368,6 +388,38 @@ impl Policy {
     /// The labels of an API.
     pub fn api(&self, id: ApiId) -> Option<&ApiInfo> {
         self.apis.get(id).map(|api| &api.info)
+    }
+
+    /// Routes a request the way [`Policy::on_request`] does (the same normalization and
+    /// index lookup, CORS preflights aside) without deciding anything. `path` as sent,
+    /// query included.
+    pub fn route_of(&self, authority: &str, path: &str, method: &str) -> RouteOf<'_> {
+        let Ok(normal) = crate::path::normalize(path) else {
+            return RouteOf::Ambiguous;
+        };
+        match self.index.lookup(authority, &normal, method) {
+            Match::Found(found) => RouteOf::Api {
+                api: found.value.0,
+                pattern: found.pattern(),
+            },
+            Match::MethodNotAllowed {
+                value: (api, _), ..
+            } => RouteOf::MethodNotAllowed(api),
+            Match::NotFound => RouteOf::Unknown,
+        }
+    }
+
+    /// Where an API is in its life at `now_ms` as the engine treats it: a deprecated API
+    /// past its sunset counts as retired (it answers 410 from then on).
+    pub fn lifecycle_at(&self, id: ApiId, now_ms: i64) -> Option<LifecycleStatus> {
+        Some(match &self.apis.get(id)?.lifecycle {
+            Lifecycle::Active => LifecycleStatus::Active,
+            Lifecycle::Deprecated { sunset_ms, .. } if sunset_ms.is_some_and(|s| now_ms >= s) => {
+                LifecycleStatus::Retired
+            }
+            Lifecycle::Deprecated { .. } => LifecycleStatus::Deprecated,
+            Lifecycle::Retired { .. } => LifecycleStatus::Retired,
+        })
     }
 
     /// How many APIs the inventory holds.

@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod check;
 pub mod diff;
+pub mod discover;
+pub mod import;
 pub mod replay;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,10 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Measure replay throughput on one worker.
     Bench(bench::BenchArgs),
+    /// Group recorded traffic into endpoints and show what a policy covers.
+    Discover(discover::DiscoverArgs),
+    /// Turn an OpenAPI document into policy APIs, merged into a policy or a new one.
+    Import(import::ImportArgs),
 }
 
 /// The module to load.
