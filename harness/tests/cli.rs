@@ -284,3 +284,61 @@ fn bench_reports_requests_per_second() {
         "{out}"
     );
 }
+
+/// The built stakeguard.wasm's path (`make wasm`).
+fn filter_path() -> String {
+    common::filter_wasm();
+    common::workspace()
+        .join("target/wasm32-wasip1/release/stakeguard_filter.wasm")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn check_explains_the_effective_controls_of_an_accepted_policy() {
+    let bank = common::workspace().join("policies/examples/bank.json");
+    let (code, out, err) = stakeguard(&[
+        "check",
+        &bank.display().to_string(),
+        "--explain",
+        "--module",
+        &filter_path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("accepted the configuration\n\npolicy bank-2026-11-29.1: 7 APIs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n  rate limit (enforce) [tier critical + this API]: 10 requests per user"),
+        "{out}"
+    );
+}
+
+#[test]
+fn replay_of_a_refused_stakeguard_policy_prints_its_errors_with_their_paths() {
+    let f = Files::new("refused-policy");
+    let policy = f.path("bad.json");
+    std::fs::write(
+        &policy,
+        r#"{"revision": "1", "tiers": {"t": {"rate_limit": {"requests": 0, "per": "1m"}}},
+            "apis": [{"name": "a", "version": "v1", "owner": "o", "tier": "nope", "routes": [{"path": "/a"}]}]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = stakeguard(&[
+        "replay",
+        "--module",
+        &filter_path(),
+        "--policy",
+        &policy,
+        &f.path("t.jsonl"),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in [
+        "error: stakeguard: policy rejected: tiers.t.rate_limit.requests: is 0",
+        "error: stakeguard: policy rejected: apis[0].tier: unknown tier `nope`; expected one of `t`",
+        "rejected on worker 0: proxy_on_configure returned false",
+    ] {
+        assert!(err.contains(expected), "no `{expected}` in\n{err}");
+    }
+}

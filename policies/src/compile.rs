@@ -49,7 +49,7 @@ struct Origin<'a> {
     /// The blocks merged, the most specific first: the API's (`apis[i]`, when compiling
     /// an API), its tier's (`tiers.NAME`), then `defaults`.
     layers: Vec<(String, &'a Json)>,
-    /// Where a field that none of them wrote is reported: the tier (or `defaults`).
+    /// Where a field that none of them wrote is reported: the tier.
     home: String,
     /// The API's raw value, when compiling an API.
     api: Option<&'a Json>,
@@ -1265,18 +1265,12 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
         ),
     }
 
-    // Defaults, then tiers: each compiled once (a tier with the defaults under it), so a
-    // mistake is reported once, where it was written.
+    // The defaults are only read here: they are a part of every tier, not a bundle of
+    // their own (a field they leave out a tier may give), so their values are judged in
+    // each tier compiled over them and reported once, at `defaults`.
     let defaults = match defaults_raw {
         Some(value) => {
-            if let Some(spec) = ControlsSpec::read(value, "defaults", &mut errors) {
-                let origin = Origin {
-                    layers: vec![("defaults".to_owned(), value)],
-                    home: "defaults".to_owned(),
-                    api: None,
-                };
-                compile_controls(&mut errors, &spec, &origin);
-            }
+            ControlsSpec::read(value, "defaults", &mut errors);
             value.clone()
         }
         None => Json::Object(Vec::new()),
@@ -1326,8 +1320,13 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                 let Some(spec) = ApiSpec::read(value, &path, &mut errors) else {
                     continue;
                 };
-                let Some(api) = compile_api(&mut errors, &spec, value, &path, &tiers, &defaults)
-                else {
+                let around = Around {
+                    tiers: &tiers,
+                    defaults: &defaults,
+                    user_sources: identity.user.len(),
+                    partners: partners.len(),
+                };
+                let Some(api) = compile_api(&mut errors, &spec, value, &path, &around) else {
                     continue;
                 };
                 let id = apis.len();
@@ -1387,6 +1386,11 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
         None => {}
     }
 
+    // Judged only on an otherwise valid inventory: an API left out by a mistake of its
+    // own would make its tier's login look unused.
+    if errors.list.is_empty() {
+        refuse_login_that_applies_nowhere(&mut errors, &tiers, defaults_raw, apis_raw);
+    }
     if !errors.list.is_empty() {
         return Err(refused(errors));
     }
@@ -1442,6 +1446,120 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     })
 }
 
+/// A `login` block in a tier (or the defaults) applies only to the APIs that have a
+/// `login` block of their own; one that no API takes up locks nobody out.
+fn refuse_login_that_applies_nowhere(
+    errors: &mut Errors,
+    tiers: &[Tier<'_>],
+    defaults: Option<&Json>,
+    apis: Option<&Json>,
+) {
+    let apis = match apis {
+        Some(Json::Array(list)) => list.as_slice(),
+        _ => &[],
+    };
+    let takes_login = |api: &Json| api.get("login").is_some();
+    let hint = "login applies only to APIs with a `login` block of their own: add one (it may be `{}` with the username's place) to the sign-in APIs, or remove this";
+    for tier in tiers {
+        let of_tier = |api: &&Json| api.get("tier").and_then(Json::as_str) == Some(tier.name);
+        if tier.value.get("login").is_some() && !apis.iter().filter(of_tier).any(takes_login) {
+            errors.push(
+                &join(&join("tiers", tier.name), "login"),
+                "applies to no API of this tier",
+                hint,
+            );
+        }
+    }
+    if defaults.is_some_and(|d| d.get("login").is_some()) && !apis.iter().any(takes_login) {
+        errors.push("defaults.login", "applies to no API", hint);
+    }
+}
+
+/// Settings of an API's merged controls that could never take effect for it, reported
+/// where they were written: the checks that need the whole API (its routes) or the
+/// document (identity, partners) rather than one control block.
+fn refuse_dead_settings(
+    errors: &mut Errors,
+    spec: &ApiSpec,
+    merged: &ControlsSpec,
+    controls: &Controls,
+    origin: &Origin<'_>,
+    around: &Around<'_, '_>,
+) {
+    let no_user = around.user_sources == 0;
+    let user_hint = "add a source under `identity.user` (a header your authenticating proxy sets, a cookie or a `jwt_claim`), or count by `client_ip`";
+    if let Some(rate) = &controls.rate_limit {
+        let written = merged.rate_limit.as_ref().and_then(|r| r.key);
+        if no_user && written == Some(RateKey::User) {
+            errors.push(
+                &origin.path(&["rate_limit", "key"]),
+                "counts by `user`, but `identity.user` names no source: every request would be counted by its client address",
+                user_hint,
+            );
+        }
+        if around.partners == 0 && rate.key == RateKey::Partner {
+            errors.push(
+                &origin.path(&["rate_limit", "key"]),
+                "counts by `partner`, but the policy has no `partners`: every request would be counted by its client address",
+                "define the partners under `partners`, or count by `client_ip`",
+            );
+        }
+    }
+    for (i, quota) in merged.quotas.iter().flatten().enumerate() {
+        let at = format!("{}[{i}]", origin.path(&["quotas"]));
+        if no_user && quota.key == Some(QuotaKeySpec::Named(QuotaKeyName::User)) {
+            errors.push(
+                &join(&at, "key"),
+                "counts by `user`, but `identity.user` names no source: every flow would be counted by its client address",
+                user_hint,
+            );
+        }
+        let methods = quota.methods.iter().flatten();
+        let served = |method: &String| {
+            spec.routes.iter().any(|r| {
+                r.methods
+                    .as_ref()
+                    .is_none_or(|list| list.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            })
+        };
+        let mut methods = methods.peekable();
+        if methods.peek().is_some() && !methods.any(served) {
+            errors.push(
+                &join(&at, "methods"),
+                "names no method a route of this API accepts: the quota would never count",
+                "list methods of the API's routes, e.g. [\"POST\"]",
+            );
+        }
+    }
+    if let Some(ownership) = &controls.ownership
+        && no_user
+        && ownership
+            .bindings
+            .iter()
+            .any(|b| matches!(b.target, crate::policy::BindingTarget::User))
+    {
+        errors.push(
+            &origin.path(&["ownership", "bind"]),
+            "binds a parameter `to: user`, but `identity.user` names no source: every request would be refused",
+            "add a source under `identity.user`, or bind `to: claim`",
+        );
+    }
+    if let Some(login) = &controls.login
+        && !login.by_username
+        && login.spraying.is_none()
+    {
+        for field in ["username", "body_limit"] {
+            if origin.wrote(&["login", field]) {
+                errors.push(
+                    &origin.path(&["login", field]),
+                    "has no effect: this login counts no username",
+                    "add \"username\" to `login.keys` (or set up `login.spraying`), or remove it",
+                );
+            }
+        }
+    }
+}
+
 /// A tier as written, with the defaults under it, and whether it compiled without
 /// mistakes.
 struct Tier<'v> {
@@ -1451,14 +1569,25 @@ struct Tier<'v> {
     valid: bool,
 }
 
+/// What an API is compiled against: the tiers, the defaults under them, and the parts of
+/// the document that decide whether a control can do anything.
+struct Around<'a, 'v> {
+    tiers: &'a [Tier<'v>],
+    defaults: &'a Json,
+    /// `identity.user` sources: without one, no request has a user.
+    user_sources: usize,
+    /// `partners`: without one, no request is a partner's.
+    partners: usize,
+}
+
 fn compile_api(
     errors: &mut Errors,
     spec: &ApiSpec,
     value: &Json,
     path: &str,
-    tiers: &[Tier<'_>],
-    defaults: &Json,
+    around: &Around<'_, '_>,
 ) -> Option<Api> {
+    let (tiers, defaults) = (around.tiers, around.defaults);
     for (field, text) in [
         ("name", &spec.name),
         ("version", &spec.version),
@@ -1516,6 +1645,14 @@ fn compile_api(
         api: Some(value),
     };
     let controls = compile_controls(control_errors, &controls_spec, &origin);
+    refuse_dead_settings(
+        control_errors,
+        spec,
+        &controls_spec,
+        &controls,
+        &origin,
+        around,
+    );
     let lifecycle = compile_lifecycle(
         errors,
         spec.lifecycle.as_ref(),

@@ -95,7 +95,8 @@ fn describe_api(out: &mut String, api: &Api, raw: &Json, doc: &Json) {
             "deprecated ({}): answers carry Deprecation and Sunset headers{}",
             mode.as_str(),
             link.as_deref()
-                .map(|l| format!(" and a link to {l}"))
+                .and_then(|l| l.strip_prefix('<')?.split('>').next())
+                .map(|successor| format!(" pointing to {successor}"))
                 .unwrap_or_default()
         ),
         Lifecycle::Retired { mode, .. } => format!("retired ({}): 410 Gone", mode.as_str()),
@@ -332,16 +333,10 @@ fn login_text(login: &Login) -> String {
     let statuses: Vec<String> = login.failure_statuses.iter().map(u16::to_string).collect();
     let mut parts = Vec::new();
     if login.by_username {
-        parts.push(format!(
-            "{} for one username",
-            limits_text(&login.username_limits)
-        ));
+        parts.push(limits_text("a username", &login.username_limits));
     }
     if login.by_client_ip {
-        parts.push(format!(
-            "{} from one client address",
-            limits_text(&login.client_limits)
-        ));
+        parts.push(limits_text("a client address", &login.client_limits));
     }
     if let Some(spraying) = &login.spraying {
         let lock = match spraying.limits.action {
@@ -371,9 +366,9 @@ fn login_text(login: &Login) -> String {
     )
 }
 
-fn limits_text(limits: &LoginLimits) -> String {
+fn limits_text(key: &str, limits: &LoginLimits) -> String {
     format!(
-        "{} failures within {} lock out for {}: {}",
+        "{key} with {} failures within {} is locked out for {}: {}",
         limits.max_failures,
         duration(limits.window_ms),
         duration(limits.lockout_ms),

@@ -225,6 +225,13 @@ pub(crate) struct Auth {
     pub(crate) challenge: String,
 }
 
+/// A credential a request carries: a header (lowercase name) or a named cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    Header(String),
+    Cookie(String),
+}
+
 #[derive(Debug)]
 pub(crate) struct Login {
     pub(crate) mode: Mode,
@@ -272,13 +279,6 @@ impl Login {
             _ => &self.username_limits,
         }
     }
-}
-
-/// A credential a request carries: a header (lowercase name) or a named cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Credential {
-    Header(String),
-    Cookie(String),
 }
 
 #[derive(Debug)]

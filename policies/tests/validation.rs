@@ -469,3 +469,62 @@ fn a_missing_field_under_the_defaults_is_blamed_on_the_tier_that_lacks_it() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_tier_login_that_no_api_takes_up_is_refused() {
+    let mut doc = base();
+    doc["apis"][0].as_object_mut().unwrap().remove("login");
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login: applies to no API of this tier; login applies only to APIs with a `login` block of their own: add one (it may be `{}` with the username's place) to the sign-in APIs, or remove this"
+    );
+    let mut doc = base();
+    doc["defaults"] = json!({ "login": { "max_failures": 3 } });
+    doc["tiers"]["critical"]
+        .as_object_mut()
+        .unwrap()
+        .remove("login");
+    doc["tiers"]["critical"]["login"] = json!({ "window": "15m", "lockout": "30m" });
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+    doc["apis"][0].as_object_mut().unwrap().remove("login");
+    let errors: Vec<String> = errors(&doc).iter().map(|e| e.path.clone()).collect();
+    assert_eq!(errors, vec!["tiers.critical.login", "defaults.login"]);
+}
+
+#[test]
+fn keys_no_request_can_have_are_refused() {
+    // No `identity.user` in the base document, and no partners.
+    let mut doc = base();
+    doc["tiers"]["critical"]["rate_limit"]["key"] = json!("user");
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.rate_limit.key: counts by `user`, but `identity.user` names no source: every request would be counted by its client address; add a source under `identity.user` (a header your authenticating proxy sets, a cookie or a `jwt_claim`), or count by `client_ip`"
+    );
+    doc["identity"] = json!({ "user": [{ "header": "x-user-id" }] });
+    assert!(Policy::from_json(&doc.to_string()).is_ok());
+    doc["apis"][1]["rate_limit"] = json!({ "key": "partner" });
+    assert_eq!(
+        only_error(&doc),
+        "apis[1].rate_limit.key: counts by `partner`, but the policy has no `partners`: every request would be counted by its client address; define the partners under `partners`, or count by `client_ip`"
+    );
+    let mut doc = base();
+    doc["apis"][1]["ownership"] = json!({ "bind": [{ "param": "id", "to": "user" }] });
+    assert!(only_error(&doc).starts_with("apis[1].ownership.bind: binds a parameter `to: user`"));
+}
+
+#[test]
+fn a_quota_on_methods_no_route_accepts_and_an_unused_username_are_refused() {
+    let mut doc = base();
+    doc["apis"][0]["quotas"] =
+        json!([{ "limit": 3, "per": "1d", "key": "client_ip", "methods": ["GET"] }]);
+    assert_eq!(
+        only_error(&doc),
+        "apis[0].quotas[0].methods: names no method a route of this API accepts: the quota would never count; list methods of the API's routes, e.g. [\"POST\"]"
+    );
+    let mut doc = base();
+    doc["apis"][0]["login"]["keys"] = json!(["client_ip"]);
+    assert_eq!(
+        only_error(&doc),
+        "apis[0].login.username: has no effect: this login counts no username; add \"username\" to `login.keys` (or set up `login.spraying`), or remove it"
+    );
+}

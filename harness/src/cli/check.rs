@@ -18,6 +18,11 @@ pub struct CheckArgs {
     /// The plugin configuration as it is, for text that is not a policy file.
     #[arg(long, value_name = "TEXT", conflicts_with = "policy")]
     pub config_string: Option<String>,
+    /// Once the module took the policy, print every API's effective controls (its tier
+    /// over the `defaults`, its own overrides over both) in business words, and which
+    /// block wrote each.
+    #[arg(long)]
+    pub explain: bool,
     /// The module.
     #[command(flatten)]
     pub module: ModuleArgs,
@@ -30,7 +35,7 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     let module = read_module(&args.module)?;
     let policy = plugin_configuration(args.policy.as_deref(), args.config_string.as_deref())?;
-    let mut config = harness_config(&args.host, policy)?;
+    let mut config = harness_config(&args.host, policy.clone())?;
     config.workers = 1;
     let harness = Harness::new(&module, config)?;
     let result = check(&harness)?;
@@ -43,6 +48,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
                 "ok: {} accepted the configuration",
                 args.module.module.display()
             );
+            if args.explain {
+                let text = String::from_utf8_lossy(&policy);
+                let explained = stakeguard_policies::explain::explain(&text)
+                    .map_err(|e| CliError::Usage(format!("cannot explain the policy: {e}")))?;
+                print!("\n{explained}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(why) => {
