@@ -14,22 +14,28 @@
 //! - a `%` not followed by two hex digits;
 //! - a `..` that would climb above `/` (RFC 3986 clamps it silently; a client that sends
 //!   it is probing, not browsing);
-//! - anything that does not start with `/` (`*`, absolute-form URLs).
+//! - anything that does not start with `/` (`*`, absolute-form URLs);
+//! - a `;`, raw or encoded: Tomcat and other Java servers strip `;parameters` from
+//!   every segment before routing, so `/public/..;/admin` and `/admin;x/users` read as
+//!   `/admin` there while every other reader sees a literal segment;
+//! - double encoding, a `%25` followed by two hex digits once the rest is decoded
+//!   (`%252e`, `%25%32%65`): a backend that decodes more than once reads
+//!   `/public/%252e%252e/admin` as `/admin`, and no client has a reason to send it;
+//! - escapes that do not decode to UTF-8, overlong forms above all (`%C0%AE` is `.` to
+//!   decoders that accept it).
 //!
 //! What it rewrites:
 //!
 //! - the query (from the first `?`) and the fragment (from the first `#`) are dropped;
-//! - percent-encoded unreserved characters (ALPHA DIGIT `-` `.` `_` `~`) are decoded, so
-//!   `%2e%2E` is `..` *before* dot segments are resolved (`/a/%2e%2e/b` is `/b`);
-//! - every other escape is kept, with its hex uppercased (`%3a` becomes `%3A`). `%25`
-//!   (an encoded `%`) is not unreserved, so double encoding stays inert: `/a/%252e%252e/`
-//!   is the ordinary segment `%252e%252e`, never `..` (the `2e` after `%25` is plain
-//!   text, not the hex of an escape, so its case is kept);
+//! - percent-encoded characters that a route's literal segment may hold are decoded:
+//!   unreserved ones (ALPHA DIGIT `-` `.` `_` `~`), so `%2e%2E` is `..` *before* dot
+//!   segments are resolved (`/a/%2e%2e/b` is `/b`), and the sub-delimiters routes allow
+//!   (`!&',=:@`), so `/a%3Ab` reaches the route `/a:b` that a decoding backend serves;
+//! - every other escape is kept, with its hex uppercased (`%3f` becomes `%3F`). A lone
+//!   `%25` (an encoded `%` not followed by hex) stays as it is;
 //! - `.` segments are removed and `..` segments remove the segment before them, counting
 //!   empty segments as Envoy does (`/a//..` is `/a/`), then runs of `/` become one;
 //! - a trailing slash is kept (`/a/b/` stays `/a/b/`; `/a/.` and `/a/b/..` become `/a/`).
-//!
-//! `;` path parameters are left as they are: they are part of the segment text.
 //!
 //! The common case (an already normal path) costs one scan and no allocation: the result
 //! borrows the input.
@@ -58,6 +64,12 @@ pub enum PathError {
     ControlCharacter,
     /// A raw byte above 0x7f (it must be percent-encoded).
     NonAscii,
+    /// A `;` or `%3B`: path parameters, which some upstreams strip before routing.
+    PathParameter,
+    /// `%25` followed by two hex digits: an escape encoded twice.
+    DoubleEncoding,
+    /// Escapes that decode to bytes that are not UTF-8 (overlong forms included).
+    InvalidUtf8,
 }
 
 impl PathError {
@@ -73,6 +85,9 @@ impl PathError {
             PathError::AboveRoot => "above_root",
             PathError::ControlCharacter => "control_character",
             PathError::NonAscii => "non_ascii",
+            PathError::PathParameter => "path_parameter",
+            PathError::DoubleEncoding => "double_encoding",
+            PathError::InvalidUtf8 => "invalid_utf8",
         }
     }
 
@@ -91,6 +106,15 @@ impl PathError {
             PathError::ControlCharacter => "the request path contains a control character",
             PathError::NonAscii => {
                 "the request path contains non-ASCII bytes that are not percent-encoded"
+            }
+            PathError::PathParameter => {
+                "the request path contains `;`, which some upstreams strip with what follows"
+            }
+            PathError::DoubleEncoding => {
+                "the request path contains a percent-escape encoded twice (%25 and two hex digits)"
+            }
+            PathError::InvalidUtf8 => {
+                "the request path contains percent-escapes that do not decode to UTF-8"
             }
         }
     }
@@ -221,9 +245,10 @@ pub(crate) fn strip_lone_port(address: &str) -> &str {
     }
 }
 
-/// Strips query and fragment, decodes percent-encoded unreserved characters (ALPHA DIGIT
-/// `-` `.` `_` `~`), uppercases the hex of other percent-escapes, resolves `.` and `..`
-/// segments, merges repeated slashes.
+/// Strips query and fragment, decodes percent-encoded characters that routes may hold
+/// (unreserved ones and `!&',=:@`), uppercases the hex of other percent-escapes, resolves
+/// `.` and `..` segments, merges repeated slashes; refuses what the module documentation
+/// lists.
 ///
 /// Returns `Cow::Borrowed` when the path (without query) was already normal.
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
@@ -266,11 +291,12 @@ pub fn decode_segment(segment: &str) -> Option<Cow<'_, str>> {
 
 /// Validates every byte of `path` up to its query or fragment and tells whether that
 /// much is already normal (nothing to decode, no hex to uppercase, no dot segment, no
-/// repeated slash), and where it ends. A byte loop: `split` with a set of chars decodes
+/// repeated slash, no escape that only the decoded whole can judge), and where it ends. A byte loop: `split` with a set of chars decodes
 /// every char, and `position` is a call per search, both of which cost in wasm.
 fn scan(path: &str) -> Result<(bool, usize), PathError> {
     let bytes = path.as_bytes();
     let mut normal = true;
+    let mut non_ascii_escapes = false;
     // The segment read so far: its length and how many of its bytes are raw dots, so
     // that `//`, `.` and `..` are seen in the same pass. (Encoded dots clear `normal`
     // as escapes to decode.)
@@ -292,16 +318,25 @@ fn scan(path: &str) -> Result<(bool, usize), PathError> {
                 match value {
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
+                    b';' => return Err(PathError::PathParameter),
+                    b'%' if is_hex_pair(bytes.get(i + 3..i + 5)) => {
+                        return Err(PathError::DoubleEncoding);
+                    }
                     0 => return Err(PathError::Nul),
                     _ => {}
                 }
-                if lowercase_hex || is_unreserved(value) {
+                // A UTF-8 sequence spans escapes: judged once the whole path is read.
+                non_ascii_escapes |= value >= 0x80;
+                // A `%25` followed by encoded hex digits clears `normal` here (they
+                // decode), and `rebuild` judges what they decode to.
+                if lowercase_hex || decodes_for_routing(value) {
                     normal = false;
                 }
                 3
             }
             b'?' | b'#' => break,
             b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::PathParameter),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             0x80.. => return Err(PathError::NonAscii),
             b'.' => {
@@ -313,7 +348,17 @@ fn scan(path: &str) -> Result<(bool, usize), PathError> {
         length += width;
         i += width;
     }
-    Ok((normal && !is_dot_segment(length, dots), i))
+    let normal = normal && !is_dot_segment(length, dots);
+    // A path `rebuild` will build is judged there, on what it builds.
+    if normal && non_ascii_escapes && decode_segment(path.get(..i).unwrap_or(path)).is_none() {
+        return Err(PathError::InvalidUtf8);
+    }
+    Ok((normal, i))
+}
+
+/// Whether `pair` is two hex digits.
+fn is_hex_pair(pair: Option<&[u8]>) -> bool {
+    matches!(pair, Some([high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
 }
 
 /// Whether a segment of `length` bytes, `dots` of them raw dots, is `.` or `..`.
@@ -352,6 +397,13 @@ fn rebuild(path: &str) -> Result<String, PathError> {
     if ends_in_directory || out.is_empty() {
         out.push('/');
     }
+    if has_double_encoding(out.as_bytes()) {
+        return Err(PathError::DoubleEncoding);
+    }
+    // Every escape left is well formed, so `None` here means the bytes are not UTF-8.
+    if decode_segment(&out).is_none() {
+        return Err(PathError::InvalidUtf8);
+    }
     let mut previous_was_slash = false;
     out.retain(|c| {
         let keep = !(c == '/' && previous_was_slash);
@@ -361,14 +413,23 @@ fn rebuild(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// Appends one raw segment, decoding unreserved escapes and uppercasing the others.
+/// Whether a rebuilt path holds `%25` followed by two hex digits: what a second decoding
+/// turns into an escape.
+fn has_double_encoding(bytes: &[u8]) -> bool {
+    bytes
+        .windows(5)
+        .any(|w| w.starts_with(b"%25") && is_hex_pair(w.get(3..)))
+}
+
+/// Appends one raw segment, decoding the escapes of characters routes may hold and
+/// uppercasing the others.
 fn push_decoded(out: &mut String, segment: &str) -> Result<(), PathError> {
     let bytes = segment.as_bytes();
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
             let (value, _) = escape_at(bytes, i)?;
-            if is_unreserved(value) {
+            if decodes_for_routing(value) {
                 out.push(char::from(value));
             } else {
                 out.push('%');
@@ -414,9 +475,17 @@ fn hex_digit(nibble: u8) -> char {
         .to_ascii_uppercase()
 }
 
-/// RFC 3986 unreserved characters: the only ones whose encoding carries no meaning.
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+/// The characters a route's literal segment may hold (RFC 3986 unreserved ones and the
+/// sub-delimiters `!&',=:@` that `routes` accepts): decoded before matching, so that an
+/// escape cannot carry a request past the route a decoding backend would serve it from.
+/// Unreserved characters carry no meaning encoded; for the others, reading the escape
+/// as the character can only bring a request under a route, never take it out of one.
+fn decodes_for_routing(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'&' | b'\'' | b',' | b'=' | b':' | b'@'
+        )
 }
 
 #[cfg(test)]
@@ -508,17 +577,49 @@ mod tests {
             // Unreserved characters decode; others get uppercase hex.
             ("/%41%62c", Ok("/Abc")),
             ("/%7e%2D%5f", Ok("/~-_")),
-            ("/a%3ab", Ok("/a%3Ab")),
-            ("/a%3Ab", Ok("/a%3Ab")),
+            ("/a%3ab", Ok("/a:b")),
+            ("/a%3Ab", Ok("/a:b")),
+            ("/%21%26%27%2C%3D%40", Ok("/!&',=@")),
+            ("/a%3fb", Ok("/a%3Fb")),
+            ("/a%2Bb%24", Ok("/a%2Bb%24")),
             ("/caf%c3%a9", Ok("/caf%C3%A9")),
             ("/a%20b", Ok("/a%20b")),
-            // Double encoding stays inert.
-            ("/a/%252e%252e/", Ok("/a/%252e%252e/")),
-            ("/a/%252f", Ok("/a/%252f")),
-            ("/a/%2525%2e", Ok("/a/%2525.")),
-            // Path parameters are segment text.
-            ("/admin;x=1/users", Ok("/admin;x=1/users")),
-            ("/a;/../b", Ok("/b")),
+            // Double encoding is refused, also when the hex after `%25` is encoded.
+            ("/a/%252e%252e/", Err("double_encoding")),
+            (
+                "/api/v1/bills/%252e%252e/%252e%252e/v2/accounts/1",
+                Err("double_encoding"),
+            ),
+            ("/a/%252f", Err("double_encoding")),
+            ("/a/%2525%2e", Err("double_encoding")),
+            ("/a/%25%32%65", Err("double_encoding")),
+            ("/a/%252%65", Err("double_encoding")),
+            ("/a/%25%32e", Err("double_encoding")),
+            ("/a/%2525", Err("double_encoding")),
+            // A lone encoded `%` is text.
+            ("/a/%25", Ok("/a/%25")),
+            ("/a/%25zz", Ok("/a/%25zz")),
+            ("/a/%25%7e", Ok("/a/%25~")),
+            // Path parameters, raw or encoded.
+            ("/admin;x=1/users", Err("path_parameter")),
+            ("/a;/../b", Err("path_parameter")),
+            ("/a/..;/b", Err("path_parameter")),
+            ("/a%3Bx", Err("path_parameter")),
+            ("/a%3bx", Err("path_parameter")),
+            ("/a?x=;", Ok("/a")),
+            // Escapes must decode to UTF-8: overlong forms, lone continuation bytes,
+            // truncated sequences and surrogates are refused.
+            ("/a/%C0%AE%C0%AE/b", Err("invalid_utf8")),
+            ("/a/%c0%ae", Err("invalid_utf8")),
+            ("/a/%E0%80%AE", Err("invalid_utf8")),
+            ("/a/%F0%80%80%AE", Err("invalid_utf8")),
+            ("/a/%C0%AF", Err("invalid_utf8")),
+            ("/a/%80", Err("invalid_utf8")),
+            ("/a/%C3", Err("invalid_utf8")),
+            ("/a/%C3/%A9", Err("invalid_utf8")),
+            ("/a/%ED%A0%80", Err("invalid_utf8")),
+            ("/a/%FF", Err("invalid_utf8")),
+            ("/a/%C3%A9/%2e", Ok("/a/%C3%A9/")),
             // Above the root.
             ("/..", Err("above_root")),
             ("/./../", Err("above_root")),
@@ -562,10 +663,12 @@ mod tests {
             "/",
             "/a/b",
             "/a/b/",
-            "/a%3Ab",
+            "/a%3Fb",
             "/a/b?x=%zz",
             "/a.b/...",
-            "/a;p=1",
+            "/a=1:b@c",
+            "/caf%C3%A9",
+            "/a/%25",
         ] {
             assert!(
                 matches!(normalize(raw), Ok(Cow::Borrowed(_))),
@@ -590,7 +693,8 @@ mod tests {
             "/a/%2e%2e/b/",
             "//x/./y/%7e",
             "/a%3ab/c/..",
-            "/a/%252e%252e/",
+            "/caf%c3%a9/%3f",
+            "/a/%25%7e",
         ] {
             let once = normalize(raw).unwrap().into_owned();
             let twice = normalize(&once).unwrap();
@@ -619,6 +723,9 @@ mod tests {
             (PathError::AboveRoot, "above_root"),
             (PathError::ControlCharacter, "control_character"),
             (PathError::NonAscii, "non_ascii"),
+            (PathError::PathParameter, "path_parameter"),
+            (PathError::DoubleEncoding, "double_encoding"),
+            (PathError::InvalidUtf8, "invalid_utf8"),
         ];
         for (error, name) in all {
             assert_eq!(error.as_str(), name);

@@ -16,7 +16,11 @@
 //!   `bank.example.com.` cannot dodge the `bank.example.com` routes.
 //! - path: literal segments, template parameters that fill a whole segment (`{id}`), and
 //!   a trailing glob `/**` that matches its prefix itself (`/api/v1/bills`), the prefix
-//!   with a slash, and everything under it.
+//!   with a slash, and everything under it. Literal segments are compared without ASCII
+//!   case: many backends (IIS, case-insensitive file systems, lax routers) serve
+//!   `/API/V2/Accounts` as `/api/v2/accounts`, and such a request must meet that route's
+//!   policy rather than pass as an unknown one. Two routes that differ only in case
+//!   therefore conflict. Template parameters keep the request's case.
 //! - methods: a list of method names (stored uppercase), or none for any method. Request
 //!   methods are compared without case so that `post` cannot reach an any-method route
 //!   next to a `POST` route on an upstream that is lax about case.
@@ -332,7 +336,7 @@ impl<T: Copy> RouteIndexBuilder<T> {
         let mut glob = false;
         for segment in segments {
             node = match segment {
-                Segment::Literal(text) => node.literal.entry(text.into()),
+                Segment::Literal(text) => node.literal.entry(text.to_ascii_lowercase().into()),
                 Segment::Param => node.param.get_or_insert_with(Box::default).as_mut(),
                 Segment::Glob => {
                     glob = true;
@@ -444,6 +448,10 @@ impl<'i, 'p, T> Found<'i, 'p, T> {
 /// Longest host (in bytes) lowercased on the stack; DNS names stop at 253.
 const HOST_BUFFER: usize = 256;
 
+/// Longest path (in bytes) lowercased on the stack for matching; longer ones with
+/// capitals are lowercased on the heap.
+const PATH_BUFFER: usize = 512;
+
 impl<T: Copy> RouteIndex<T> {
     /// Finds the route for a request.
     ///
@@ -454,22 +462,35 @@ impl<T: Copy> RouteIndex<T> {
         let Some(rest) = strip_ascii_prefix(path, b'/') else {
             return Match::NotFound;
         };
-        let host = host_of(authority);
-        // Filled only for a host with capitals: zeroing it on every lookup showed in
+        // Filled only for a text with capitals: zeroing them on every lookup showed in
         // profiles (a `memory.fill` call in wasm).
-        let mut buffer;
-        let owned: String;
-        let host = if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        let (mut host_buffer, mut path_buffer);
+        let (host_owned, path_owned): (String, String);
+        let host = host_of(authority);
+        let host = if !has_uppercase(host) {
             host
         } else if let Some(lowered) = {
-            buffer = [0u8; HOST_BUFFER];
-            lowercase_into(host, &mut buffer)
+            host_buffer = [0u8; HOST_BUFFER];
+            lowercase_into(host, &mut host_buffer)
         } {
             lowered
         } else {
             // Only for hosts longer than any DNS name: not the common path.
-            owned = host.to_ascii_lowercase();
-            &owned
+            host_owned = host.to_ascii_lowercase();
+            &host_owned
+        };
+        // Lowercasing keeps every byte where it was, so the terminal's `Found` reads
+        // parameters from the path as sent.
+        let rest = if !has_uppercase(rest) {
+            rest
+        } else if let Some(lowered) = {
+            path_buffer = [0u8; PATH_BUFFER];
+            lowercase_into(rest, &mut path_buffer)
+        } {
+            lowered
+        } else {
+            path_owned = rest.to_ascii_lowercase();
+            &path_owned
         };
         match self.find_terminal(host, rest) {
             Some(terminal) => terminal.select(method, path),
@@ -619,9 +640,14 @@ fn host_of(authority: &str) -> &str {
     strip_ascii_suffix(host, b'.').unwrap_or(host)
 }
 
-fn lowercase_into<'b>(host: &str, buffer: &'b mut [u8; HOST_BUFFER]) -> Option<&'b str> {
-    let target = buffer.get_mut(..host.len())?;
-    for (to, from) in target.iter_mut().zip(host.bytes()) {
+fn has_uppercase(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// `text` lowercased into `buffer`, or `None` when it does not fit.
+fn lowercase_into<'b>(text: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
+    let target = buffer.get_mut(..text.len())?;
+    for (to, from) in target.iter_mut().zip(text.bytes()) {
         *to = from.to_ascii_lowercase();
     }
     // ASCII lowercasing keeps UTF-8 valid, so this cannot fail on a `&str` input.
@@ -815,7 +841,7 @@ fn parse_path(path: &str) -> Result<Vec<Segment<'_>>, PatternError> {
                             "{quoted} contains `{}`, which a normalized path never contains",
                             bad.escape_debug()
                         ),
-                        "use letters, digits and `-._~!&',;=:@` in literal segments",
+                        "use letters, digits and `-._~!&',=:@` in literal segments (request paths with `;` are refused as ambiguous)",
                     ));
                 }
                 Segment::Literal(segment)
@@ -827,12 +853,14 @@ fn parse_path(path: &str) -> Result<Vec<Segment<'_>>, PatternError> {
 }
 
 /// Characters of a literal pattern segment: RFC 3986 `pchar` minus `%` (escapes are
-/// refused), `*` (refused with its own message) and the ones refused as regex syntax.
+/// refused), `*` (refused with its own message), the ones refused as regex syntax and
+/// `;` (request paths holding one are refused as ambiguous, so it could never match).
+/// `path::normalize` decodes the escapes of exactly these characters.
 fn is_pattern_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
-            '-' | '.' | '_' | '~' | '!' | '&' | '\'' | ',' | ';' | '=' | ':' | '@'
+            '-' | '.' | '_' | '~' | '!' | '&' | '\'' | ',' | '=' | ':' | '@'
         )
 }
 
@@ -1181,6 +1209,8 @@ mod tests {
             (None, "/all", &["DELETE"], 2),
             (None, "/all", &[], 2),
             (Some("*.EXAMPLE.com"), "/w/**", &["PUT"], 3),
+            // Literal segments compare without case.
+            (None, "/ALL", &["GET"], 2),
         ];
         for (host, path, list, existing) in conflicts {
             assert_eq!(
@@ -1206,7 +1236,6 @@ mod tests {
             (Some("example.com"), "/u/{a}", &["GET"]),
             (Some("*.example.com"), "/u/{a}", &["GET"]),
             (Some("other.example.com"), "/u/{a}", &["GET"]),
-            (None, "/U/{a}", &["GET"]),
         ];
         for (value, (host, path, list)) in (0u32..).zip(fine) {
             assert_eq!(
@@ -1331,7 +1360,7 @@ mod tests {
             (None, "/api/v2/login", &["POST", "post"]),
             (None, "/users/{id}/accounts/{account_id}", &["GET"]),
             (None, "/_x/{_private9}/", &[]),
-            (None, "/a;v=1/b:c/@d/~e,f=g!h&i'j", &[]),
+            (None, "/a,v=1/b:c/@d/~e,f=g!h&i'j", &[]),
             (Some("bank.example.com"), "/a", &[]),
             (Some("*.example.com"), "/a", &[]),
             (Some("[::1]"), "/a", &[]),
@@ -1415,5 +1444,64 @@ mod tests {
             index.lookup("nobody.example.net", "/api/v0/svc1/exact", "GET"),
             Match::NotFound
         );
+    }
+
+    #[test]
+    fn literal_segments_match_without_case_and_parameters_keep_theirs() {
+        let index = index(&[
+            (Some("Shop.Example.com"), "/API/v3/Cart/**", &[], 1),
+            (None, "/api/v2/accounts/{account_id}", &["GET"], 2),
+            (None, "/api/**", &[], 3),
+            (None, "/api/admin", &["GET"], 4),
+        ]);
+        assert_eq!(
+            outcome(&index, "SHOP.example.COM.", "/api/V3/cart/x", "GET"),
+            Outcome::Found(1)
+        );
+        // A glob cannot catch a spelling of a more specific route in other capitals.
+        assert_eq!(outcome(&index, "h", "/api/ADMIN", "GET"), Outcome::Found(4));
+        assert_eq!(
+            outcome(&index, "h", "/API/Admin", "POST"),
+            Outcome::NotAllowed("GET")
+        );
+        let path = "/API/V2/Accounts/AbC-1";
+        let Match::Found(found) = index.lookup("h", path, "GET") else {
+            panic!("{path} not found");
+        };
+        assert_eq!(found.value, 2);
+        assert_eq!(found.param("account_id"), Some("AbC-1"));
+        // Longer than the stack buffer: lowercased on the heap, same answer.
+        let long = format!("/API/V2/ACCOUNTS/{}", "X".repeat(PATH_BUFFER));
+        let Match::Found(found) = index.lookup("h", &long, "GET") else {
+            panic!("long path not found");
+        };
+        assert_eq!(found.param("account_id").map(str::len), Some(PATH_BUFFER));
+    }
+
+    #[test]
+    fn routes_that_differ_only_in_case_conflict() {
+        let mut builder = RouteIndexBuilder::new();
+        builder.add(None, "/api/Admin", &[], 1).unwrap();
+        assert!(matches!(
+            builder.add(None, "/API/admin", &[], 2),
+            Err(AddError::Conflict { existing: 1 })
+        ));
+    }
+
+    #[test]
+    fn a_semicolon_in_a_pattern_is_refused() {
+        let error = pattern_error(None, "/a;b", &[]);
+        assert!(error.to_string().contains("`;`"), "{error}");
+    }
+
+    #[test]
+    fn normalization_decodes_the_escape_of_every_pattern_character_and_no_other() {
+        for byte in 0x20u8..0x7f {
+            let c = char::from(byte);
+            // Between letters, so that `.` stays a character rather than a segment.
+            let raw = format!("/a%{byte:02X}b");
+            let decoded = crate::path::normalize(&raw).ok().as_deref() == Some(&*format!("/a{c}b"));
+            assert_eq!(decoded, is_pattern_char(c), "{c:?}");
+        }
     }
 }
