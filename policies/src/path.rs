@@ -14,6 +14,10 @@
 //! - a `%` not followed by two hex digits;
 //! - a `..` that would climb above `/` (RFC 3986 clamps it silently; a client that sends
 //!   it is probing, not browsing);
+//! - a `..` after an empty segment (`/a//..`): Envoy's canonicalizer lets it remove the
+//!   empty segment, a backend that merges slashes first (nginx does by default) removes
+//!   the segment before, so `/api//x//..//v3/cart` is `/api/x/v3/cart` to one and
+//!   `/api/v3/cart` to the other;
 //! - anything that does not start with `/` (`*`, absolute-form URLs);
 //! - a `;`, raw or encoded: Tomcat and other Java servers strip `;parameters` from
 //!   every segment before routing, so `/public/..;/admin` and `/admin;x/users` read as
@@ -33,8 +37,8 @@
 //!   (`!&',=:@`), so `/a%3Ab` reaches the route `/a:b` that a decoding backend serves;
 //! - every other escape is kept, with its hex uppercased (`%3f` becomes `%3F`). A lone
 //!   `%25` (an encoded `%` not followed by hex) stays as it is;
-//! - `.` segments are removed and `..` segments remove the segment before them, counting
-//!   empty segments as Envoy does (`/a//..` is `/a/`), then runs of `/` become one;
+//! - `.` segments are removed and `..` segments remove the segment before them, then runs
+//!   of `/` become one;
 //! - a trailing slash is kept (`/a/b/` stays `/a/b/`; `/a/.` and `/a/b/..` become `/a/`).
 //!
 //! The common case (an already normal path) costs one scan and no allocation: the result
@@ -70,6 +74,9 @@ pub enum PathError {
     DoubleEncoding,
     /// Escapes that decode to bytes that are not UTF-8 (overlong forms included).
     InvalidUtf8,
+    /// A `..` right after an empty segment (`//..`), read differently by backends that
+    /// merge slashes first.
+    ParentOfEmptySegment,
 }
 
 impl PathError {
@@ -88,6 +95,7 @@ impl PathError {
             PathError::PathParameter => "path_parameter",
             PathError::DoubleEncoding => "double_encoding",
             PathError::InvalidUtf8 => "invalid_utf8",
+            PathError::ParentOfEmptySegment => "parent_of_empty_segment",
         }
     }
 
@@ -115,6 +123,9 @@ impl PathError {
             }
             PathError::InvalidUtf8 => {
                 "the request path contains percent-escapes that do not decode to UTF-8"
+            }
+            PathError::ParentOfEmptySegment => {
+                "the request path has a `..` after an empty segment (`//..`)"
             }
         }
     }
@@ -372,8 +383,8 @@ fn rebuild(path: &str) -> Result<String, PathError> {
     // Set when the last segment was `.` or `..`: the result then ends with `/`, as in
     // RFC 3986 (`/a/b/..` is `/a/`).
     let mut ends_in_directory = false;
-    // `out` holds "/seg" per kept segment, empty ones included, so that `..` removes an
-    // empty segment the way Envoy's canonicalizer does; slashes are merged afterwards.
+    // `out` holds "/seg" per kept segment, empty ones included, so that a `..` can see
+    // whether it would remove an empty one; slashes are merged afterwards.
     for raw_segment in path.strip_prefix('/').unwrap_or(path).split('/') {
         let start = out.len();
         out.push('/');
@@ -388,6 +399,9 @@ fn rebuild(path: &str) -> Result<String, PathError> {
                 let Some(parent) = out.rfind('/') else {
                     return Err(PathError::AboveRoot);
                 };
+                if parent + 1 == out.len() {
+                    return Err(PathError::ParentOfEmptySegment);
+                }
                 out.truncate(parent);
                 ends_in_directory = true;
             }
@@ -563,7 +577,15 @@ mod tests {
             ("/a/..", Ok("/")),
             ("/.", Ok("/")),
             ("/a/b/../../c/", Ok("/c/")),
-            ("/a//..", Ok("/a/")),
+            // A `..` after an empty segment: which segment it removes depends on whether
+            // slashes are merged first.
+            ("/a//..", Err("parent_of_empty_segment")),
+            ("/api//x//..//v3/cart", Err("parent_of_empty_segment")),
+            ("//..", Err("parent_of_empty_segment")),
+            ("/a//%2e%2e/b", Err("parent_of_empty_segment")),
+            ("/a/x//./../b", Err("parent_of_empty_segment")),
+            ("/a//x/../b", Ok("/a/b")),
+            ("/a//./b", Ok("/a/b")),
             // Repeated slashes.
             ("//a///b", Ok("/a/b")),
             ("//", Ok("/")),
@@ -726,6 +748,7 @@ mod tests {
             (PathError::PathParameter, "path_parameter"),
             (PathError::DoubleEncoding, "double_encoding"),
             (PathError::InvalidUtf8, "invalid_utf8"),
+            (PathError::ParentOfEmptySegment, "parent_of_empty_segment"),
         ];
         for (error, name) in all {
             assert_eq!(error.as_str(), name);
