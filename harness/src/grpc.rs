@@ -61,7 +61,7 @@ pub fn is_grpc_request<'a>(mut headers: impl Iterator<Item = (&'a str, &'a str)>
 pub fn percent_encode(message: &[u8]) -> String {
     let mut out = String::with_capacity(message.len());
     for &b in message {
-        if b < b' ' || b >= b'~' || b == b'%' {
+        if !(b' '..b'~').contains(&b) || b == b'%' {
             out.push_str(&format!("%{b:02X}"));
         } else {
             out.push(char::from(b));

@@ -63,10 +63,8 @@ pub struct HarnessConfig {
     pub plugin_name: String,
     /// Worker VMs.
     pub workers: usize,
-    /// After a trap, let streams through (true) or answer 503 (false).
-    pub fail_open: bool,
-    /// Give a trapped worker a fresh VM for its next stream (false: it stays failed).
-    pub restart_after_trap: bool,
+    /// What streams meet once a VM has failed (a trap).
+    pub failure_policy: FailurePolicy,
     /// Split bodies into chunks of this size (None: one chunk).
     pub chunk_size: Option<usize>,
     /// Callout stubs.
@@ -85,6 +83,56 @@ pub struct HarnessConfig {
     pub show_bodies: bool,
 }
 
+/// What streams meet once the VM they run on has failed (a callback trapped): Envoy's
+/// `failure_policy` of the Wasm filter, one setting for the harness and for the Envoy that
+/// `replay --envoy` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The failing stream and every later one on that worker answer 503
+    /// (`wasm_fail_stream`): the VM stays failed (Envoy's default).
+    FailClosed,
+    /// The failing stream and every later one go on without the filter; the VM stays
+    /// failed.
+    FailOpen,
+    /// The failing stream answers 503; the worker's next stream gets a fresh VM (the
+    /// harness's default, so one trap does not turn the rest of a replay into 503s).
+    FailReload,
+}
+
+impl FailurePolicy {
+    /// The names, as `--failure-policy` takes them.
+    pub const NAMES: [&'static str; 3] = ["fail-closed", "fail-open", "fail-reload"];
+
+    /// The policy a `--failure-policy` name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "fail-closed" => Some(Self::FailClosed),
+            "fail-open" => Some(Self::FailOpen),
+            "fail-reload" => Some(Self::FailReload),
+            _ => None,
+        }
+    }
+
+    /// The value of Envoy's `PluginConfig.failure_policy`.
+    pub fn envoy_name(self) -> &'static str {
+        match self {
+            Self::FailClosed => "FAIL_CLOSED",
+            Self::FailOpen => "FAIL_OPEN",
+            Self::FailReload => "FAIL_RELOAD",
+        }
+    }
+
+    /// Whether a stream on a failed VM goes on without the filter.
+    pub fn fails_open(self) -> bool {
+        self == Self::FailOpen
+    }
+
+    /// Whether a failed VM is replaced for the worker's next stream.
+    pub fn reloads(self) -> bool {
+        self == Self::FailReload
+    }
+}
+
 impl Default for HarnessConfig {
     fn default() -> Self {
         HarnessConfig {
@@ -94,8 +142,7 @@ impl Default for HarnessConfig {
             vm_id: "stakeguard".to_string(),
             plugin_name: "stakeguard".to_string(),
             workers: 2,
-            fail_open: false,
-            restart_after_trap: true,
+            failure_policy: FailurePolicy::FailReload,
             chunk_size: None,
             callouts: CalloutConfig::default(),
             seed: 0,

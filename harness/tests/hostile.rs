@@ -10,6 +10,7 @@
 
 mod common;
 
+use stakeguard_harness::replay::FailurePolicy;
 use stakeguard_harness::report::Outcome;
 use stakeguard_harness::{Harness, HarnessConfig, LoadError};
 
@@ -106,15 +107,24 @@ fn an_infinite_loop_runs_out_of_fuel_and_fails_closed() {
 }
 
 #[test]
-fn fail_open_lets_the_stream_through_after_a_trap() {
+fn fail_open_lets_through_the_streams_that_meet_a_failed_vm() {
     let config = HarnessConfig {
         fuel: 1_000_000,
-        fail_open: true,
+        workers: 1,
+        failure_policy: FailurePolicy::FailOpen,
         ..HarnessConfig::default()
     };
-    let report = common::replay(&looping_module(), config, &common::get("/"));
-    assert_eq!(report.entries[0].outcome, Outcome::Trapped);
-    assert_eq!(report.entries[0].status, 200);
+    let traffic = format!("{}\n{}", common::get("/"), common::get("/"));
+    let report = common::replay(&looping_module(), config, &traffic);
+    // The stream whose callback trapped answers 503, as in Envoy; the next one goes on
+    // without the filter, and the VM stays failed (no restart).
+    let fates: Vec<(Outcome, u32)> = report
+        .entries
+        .iter()
+        .map(|e| (e.outcome, e.status))
+        .collect();
+    assert_eq!(fates, [(Outcome::Trapped, 503), (Outcome::Trapped, 200)]);
+    assert_eq!(report.summary.vm_restarts, 0);
 }
 
 #[test]

@@ -83,3 +83,173 @@ fn envoy_and_the_harness_agree_on_the_retailer_recording() {
 fn envoy_and_the_harness_agree_on_the_minimal_recording() {
     agree("minimal.tap.jsonl", "minimal.json");
 }
+
+/// A module that is not stakeguard (`tests/wat/probe.wat`): local replies to plain and
+/// gRPC requests, callouts to stub clusters answered both ways, a trap, and per-VM state
+/// that shows which worker a request ran on. Its configuration is not JSON, so the
+/// comparison transforms nothing (time scale 1, no forwarded identity).
+mod probe {
+    use super::*;
+    use stakeguard_harness::envoy::{
+        CompareRun, TempDir, default_time_scale, is_stakeguard_policy,
+    };
+    use stakeguard_harness::replay::FailurePolicy;
+    use stakeguard_harness::report::Outcome;
+
+    const CONFIGURATION: &str = "plain text, not JSON";
+
+    /// Records 100 ms apart: (method, path, whether gRPC).
+    fn records(requests: &[(&str, &str, bool)]) -> Vec<traffic::Record> {
+        let lines: Vec<String> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, (method, path, grpc))| {
+                let headers = match grpc {
+                    true => r#"[["content-type","application/grpc"],["te","trailers"]]"#,
+                    false => "[]",
+                };
+                format!(
+                    r#"{{"time":{},"request":{{"method":"{method}","authority":"probe.example","path":"{path}","headers":{headers}}},"response":{{"status":200,"headers":[["x-up","1"]],"body":"up"}}}}"#,
+                    1_800_000_000_000_i64 + 100 * i as i64
+                )
+            })
+            .collect();
+        let (records, errors) =
+            traffic::read_str(std::path::Path::new("probe.jsonl"), &lines.join("\n")).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        records
+    }
+
+    fn compare(
+        requests: &[(&str, &str, bool)],
+        workers: u32,
+        failure_policy: FailurePolicy,
+    ) -> CompareRun {
+        let dir = TempDir::new("probe").unwrap();
+        let wasm = wat::parse_file(repo_root().join("tests/wat/probe.wat")).unwrap();
+        let module = dir.path().join("probe.wasm");
+        std::fs::write(&module, &wasm).unwrap();
+        let configuration = CONFIGURATION.as_bytes();
+        let options = CompareOptions {
+            envoy: EnvoyOptions {
+                binary: envoy_binary().unwrap_or_else(|e| panic!("{e}")),
+                module,
+                concurrency: workers,
+            },
+            time_scale: default_time_scale(configuration),
+            forward_identity: is_stakeguard_policy(configuration),
+        };
+        assert_eq!((options.time_scale, options.forward_identity), (1.0, false));
+        let base = HarnessConfig {
+            workers: workers as usize,
+            failure_policy,
+            root_id: "probe".to_owned(),
+            vm_id: "probe".to_owned(),
+            callouts: CalloutConfig::parse(
+                "[clusters.allow]\nstatus = 200\nbody = \"ok\"\n[clusters.deny]\nstatus = 403\n",
+            )
+            .unwrap(),
+            ..HarnessConfig::default()
+        };
+        let records = records(requests);
+        let run = compare_recording(&options, &wasm, configuration, &records, base)
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("{}", run.comparison.render());
+        assert_eq!(run.comparison.compared, records.len());
+        assert!(
+            run.comparison.mismatches.is_empty() && run.comparison.caveats.is_empty(),
+            "{}",
+            run.comparison.render()
+        );
+        run
+    }
+
+    /// `x-count` of a forwarded response: the number of requests its VM had seen.
+    fn count(run: &CompareRun, index: usize) -> String {
+        let entry = &run.report.entries[index];
+        let change = entry
+            .response_header_changes
+            .iter()
+            .find(|c| &*c.name == "x-count")
+            .unwrap_or_else(|| panic!("record {index}: no x-count in {entry:?}"));
+        change.value.as_deref().unwrap_or("").to_owned()
+    }
+
+    #[test]
+    fn envoy_and_the_harness_agree_on_a_module_that_is_not_stakeguard_with_two_workers() {
+        let run = compare(
+            &[
+                ("GET", "/ok", false),
+                ("POST", "/deny", true),
+                ("GET", "/deny", false),
+                ("GET", "/c/allow", false),
+                ("GET", "/c/deny", false),
+                ("GET", "/ok", false),
+                ("POST", "/trap", true),
+                ("GET", "/ok", false),
+                ("GET", "/ok", false),
+                ("GET", "/ok", false),
+            ],
+            2,
+            FailurePolicy::FailReload,
+        );
+        let e = &run.report.entries;
+        // A local reply to a gRPC request is a trailers-only 200 with the mapped status.
+        let grpc = e[1].local_reply.as_ref().unwrap();
+        assert_eq!(
+            (e[1].status, grpc.status, grpc.grpc_status),
+            (200, 403, Some(7))
+        );
+        let envoy_grpc = run.envoy.results[1].response.as_ref().unwrap();
+        let header = |name: &str| {
+            envoy_grpc
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("grpc-message"), Some("denied: 100%25"));
+        assert_eq!(
+            (e[2].status, e[2].local_reply.as_ref().unwrap().grpc_status),
+            (403, None)
+        );
+        // The callouts, answered by the stubs on both sides: one lets the request through,
+        // one refuses it.
+        assert_eq!((e[3].outcome, e[3].status), (Outcome::Forwarded, 200));
+        assert_eq!((e[4].outcome, e[4].status), (Outcome::LocalReply, 403));
+        // A trap on a gRPC request: Envoy's 503 as grpc-status 14.
+        assert_eq!(e[6].outcome, Outcome::Trapped);
+        assert_eq!(
+            (e[6].status, e[6].local_reply.as_ref().unwrap().grpc_status),
+            (200, Some(14))
+        );
+        // Workers alternate on both sides (x-count is per VM, and the comparison checked
+        // Envoy's), and worker 0's next stream after the trap got a fresh VM.
+        assert_eq!(
+            [0, 5, 7, 8, 9].map(|i| count(&run, i)),
+            ["1", "3", "4", "1", "5"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn a_trap_is_handled_alike_under_each_failure_policy() {
+        let requests = [
+            ("GET", "/ok", false),
+            ("GET", "/trap", false),
+            ("GET", "/ok", false),
+        ];
+        for (policy, outcome, status) in [
+            (FailurePolicy::FailClosed, Outcome::Trapped, 503),
+            (FailurePolicy::FailOpen, Outcome::Trapped, 200),
+            (FailurePolicy::FailReload, Outcome::Forwarded, 200),
+        ] {
+            let run = compare(&requests, 1, policy);
+            let after = &run.report.entries[2];
+            assert_eq!(
+                (after.outcome, after.status),
+                (outcome, status),
+                "{policy:?}"
+            );
+        }
+    }
+}

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use stakeguard_harness::abi::LogLevel;
 use stakeguard_harness::callouts::CalloutConfig;
+use stakeguard_harness::replay::FailurePolicy;
 use stakeguard_harness::traffic::{self, Record};
 use stakeguard_harness::{HarnessConfig, HarnessError, LoadError};
 
@@ -60,12 +61,12 @@ pub struct HostArgs {
     /// Worker VMs (Envoy worker threads); connections are spread round-robin.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// After a trap, let the stream through instead of answering 503.
-    #[arg(long)]
-    pub fail_open: bool,
-    /// Keep a trapped worker's VM failed (Envoy's default) instead of restarting it.
-    #[arg(long)]
-    pub no_restart: bool,
+    /// What streams meet once a VM trapped, as Envoy's `failure_policy`: fail-closed
+    /// (503, the VM stays failed: Envoy's default), fail-open (through without the
+    /// filter, the VM stays failed) or fail-reload (503, then a fresh VM). `replay
+    /// --envoy` gives Envoy the same.
+    #[arg(long, value_name = "POLICY", default_value = "fail-reload", value_parser = failure_policy)]
+    pub failure_policy: FailurePolicy,
     /// Split request and response bodies into chunks of this many bytes.
     #[arg(long, value_name = "N")]
     pub chunk_size: Option<usize>,
@@ -95,6 +96,12 @@ pub struct HostArgs {
     /// VM environment variable, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+}
+
+/// `--failure-policy`'s parser.
+fn failure_policy(name: &str) -> Result<FailurePolicy, String> {
+    FailurePolicy::parse(name)
+        .ok_or_else(|| format!("expected one of {}", FailurePolicy::NAMES.join(", ")))
 }
 
 /// Traffic files.
@@ -223,8 +230,7 @@ pub fn harness_config(host: &HostArgs, policy: Vec<u8>) -> Result<HarnessConfig,
         vm_id: host.vm_id.clone(),
         plugin_name: host.root_id.clone(),
         workers: host.workers,
-        fail_open: host.fail_open,
-        restart_after_trap: !host.no_restart,
+        failure_policy: host.failure_policy,
         chunk_size: host.chunk_size,
         callouts,
         seed: host.seed,

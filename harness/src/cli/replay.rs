@@ -64,11 +64,13 @@ pub struct EnvoyArgs {
     #[arg(long, value_name = "PATH", requires = "envoy")]
     pub envoy_bin: Option<PathBuf>,
     /// Run recorded time this many times faster: policy durations and the gaps between
-    /// records are divided by it (both sides alike).
-    #[arg(long, value_name = "N", default_value_t = 60.0, requires = "envoy")]
-    pub time_scale: f64,
+    /// records are divided by it (both sides alike). Default 60 for a stakeguard policy;
+    /// another module's configuration is not transformed, so its default is 1.
+    #[arg(long, value_name = "N", requires = "envoy")]
+    pub time_scale: Option<f64>,
     /// Do not carry each record's recorded peer in `x-forwarded-for` (with one more
-    /// trusted hop in the policy); every client is then 127.0.0.1.
+    /// trusted hop in the policy); every client is then 127.0.0.1. Only a stakeguard
+    /// policy can trust one more hop, so another module's records never carry it.
     #[arg(long, requires = "envoy")]
     pub no_forward_identity: bool,
 }
@@ -162,8 +164,11 @@ fn compare_with_envoy(
             module: args.module.module.clone(),
             concurrency: u32::try_from(args.host.workers).unwrap_or(u32::MAX),
         },
-        time_scale: args.envoy.time_scale,
-        forward_identity: !args.envoy.no_forward_identity,
+        time_scale: args
+            .envoy
+            .time_scale
+            .unwrap_or_else(|| envoy::default_time_scale(policy)),
+        forward_identity: envoy::is_stakeguard_policy(policy) && !args.envoy.no_forward_identity,
     };
     let run = envoy::compare_recording(&options, module, policy, &records, base)
         .map_err(|e| CliError::Usage(format!("envoy comparison: {e}")))?;

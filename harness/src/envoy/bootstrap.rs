@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::replay::FailurePolicy;
+
 /// The access log format every generated listener uses: one JSON object per request, with
 /// the decision stakeguard published (`-`/null when it published none) and the replay's
 /// record index (`x-stakeguard-record`, the key that joins a log line to its record).
@@ -72,6 +74,39 @@ pub struct EnvoyConfig {
     pub faithful_headers: bool,
     /// A second listener, `mtls`, that requires a client certificate.
     pub mtls: Option<MtlsListener>,
+    /// The filter's `failure_policy` (default `FAIL_CLOSED`, Envoy's own default).
+    pub failure_policy: FailurePolicy,
+    /// The plugin's `root_id` and `vm_id` and the VM configuration (default
+    /// `stakeguard`, `stakeguard`, none).
+    pub plugin: PluginIds,
+    /// More static clusters, by name, each one endpoint on a loopback port (a cluster
+    /// named `alertmanager` here replaces the default one).
+    pub clusters: Vec<(String, u16)>,
+    /// Hand each new connection to the worker with the fewest open connections, the
+    /// first on a tie (`exact_balance`), instead of letting the kernel choose: with
+    /// connections held open that is round-robin, the harness's assignment.
+    pub exact_balance: bool,
+}
+
+/// What names the plugin and its VM.
+#[derive(Debug, Clone)]
+pub struct PluginIds {
+    /// `root_id` (also the plugin's `name`).
+    pub root_id: String,
+    /// `vm_config.vm_id`.
+    pub vm_id: String,
+    /// `vm_config.configuration` (none when empty).
+    pub vm_configuration: String,
+}
+
+impl Default for PluginIds {
+    fn default() -> Self {
+        Self {
+            root_id: "stakeguard".to_owned(),
+            vm_id: "stakeguard".to_owned(),
+            vm_configuration: String::new(),
+        }
+    }
 }
 
 /// The files of the `mtls` listener: its certificate and key, and the CA that signs the
@@ -97,6 +132,10 @@ impl EnvoyConfig {
             extra_args: Vec::new(),
             faithful_headers: false,
             mtls: None,
+            failure_policy: FailurePolicy::FailClosed,
+            plugin: PluginIds::default(),
+            clusters: Vec::new(),
+            exact_balance: false,
         }
     }
 
@@ -121,26 +160,55 @@ impl EnvoyConfig {
         self
     }
 
-    /// The HTTP filter entry for stakeguard.
+    /// The HTTP filter entry for stakeguard (`FAIL_CLOSED`, ids `stakeguard`).
     pub fn wasm_filter(filter: &WasmFilter) -> Value {
+        Self::wasm_filter_with(filter, &PluginIds::default(), FailurePolicy::FailClosed)
+    }
+
+    /// The HTTP filter entry for a module with these ids and this failure policy.
+    pub fn wasm_filter_with(filter: &WasmFilter, ids: &PluginIds, failure: FailurePolicy) -> Value {
+        let mut vm_config = json!({
+            "vm_id": ids.vm_id,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": { "local": { "filename": filter.module } },
+        });
+        if !ids.vm_configuration.is_empty()
+            && let Some(map) = vm_config.as_object_mut()
+        {
+            map.insert(
+                "configuration".into(),
+                json!({
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": ids.vm_configuration,
+                }),
+            );
+        }
+        let mut config = json!({
+            "name": ids.root_id,
+            "root_id": ids.root_id,
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": filter.configuration,
+            },
+            "vm_config": vm_config,
+            "failure_policy": failure.envoy_name(),
+        });
+        if failure.reloads()
+            && let Some(map) = config.as_object_mut()
+        {
+            // The shortest reload backoff that works (1 s by default; with a base below
+            // 10 ms Envoy 1.40 dies of SIGFPE at the first reload): a stream more than
+            // 20 ms after a failure gets the fresh VM, as the harness's next stream does.
+            map.insert(
+                "reload_config".into(),
+                json!({ "backoff": { "base_interval": "0.01s", "max_interval": "0.02s" } }),
+            );
+        }
         json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": "stakeguard",
-                    "root_id": "stakeguard",
-                    "configuration": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": filter.configuration,
-                    },
-                    "vm_config": {
-                        "vm_id": "stakeguard",
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "code": { "local": { "filename": filter.module } },
-                    },
-                    "failure_policy": "FAIL_CLOSED",
-                }
+                "config": config,
             }
         })
     }
@@ -152,12 +220,21 @@ impl EnvoyConfig {
         if let Some(mtls) = &self.mtls {
             listeners.push(self.listener("mtls", paths, Some(mtls)));
         }
+        let mut clusters = vec![cluster("upstream", self.upstream_port)];
+        if !self.clusters.iter().any(|(name, _)| name == "alertmanager") {
+            clusters.push(cluster("alertmanager", alertmanager));
+        }
+        clusters.extend(
+            self.clusters
+                .iter()
+                .map(|(name, port)| cluster(name, *port)),
+        );
         json!({
             "admin": { "address": socket(0) },
             "stats_config": stats_config(),
             "static_resources": {
                 "listeners": listeners,
-                "clusters": [cluster("upstream", self.upstream_port), cluster("alertmanager", alertmanager)],
+                "clusters": clusters,
             }
         })
     }
@@ -167,7 +244,11 @@ impl EnvoyConfig {
     fn listener(&self, name: &str, paths: &Paths, mtls: Option<&MtlsListener>) -> Value {
         let mut http_filters = Vec::new();
         if let Some(filter) = &self.filter {
-            http_filters.push(Self::wasm_filter(filter));
+            http_filters.push(Self::wasm_filter_with(
+                filter,
+                &self.plugin,
+                self.failure_policy,
+            ));
         }
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
@@ -227,7 +308,18 @@ impl EnvoyConfig {
                 }),
             );
         }
-        json!({ "name": name, "address": socket(0), "filter_chains": [chain] })
+        let mut listener = json!({ "name": name, "address": socket(0), "filter_chains": [chain] });
+        if self.exact_balance
+            && let Some(map) = listener.as_object_mut()
+        {
+            map.insert(
+                "connection_balance_config".into(),
+                json!({ "exact_balance": {} }),
+            );
+            // One accepting socket, so the balancer (not SO_REUSEPORT hashing) decides.
+            map.insert("enable_reuse_port".into(), json!(false));
+        }
+        listener
     }
 }
 

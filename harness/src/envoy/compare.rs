@@ -2,9 +2,12 @@
 //! the same way, and the records where they disagree.
 //!
 //! Compared per record: the outcome (`forwarded`, `local_reply`, `trapped`, `reset`),
-//! the status the client saw, the response header changes the filter made (on forwarded
-//! responses: the headers the client got against those the upstream sent) and the
-//! published decision without its per-request `ref=`. Headers that Envoy itself owns on
+//! the status the client saw, the `grpc-status` of a local reply to a gRPC request
+//! (Envoy answers those as trailers-only gRPC responses), the response header changes
+//! the filter made (on forwarded responses: the headers the client got against those the
+//! upstream sent) and the published decision without its per-request `ref=`. A stream
+//! that trapped under fail-open went on without the filter: both sides count it as
+//! forwarded, since that is all the client (and Envoy's access log) can tell. Headers that Envoy itself owns on
 //! the way out (`date`, framing) are left out of the header changes of both sides.
 
 use std::collections::BTreeMap;
@@ -12,7 +15,7 @@ use std::fmt::Write as _;
 
 use super::replay::EnvoyResult;
 use super::upstream::Reply;
-use crate::report::{Entry, HeaderChange, Text, header_changes};
+use crate::report::{Entry, HeaderChange, Outcome, Text, header_changes};
 use crate::traffic::Record;
 
 /// Response headers Envoy writes or drops on its own, whatever the filter did: the date,
@@ -34,6 +37,8 @@ pub struct Observation {
     pub outcome: String,
     /// The status the client saw (0: none).
     pub status: u32,
+    /// The `grpc-status` of a local reply to a gRPC request.
+    pub grpc_status: Option<u32>,
     /// Response header changes (`+name: value`, `-name`, `~name: value`), forwarded
     /// responses only.
     pub header_changes: Vec<String>,
@@ -67,6 +72,8 @@ pub struct Comparison {
     pub decisions: usize,
     /// Records where the sides disagree.
     pub mismatches: Vec<Mismatch>,
+    /// What may make a mismatch the setup's rather than the module's.
+    pub caveats: Vec<String>,
 }
 
 fn change_text(c: &HeaderChange) -> String {
@@ -136,6 +143,7 @@ pub fn envoy_observation(reply: &Reply, result: &EnvoyResult) -> Observation {
         return Observation {
             outcome: "reset".to_owned(),
             status: 0,
+            grpc_status: None,
             header_changes: Vec::new(),
             decision,
         };
@@ -152,9 +160,18 @@ pub fn envoy_observation(reply: &Reply, result: &EnvoyResult) -> Observation {
             .collect(),
         _ => Vec::new(),
     };
+    let grpc_status = match outcome {
+        "forwarded" => None,
+        _ => response
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("grpc-status"))
+            .and_then(|(_, v)| v.parse().ok()),
+    };
     Observation {
         outcome: outcome.to_owned(),
         status: u32::from(response.status),
+        grpc_status,
         header_changes,
         decision,
     }
@@ -162,7 +179,12 @@ pub fn envoy_observation(reply: &Reply, result: &EnvoyResult) -> Observation {
 
 /// The harness's account of the same record.
 pub fn harness_observation(entry: &Entry) -> Observation {
-    let outcome = entry.outcome.name().to_owned();
+    let went_on_without_filter =
+        entry.outcome == Outcome::Trapped && entry.local_reply.is_none() && entry.status != 0;
+    let outcome = match went_on_without_filter {
+        true => "forwarded".to_owned(),
+        false => entry.outcome.name().to_owned(),
+    };
     let header_changes = match outcome.as_str() {
         "forwarded" => entry
             .response_header_changes
@@ -180,6 +202,7 @@ pub fn harness_observation(entry: &Entry) -> Observation {
     Observation {
         outcome,
         status: entry.status,
+        grpc_status: entry.local_reply.as_ref().and_then(|r| r.grpc_status),
         header_changes,
         decision: entry.decision.as_ref().and_then(decision_text),
     }
@@ -238,6 +261,13 @@ impl Comparison {
                 m.envoy.status.to_string(),
                 m.harness.status.to_string(),
             );
+            let grpc = |g: Option<u32>| g.map_or_else(|| "-".to_owned(), |g| g.to_string());
+            row(
+                &mut out,
+                "grpc",
+                grpc(m.envoy.grpc_status),
+                grpc(m.harness.grpc_status),
+            );
             row(
                 &mut out,
                 "headers",
@@ -256,6 +286,9 @@ impl Comparison {
             .iter()
             .map(|(o, n)| format!("{n} {o}"))
             .collect();
+        for caveat in &self.caveats {
+            let _ = writeln!(out, "note: {caveat}");
+        }
         let _ = writeln!(
             out,
             "{} of {} records differ between Envoy and the harness (envoy: {}; {} decisions)",

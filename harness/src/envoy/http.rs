@@ -138,8 +138,19 @@ pub fn send_on(mut stream: impl Read + Write, req: &Request) -> std::io::Result<
 /// The request as bytes on the wire: start line, `host`, `connection: close`, the headers
 /// in order, a `content-length` when needed, the body.
 pub fn encode(req: &Request) -> Vec<u8> {
+    encode_with(req, false)
+}
+
+/// [`encode`], asking the server to keep the connection open when `keep_alive` is set
+/// (no `connection: close`).
+pub fn encode_with(req: &Request, keep_alive: bool) -> Vec<u8> {
+    let close = if keep_alive {
+        ""
+    } else {
+        "connection: close\r\n"
+    };
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+        "{} {} HTTP/1.1\r\nhost: {}\r\n{close}",
         req.method, req.path, req.host
     );
     for (name, value) in &req.headers {

@@ -16,14 +16,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::EnvoyError;
-use super::bootstrap::EnvoyConfig;
+use super::bootstrap::{EnvoyConfig, PluginIds};
 use super::http::{self, Request, Response};
 use super::process::Envoy;
+use super::stubs::StubClusters;
 use super::tempdir::TempDir;
 use super::tls::{self, Pki};
 use super::transform::Schedule;
 use super::upstream::RecordedUpstream;
 use super::wait::poll;
+use crate::HarnessConfig;
 use crate::traffic::Record;
 
 /// How to run Envoy.
@@ -63,6 +65,9 @@ pub struct EnvoyReplay {
     pub elapsed: Duration,
     /// Records sent over mTLS (those with a `peer_uri_san`).
     pub mtls: usize,
+    /// Records whose connection Envoy closed itself (`connection: close`): with several
+    /// workers, the worker assignment of the records after the first may differ.
+    pub closed_by_envoy: Vec<usize>,
 }
 
 /// The HTTP request for a record (its `host` header, if any, is its authority already).
@@ -91,9 +96,11 @@ fn now_ns() -> i64 {
 }
 
 /// Replays `records` (already marked, see `transform::mark`) through Envoy with
-/// `policy` as the module's configuration, paced by `schedule`.
+/// `policy` as the module's configuration, paced by `schedule`, under the rules of
+/// `rules` (the harness configuration of the other side).
 pub fn run(
     options: &EnvoyOptions,
+    rules: &HarnessConfig,
     policy: &str,
     records: &[Record],
     schedule: &Schedule,
@@ -105,17 +112,28 @@ pub fn run(
     };
     let upstream =
         RecordedUpstream::start(records).map_err(|e| EnvoyError::io("recorded upstream", e))?;
+    let stubs = StubClusters::start(&rules.callouts)?;
     let mut config = EnvoyConfig::new(upstream.port())
         .with_filter(&options.module, policy)
         .with_concurrency(options.concurrency);
     config.faithful_headers = true;
     config.mtls = pki.as_ref().map(|p| p.listener().clone());
+    config.failure_policy = rules.failure_policy;
+    config.plugin = PluginIds {
+        root_id: rules.root_id.clone(),
+        vm_id: rules.vm_id.clone(),
+        vm_configuration: String::from_utf8_lossy(&rules.vm_configuration).into_owned(),
+    };
+    config.clusters = stubs.clusters();
+    let hold_connections = options.concurrency > 1;
+    config.exact_balance = hold_connections;
     let envoy = Envoy::start(&options.binary, &config).map_err(EnvoyError::Start)?;
     let plain_port = envoy.port();
     let mtls_port = envoy.listener_port("mtls");
 
     let start = Instant::now();
     let mut results = Vec::with_capacity(records.len());
+    let mut held = Vec::new();
     let mut mtls = 0;
     for (record, offset) in records.iter().zip(&schedule.offsets_ns) {
         // Pacing to the schedule, not waiting for a condition: the recording says when.
@@ -132,9 +150,30 @@ pub fn run(
         };
         let port = tls.as_ref().map_or(plain_port, |(_, p)| *p);
         mtls += usize::from(tls.is_some());
-        results.push(send_one(&request_for(record), port, tls.map(|(c, _)| c)));
+        let (result, connection) = send_one(
+            &request_for(record),
+            port,
+            tls.map(|(c, _)| c),
+            hold_connections,
+        );
+        results.push(result);
+        if hold_connections {
+            held.extend(connection);
+        }
     }
     let elapsed = start.elapsed();
+    let closed_by_envoy = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.response.as_ref().is_ok_and(|resp| {
+                resp.headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close")
+                })
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
 
     // Envoy flushes its access log every 50 ms; wait until every record has its line.
     let wanted = records.len();
@@ -148,11 +187,13 @@ pub fn run(
             result.access_log = Some(line);
         }
     }
+    drop(held);
     Ok(EnvoyReplay {
         results,
         log: envoy.log(),
         elapsed,
         mtls,
+        closed_by_envoy,
     })
 }
 
@@ -161,12 +202,14 @@ fn record_index(line: &Value) -> Option<usize> {
     line.get("record")?.as_str()?.parse().ok()
 }
 
-/// Sends one request on a new connection (TLS when a client configuration is given).
+/// Sends one request on a new connection (TLS when a client configuration is given),
+/// and gives the connection back.
 fn send_one(
     req: &Request,
     port: u16,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-) -> EnvoyResult {
+    keep_alive: bool,
+) -> (EnvoyResult, Option<Box<dyn std::any::Any>>) {
     let mut result = EnvoyResult {
         sent_ns: now_ns(),
         local_port: 0,
@@ -178,27 +221,38 @@ fn send_one(
         Ok(tcp) => tcp,
         Err(e) => {
             result.response = Err(format!("connect: {e}"));
-            return result;
+            return (result, None);
         }
     };
     result.local_port = tcp.local_addr().map(|a| a.port()).unwrap_or_default();
-    result.response = match tls {
-        Some(config) => {
-            tls::wrap(config, tcp).and_then(|stream| exchange(stream, req, &mut result.sent_ns))
+    let (response, held) = match tls {
+        Some(config) => match tls::wrap(config, tcp) {
+            Ok(mut stream) => (
+                exchange(&mut stream, req, keep_alive, &mut result.sent_ns),
+                Some(Box::new(stream) as Box<dyn std::any::Any>),
+            ),
+            Err(e) => (Err(e), None),
+        },
+        None => {
+            let mut tcp = tcp;
+            (
+                exchange(&mut tcp, req, keep_alive, &mut result.sent_ns),
+                Some(Box::new(tcp) as Box<dyn std::any::Any>),
+            )
         }
-        None => exchange(tcp, req, &mut result.sent_ns),
-    }
-    .map_err(|e| e.to_string());
-    result
+    };
+    result.response = response.map_err(|e| e.to_string());
+    (result, held)
 }
 
 /// Writes the request, notes the time, reads the response.
 fn exchange(
-    mut stream: impl std::io::Read + Write,
+    stream: &mut (impl std::io::Read + Write),
     req: &Request,
+    keep_alive: bool,
     sent_ns: &mut i64,
 ) -> std::io::Result<Response> {
-    stream.write_all(&http::encode(req))?;
+    stream.write_all(&http::encode_with(req, keep_alive))?;
     stream.flush()?;
     // Stamped once the request is on the wire (and any TLS handshake done): the closest
     // the client can get to the moment Envoy's filter reads its clock.

@@ -32,13 +32,32 @@ const DURATION_KEYS: [&str; 10] = [
 ];
 
 /// Durations the engine assumes when a policy leaves them out, by the object holding
-/// them: they must be scaled too, so the transform writes them in.
-const DEFAULTS: [(&str, &str, &str); 4] = [
-    ("login", "delay", "1s"),
-    ("login", "max_delay", "30s"),
-    ("alertmanager", "timeout", "1s"),
-    ("alertmanager", "dedupe_window", "5m"),
+/// them: they must be scaled too, so the transform writes them in, where they take
+/// effect (the policy refuses a setting that has none, such as a login `delay` without a
+/// `delay` action).
+const DEFAULTS: [(&str, &str, &str, Applies); 4] = [
+    ("login", "delay", "1s", delays),
+    ("login", "max_delay", "30s", delays),
+    ("alertmanager", "timeout", "1s", always),
+    ("alertmanager", "dedupe_window", "5m", always),
 ];
+
+/// Whether a default applies to the object that would hold it.
+type Applies = fn(&Map<String, Value>) -> bool;
+
+fn always(_: &Map<String, Value>) -> bool {
+    true
+}
+
+/// Whether a login block delays: its `action`, or its client-IP key's, is `delay`.
+fn delays(login: &Map<String, Value>) -> bool {
+    let delay = |m: &Map<String, Value>| m.get("action").and_then(Value::as_str) == Some("delay");
+    delay(login)
+        || login
+            .get("client_ip")
+            .and_then(Value::as_object)
+            .is_some_and(delay)
+}
 
 /// A duration divided by `factor`, in whole milliseconds and never zero (the engine
 /// refuses a zero duration).
@@ -65,8 +84,8 @@ fn scale_value(value: &mut Value, key: Option<&str>, factor: f64) {
     match value {
         Value::Object(map) => {
             if let Some(key) = key {
-                for (holder, field, default) in DEFAULTS {
-                    if holder == key && !map.contains_key(field) {
+                for (holder, field, default, applies) in DEFAULTS {
+                    if holder == key && !map.contains_key(field) && applies(map) {
                         map.insert(field.to_owned(), Value::String(default.to_owned()));
                     }
                 }
@@ -206,9 +225,10 @@ mod tests {
     #[test]
     fn durations_are_divided_and_defaults_written_in() {
         let policy = serde_json::json!({
-            "tiers": {"t": {"login": {"window": "15m", "lockout": "30m"},
+            "tiers": {"t": {"login": {"window": "15m", "lockout": "30m", "action": "delay"},
                             "rate_limit": {"per": "1m", "requests": 5},
-                            "session": {"idle_timeout": "10m"}}},
+                            "session": {"idle_timeout": "10m"}},
+                      "b": {"login": {"window": "15m"}}},
             "notify": {"alertmanager": {"cluster": "am", "timeout": "250ms"}},
             "apis": [{"quotas": [{"per": "1d"}], "lifecycle": {"sunset": "2027-03-31T00:00:00Z"}}],
             "revision": "1"
@@ -216,6 +236,8 @@ mod tests {
         let out = scale_policy(&policy, 60.0);
         assert_eq!(out["tiers"]["t"]["login"]["window"], "15000ms");
         assert_eq!(out["tiers"]["t"]["login"]["delay"], "17ms");
+        // A login that does not delay gets no delay (the policy would refuse it).
+        assert_eq!(out["tiers"]["b"]["login"].get("delay"), None);
         assert_eq!(out["tiers"]["t"]["rate_limit"]["per"], "1000ms");
         assert_eq!(out["notify"]["alertmanager"]["timeout"], "4ms");
         assert_eq!(out["notify"]["alertmanager"]["dedupe_window"], "5000ms");

@@ -14,6 +14,7 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use super::http::{read_body, read_head};
 use crate::traffic::Record;
@@ -76,8 +77,24 @@ impl Reply {
 /// How a server answers: called once per request, from the connection's thread.
 pub type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
 
+/// How a server answers one request, with time in it (a callout stub's latency, timeout
+/// or reset).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// This reply, after this long.
+    After(Duration, Reply),
+    /// Close the connection without an answer after this long (a reset).
+    HangUp(Duration),
+    /// Never answer: hold the connection until the server stops (the caller's timeout
+    /// fires).
+    Never,
+}
+
+/// A handler that answers with time in it.
+pub type Answering = dyn Fn(&Received) -> Answer + Send + Sync;
+
 struct Shared {
-    handler: Box<Handler>,
+    handler: Box<Answering>,
     received: Mutex<Vec<Received>>,
     stop: AtomicBool,
 }
@@ -97,6 +114,14 @@ pub struct Server {
 impl Server {
     /// Starts a server on a free loopback port that answers with `handler`.
     pub fn start(handler: Box<Handler>) -> std::io::Result<Self> {
+        Self::start_answering(Box::new(move |req: &Received| {
+            Answer::After(Duration::ZERO, handler(req))
+        }))
+    }
+
+    /// Starts a server on a free loopback port whose `handler` may also delay, hang up or
+    /// never answer.
+    pub fn start_answering(handler: Box<Answering>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared {
@@ -168,9 +193,27 @@ fn serve(conn: TcpStream, shared: &Shared) {
         let close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let reply = (shared.handler)(&req);
+        let answer = (shared.handler)(&req);
         let head_only = req.method == "HEAD";
         lock(&shared.received).push(req);
+        let reply = match answer {
+            Answer::After(delay, reply) => {
+                std::thread::sleep(delay);
+                reply
+            }
+            Answer::HangUp(delay) => {
+                std::thread::sleep(delay);
+                return;
+            }
+            Answer::Never => {
+                // Polling the stop flag, not waiting for a condition: nothing else will
+                // end this connection.
+                while !shared.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
+        };
         let mut out = format!(
             "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
             reply.status,

@@ -1,7 +1,7 @@
 //! When things go wrong: a trap fails the VM (every stream in flight on it follows the
-//! fail-open or fail-closed policy, as Envoy's `fail_open` says), a failed worker gets a
-//! fresh VM for its next stream unless restarts are off, and streams still paused when
-//! the replay ends are reported as stalled.
+//! failure policy, as Envoy's `failure_policy` says), a failed worker gets a fresh VM
+//! for its next stream under `FailReload`, and streams still paused when the replay ends
+//! are reported as stalled.
 
 use super::session::{Session, StartError};
 use super::stream::{Dir, status_of};
@@ -55,19 +55,21 @@ impl Session<'_> {
             {
                 entry.trap = Some(format!("the VM failed in another callback: {text}"));
             }
-            self.apply_fail_policy(w, c);
+            self.apply_fail_policy(w, c, Some(c) == ctx);
         }
     }
 
-    /// Ends a stream whose VM failed: 503 (fail closed) or pass-through (fail open).
-    pub(super) fn apply_fail_policy(&mut self, w: usize, ctx: u32) {
+    /// Ends a stream whose VM failed: 503 (fail closed) or pass-through (fail open). The
+    /// stream whose own callback trapped answers 503 under fail open too, as Envoy's does:
+    /// fail open lets through the streams that meet a VM already failed.
+    pub(super) fn apply_fail_policy(&mut self, w: usize, ctx: u32, trapped_here: bool) {
         let Some(s) = self.streams.remove(&(w, ctx)) else {
             return;
         };
         if let Some(vm) = self.any_vm(w) {
             vm.state_mut().streams.remove(&ctx);
         }
-        let fail_open = self.h.config.fail_open;
+        let fail_open = self.h.config.failure_policy.fails_open() && !trapped_here;
         let Some(entry) = self.entry_at(s.index) else {
             return;
         };

@@ -271,7 +271,7 @@ impl Session<'_> {
         let restart = self
             .workers
             .get(w)
-            .is_some_and(|wk| wk.needs_restart && self.h.config.restart_after_trap);
+            .is_some_and(|wk| wk.needs_restart && self.h.config.failure_policy.reloads());
         if restart {
             self.restart_worker(w);
             notes.push(format!("worker {w} got a fresh VM after a trap"));
@@ -328,7 +328,7 @@ impl Session<'_> {
             stream.failed = true;
             let key = (w, u32::MAX - index as u32);
             self.streams.insert(key, stream);
-            self.apply_fail_policy(key.0, key.1);
+            self.apply_fail_policy(key.0, key.1, false);
             return;
         };
         let ctx = vm.alloc_context();
@@ -362,7 +362,7 @@ impl Session<'_> {
                 return;
             }
             if s.failed {
-                self.apply_fail_policy(w, ctx);
+                self.apply_fail_policy(w, ctx, false);
                 return;
             }
             let step = s.step;
