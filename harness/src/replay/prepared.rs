@@ -123,12 +123,7 @@ fn prepare(
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| format!("harness-{index}")),
         protocol: "HTTP/1.1".to_string(),
-        source: Some(
-            record
-                .source
-                .clone()
-                .unwrap_or_else(|| unrecorded_peer(connection)),
-        ),
+        source: record.source.clone(),
         destination: record.destination.clone(),
         peer_uri_san: record.peer_uri_san.clone(),
         sni: Some(req.authority.split(':').next().unwrap_or("").to_string()),
@@ -148,11 +143,4 @@ fn prepare(
         path: Text::from(req.path.as_str()),
         info: Arc::new(info),
     }
-}
-
-/// The peer of a connection whose recording does not say (HAR has no client address):
-/// Envoy always knows one, so a module never sees `source.address` missing; one loopback
-/// client, as `replay --envoy` sends them, with a port per connection.
-fn unrecorded_peer(connection: usize) -> String {
-    format!("127.0.0.1:{}", 32768 + connection % 28232)
 }
