@@ -342,3 +342,57 @@ fn replay_of_a_refused_stakeguard_policy_prints_its_errors_with_their_paths() {
         assert!(err.contains(expected), "no `{expected}` in\n{err}");
     }
 }
+
+#[test]
+fn replay_reads_a_directory_in_recorded_time_order_as_its_help_says() {
+    let (code, help, _) = stakeguard(&["replay", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("a directory is") && help.contains("recorded-time order"),
+        "{help}"
+    );
+    let files = Files::new("dir");
+    let dir = files.dir.join("taps");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Named against their times: `a` holds the later request.
+    let at = |time: &str, path: &str| {
+        format!(r#"{{"time":"{time}","request":{{"authority":"h","path":"{path}"}}}}"#)
+    };
+    std::fs::write(dir.join("a.jsonl"), at("2026-01-01T00:00:02Z", "/second")).unwrap();
+    std::fs::write(dir.join("b.jsonl"), at("2026-01-01T00:00:01Z", "/first")).unwrap();
+    let (code, out, err) = stakeguard(&[
+        "replay",
+        "--module",
+        &files.path("m.wat"),
+        "--config-string",
+        "allow",
+        "--format",
+        "jsonl",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let paths: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split("\"path\":\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(paths, ["/first", "/second"]);
+}
+
+#[test]
+fn an_unknown_failure_policy_names_the_ones_there_are() {
+    let files = Files::new("failure-policy");
+    let (code, _, err) = stakeguard(&[
+        "replay",
+        "--module",
+        &files.path("m.wat"),
+        "--failure-policy",
+        "fail-later",
+        &files.path("t.jsonl"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("expected one of fail-closed, fail-open, fail-reload"),
+        "{err}"
+    );
+}

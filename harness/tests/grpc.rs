@@ -96,3 +96,60 @@ fn a_grpc_call_to_an_unknown_cluster_is_a_parse_failure() {
         vec!["info: \u{0}\u{0}\u{0}\u{0}".to_string()]
     );
 }
+
+#[test]
+fn a_grpc_callout_answered_with_an_error_shows_its_grpc_status() {
+    let module = common::wat_module(IMPORTS, BODY);
+    let stub = "[clusters.grpc_backend]\ngrpc_status = 7\n";
+    let report = common::replay(&module, config(stub), &common::get("/"));
+    let callout = &report.entries[0].callouts[0];
+    // The HTTP status of a gRPC answer is 200 whatever the code; the code is what counts.
+    assert_eq!(
+        (callout.answer.as_str(), callout.grpc_status),
+        ("200", Some(7))
+    );
+    assert!(
+        report
+            .to_table()
+            .contains("callout grpc_backend pkg.Svc/Check  -> 200 grpc-status 7 PERMISSION_DENIED"),
+        "{}",
+        report.to_table()
+    );
+}
+
+/// The agreement tests' module (`tests/wat/probe.wat`): `/deny` is a local reply 403
+/// with body `denied: 100%`.
+fn probe() -> Vec<u8> {
+    std::fs::read(common::workspace().join("tests/wat/probe.wat")).unwrap()
+}
+
+#[test]
+fn a_local_reply_to_a_grpc_request_is_a_trailers_only_grpc_answer() {
+    let grpc = r#"{"request":{"method":"POST","authority":"a","path":"/deny","headers":[["content-type","application/grpc+proto"]]}}"#;
+    let plain = r#"{"request":{"method":"GET","authority":"a","path":"/deny"}}"#;
+    let report = common::replay(
+        &probe(),
+        HarnessConfig::default(),
+        &format!("{grpc}\n{plain}\n"),
+    );
+    let (g, p) = (&report.entries[0], &report.entries[1]);
+    let reply = g.local_reply.as_ref().unwrap();
+    assert_eq!(
+        (g.status, reply.status, reply.grpc_status),
+        (200, 403, Some(7))
+    );
+    // What the module's response callback saw: no body, the gRPC headers.
+    let added: Vec<String> = g
+        .response_header_changes
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.value.as_deref().unwrap_or("")))
+        .collect();
+    assert!(added.contains(&"x-count 1".to_string()), "{added:?}");
+    assert!(
+        report
+            .to_table()
+            .contains("grpc-status 7 PERMISSION_DENIED")
+    );
+    let plain_reply = p.local_reply.as_ref().unwrap();
+    assert_eq!((p.status, plain_reply.grpc_status), (403, None));
+}
