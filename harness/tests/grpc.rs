@@ -118,7 +118,7 @@ fn a_grpc_callout_answered_with_an_error_shows_its_grpc_status() {
 }
 
 /// The agreement tests' module (`tests/wat/probe.wat`): `/deny` is a local reply 403
-/// with body `denied: 100%`.
+/// with body `denied: 100% ~é`.
 fn probe() -> Vec<u8> {
     std::fs::read(common::workspace().join("tests/wat/probe.wat")).unwrap()
 }

@@ -208,7 +208,12 @@ mod probe {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str())
         };
-        assert_eq!(header("grpc-message"), Some("denied: 100%25"));
+        // The harness's encoding of the module's body is Envoy's, byte for byte.
+        let body = "denied: 100% ~\u{e9}";
+        assert_eq!(e[1].local_reply.as_ref().unwrap().body, body);
+        let encoded = stakeguard_harness::grpc::percent_encode(body.as_bytes());
+        assert_eq!(encoded, "denied: 100%25 %7E%C3%A9");
+        assert_eq!(header("grpc-message"), Some(encoded.as_str()));
         assert_eq!(
             (e[2].status, e[2].local_reply.as_ref().unwrap().grpc_status),
             (403, None)

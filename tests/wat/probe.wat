@@ -3,8 +3,9 @@
 ;; state, whatever its configuration (which need not be JSON).
 ;;
 ;; By request path:
-;;   /deny     local reply 403 with body `denied: 100%` (to a gRPC request Envoy makes it
-;;             a trailers-only 200 with grpc-status 7 and grpc-message `denied: 100%25`)
+;;   /deny     local reply 403 with body `denied: 100% ~é` (to a gRPC request Envoy makes
+;;             it a trailers-only 200 with grpc-status 7 and grpc-message
+;;             `denied: 100%25 %7E%C3%A9`)
 ;;   /trap     traps in on_request_headers
 ;;   /c/NAME   pauses, calls cluster NAME (GET /check); a 2xx answer continues the
 ;;             request, any other (or a failure) is a local reply 403 `callout refused`
@@ -32,7 +33,7 @@
   (data (i32.const 272) "/deny")
   (data (i32.const 288) "/trap")
   (data (i32.const 304) "/c/")
-  (data (i32.const 320) "denied: 100%")
+  (data (i32.const 320) "denied: 100% ~\c3\a9")
   ;; The callout's headers, serialized: 3 pairs (:method GET, :path /check,
   ;; :authority probe), then the names and values each NUL-terminated.
   (data (i32.const 368)
@@ -81,7 +82,7 @@
                  (call $starts (local.get $p) (local.get $n) (i32.const 272) (i32.const 5)))
       (then
         (drop (call $local_reply (i32.const 403) (i32.const 0) (i32.const 0)
-          (i32.const 320) (i32.const 12) (i32.const 0) (i32.const 0) (i32.const -1)))
+          (i32.const 320) (i32.const 16) (i32.const 0) (i32.const 0) (i32.const -1)))
         (return (i32.const 1))))
     (if (i32.and (i32.eq (local.get $n) (i32.const 5))
                  (call $starts (local.get $p) (local.get $n) (i32.const 288) (i32.const 5)))
