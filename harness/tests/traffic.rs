@@ -10,7 +10,7 @@
 
 mod common;
 
-use stakeguard_harness::traffic::{read_file, read_file_lenient, read_paths};
+use stakeguard_harness::traffic::{read_file, read_file_lenient, read_paths, read_paths_lenient};
 
 #[test]
 fn har_entries_become_records_with_pseudo_headers_from_the_url() {
@@ -176,5 +176,13 @@ fn a_directory_is_read_whole_and_an_empty_one_is_refused() {
     assert!(
         err.contains(&format!("{}: empty", dir.join("b.json").display())),
         "{err}"
+    );
+    // Leniently, such a file is reported and the others are read.
+    std::fs::copy(common::data("tap-buffered.json"), dir.join("a.json")).unwrap();
+    let (records, errors) = read_paths_lenient(std::slice::from_ref(&dir)).unwrap();
+    assert_eq!((records.len(), errors.len()), (1, 1));
+    assert!(
+        errors[0].to_string().contains("b.json: empty"),
+        "{errors:?}"
     );
 }

@@ -43,8 +43,9 @@ pub fn files_of(path: &Path) -> Result<Vec<PathBuf>, TrafficError> {
 }
 
 /// Reads every file of `paths` (directories whole) and merges them by recorded time,
-/// collecting bad entries instead of stopping at the first. A file that cannot be read
-/// or has no known format is an error.
+/// collecting bad entries instead of stopping at the first. A file of no known format
+/// (empty, or cut short: a tap file still being written) is collected like a bad entry;
+/// one that cannot be read at all is an error.
 pub fn read_paths_lenient(
     paths: &[PathBuf],
 ) -> Result<(Vec<Record>, Vec<TrafficError>), TrafficError> {
@@ -52,9 +53,14 @@ pub fn read_paths_lenient(
     let mut errors = Vec::new();
     for path in paths {
         for file in files_of(path)? {
-            let (records, mut bad) = read_file_lenient(&file)?;
-            files.push(records);
-            errors.append(&mut bad);
+            match read_file_lenient(&file) {
+                Ok((records, mut bad)) => {
+                    files.push(records);
+                    errors.append(&mut bad);
+                }
+                Err(e @ TrafficError::UnknownFormat { .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok((merge_by_time(files), errors))
