@@ -360,7 +360,10 @@ fn wrk(envoy: &Envoy, load: &Load, seconds: u64) -> (f64, f64) {
             .find_map(|l| l.trim().strip_prefix(prefix))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("wrk printed no `{prefix}`:\n{text}"))
+            .unwrap_or_else(|| {
+                let err = String::from_utf8_lossy(&out.stderr);
+                panic!("wrk printed no `{prefix}` (`make bench-tools` installs it):\n{text}{err}")
+            })
     };
     let rps = number("Requests/sec:");
     let requests = text
@@ -394,8 +397,10 @@ fn wrk_script(load: &Load) -> PathBuf {
     path
 }
 
-/// Instructions Envoy executes per request (callgrind, after a warm-up).
-fn instructions(filters: &Filters, load: &Load, dir: &Path) -> Option<f64> {
+/// Instructions Envoy executes per request (callgrind, after a warm-up). With
+/// `STAKEGUARD_BENCH_KEEP_PROFILES=1` the profile of the counted requests stays in `dir`
+/// as `LABEL.callgrind`, for `callgrind_annotate`.
+fn instructions(filters: &Filters, load: &Load, dir: &Path, label: &str) -> Option<f64> {
     let out = dir.join(format!("callgrind.{}.out", std::process::id()));
     let wrapper: Vec<String> = [
         "valgrind",
@@ -443,13 +448,23 @@ fn instructions(filters: &Filters, load: &Load, dir: &Path) -> Option<f64> {
     let mut total = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        if text.contains("Trigger: Client Request: dump") || text.contains("desc: Trigger: dump") {
+        let counted =
+            text.contains("Trigger: Client Request: dump") || text.contains("desc: Trigger: dump");
+        if counted {
             total = text
                 .lines()
                 .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
                 .and_then(|n| n.trim().parse::<f64>().ok());
         }
-        let _ = std::fs::remove_file(entry.path());
+        if counted && env_number("STAKEGUARD_BENCH_KEEP_PROFILES", 0) == 1 {
+            let name: String = label
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let _ = std::fs::rename(entry.path(), dir.join(format!("{name}.callgrind")));
+        } else if entry.path().extension().is_none_or(|e| e != "callgrind") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     total.map(|t| t / COUNTED as f64)
 }
@@ -530,7 +545,8 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         for setup in &setups {
             for load in (setup.loads)().into_iter().take(2) {
-                if let Some(n) = instructions(&setup.filters, &load, &dir) {
+                let label = format!("{} {}", setup.name, load.name);
+                if let Some(n) = instructions(&setup.filters, &load, &dir, &label) {
                     eprintln!(
                         "callgrind {:<28} {:<32} {n:>9.0} instructions/req",
                         setup.name, load.name
@@ -543,19 +559,24 @@ fn main() {
     if !instr.is_empty() {
         report(&results, &instr, rounds, seconds, &out_dir);
     }
-    if callgrind && env_number("STAKEGUARD_BENCH_PROBE", 0) == 1 {
-        price_host_calls(&out_dir);
+    // `1` prices every kind of call; a comma-separated list only the kinds naming one
+    // of its words (e.g. `info,trace`).
+    let probe = std::env::var("STAKEGUARD_BENCH_PROBE").unwrap_or_default();
+    if callgrind && !probe.is_empty() && probe != "0" {
+        let words: Vec<&str> = probe.split(',').filter(|w| *w != "1").collect();
+        price_host_calls(&out_dir, &words);
     }
 }
 
 /// The price of each kind of host call: the probe module making ten of one kind per
 /// request, against the probe making none, in instructions (`STAKEGUARD_BENCH_PROBE=1`,
 /// about a minute per kind).
-fn price_host_calls(out_dir: &Path) {
+fn price_host_calls(out_dir: &Path, words: &[&str]) {
     const TIMES: f64 = 10.0;
     let kinds = [
         "",
         "request:trace",
+        "request:info",
         "request:time",
         "request:metric",
         "request:shared_get",
@@ -574,7 +595,9 @@ fn price_host_calls(out_dir: &Path) {
     let load = &allow_loads()[1];
     let mut base = None;
     let mut md = String::from("| call | instructions per call |\n|---|---|\n");
-    for kind in kinds {
+    let wanted =
+        |kind: &str| kind.is_empty() || words.is_empty() || words.iter().any(|w| kind.contains(w));
+    for kind in kinds.into_iter().filter(|k| wanted(k)) {
         let plan = if kind.is_empty() {
             String::new()
         } else {
@@ -584,7 +607,7 @@ fn price_host_calls(out_dir: &Path) {
             module: module("stakeguard_bench_probe"),
             configuration: plan,
         });
-        let Some(n) = instructions(&filters, load, &dir) else {
+        let Some(n) = instructions(&filters, load, &dir, &format!("probe {kind}")) else {
             continue;
         };
         match base {

@@ -123,7 +123,12 @@ fn prepare(
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| format!("harness-{index}")),
         protocol: "HTTP/1.1".to_string(),
-        source: record.source.clone(),
+        source: Some(
+            record
+                .source
+                .clone()
+                .unwrap_or_else(|| unrecorded_peer(connection)),
+        ),
         destination: record.destination.clone(),
         peer_uri_san: record.peer_uri_san.clone(),
         sni: Some(req.authority.split(':').next().unwrap_or("").to_string()),
@@ -143,4 +148,11 @@ fn prepare(
         path: Text::from(req.path.as_str()),
         info: Arc::new(info),
     }
+}
+
+/// The peer of a connection whose recording does not say (HAR has no client address):
+/// Envoy always knows one, so a module never sees `source.address` missing; one loopback
+/// client, as `replay --envoy` sends them, with a port per connection.
+fn unrecorded_peer(connection: usize) -> String {
+    format!("127.0.0.1:{}", 32768 + connection % 28232)
 }
