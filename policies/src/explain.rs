@@ -1,7 +1,8 @@
 //! The effective controls of every API in business words, for people checking a policy
 //! (`stakeguard check --explain`): what each API gets after its tier, the `defaults`
 //! under the tiers and its own overrides were merged, and which of those blocks wrote
-//! each control.
+//! each control. The facts come from [`crate::posture`] (which tools read as data); this
+//! file holds their wording and the text rendering.
 //!
 //! Native tooling only: the filter never calls it, so none of it ships in the module.
 
@@ -12,54 +13,73 @@ use crate::error::PolicyErrors;
 use crate::json::Json;
 use crate::model::{OnError, RateKey, UnknownAction};
 use crate::policy::{
-    Api, BindingTarget, ClaimRule, ClaimTest, Credential, Lifecycle, Login, LoginLimits, Policy,
-    QuotaKey,
+    Api, BindingTarget, ClaimRule, ClaimTest, Credential, Lifecycle, Login, LoginLimits, QuotaKey,
+    Unknown,
 };
+use crate::posture::{ControlFact, posture};
 
 /// Compiles `text` and describes every API's effective controls, one block per API.
 pub fn explain(text: &str) -> Result<String, PolicyErrors> {
-    let policy = Policy::from_json(text)?;
-    // The document compiled, so it is JSON; the raw value tells who wrote each block.
-    let doc = Json::parse(text).unwrap_or(Json::Null);
+    let posture = posture(text)?;
     let mut out = String::new();
-    let tiers: Vec<&str> = match doc.get("tiers") {
-        Some(Json::Object(fields)) => fields.iter().map(|(name, _)| name.as_str()).collect(),
-        _ => Vec::new(),
-    };
     let _ = writeln!(
         out,
         "policy {}: {} APIs; tiers {}{}",
-        policy.revision,
-        policy.apis.len(),
-        tiers.join(", "),
-        if doc.get("defaults").is_some() {
+        posture.revision,
+        posture.apis.len(),
+        posture.tiers.join(", "),
+        if posture.over_defaults {
             ", each over `defaults`"
         } else {
             ""
         }
     );
-    let unknown = &policy.unknown;
-    let unknown_action = match unknown.action {
+    let shadow = &posture.shadow;
+    let _ = writeln!(
+        out,
+        "requests to no API (shadow APIs): {} ({}), reported to {}",
+        shadow.handling,
+        shadow.mode.as_str(),
+        shadow.owner
+    );
+    for api in &posture.apis {
+        let info = &api.info;
+        let contact = info
+            .contact
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n{} {}: owner {}{contact}, tier {}, {}",
+            info.name, info.version, info.owner, info.tier, api.lifecycle.text
+        );
+        if !api.routes.is_empty() {
+            let _ = writeln!(out, "  routes: {}", api.routes.join("; "));
+        }
+        for fact in &api.controls {
+            let mode = fact
+                .mode
+                .map(|m| format!(" ({})", m.as_str()))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}{mode} [{}]: {}",
+                fact.title, fact.written_by, fact.text
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// What happens to requests no API claims, in business words.
+pub(crate) fn shadow_handling(unknown: &Unknown) -> &'static str {
+    match unknown.action {
         UnknownAction::Allow => "let through silently",
         UnknownAction::Log => "let through and logged",
         UnknownAction::Alert => "let through as incidents",
         UnknownAction::Block => "refused with 404",
-    };
-    let _ = writeln!(
-        out,
-        "requests to no API (shadow APIs): {unknown_action} ({}), reported to {}",
-        unknown.mode.as_str(),
-        unknown.owner
-    );
-    let apis = match doc.get("apis") {
-        Some(Json::Array(list)) => list.as_slice(),
-        _ => &[],
-    };
-    for (api, raw) in policy.apis.iter().zip(apis) {
-        out.push('\n');
-        describe_api(&mut out, api, raw, &doc);
     }
-    Ok(out)
 }
 
 /// Which blocks wrote a control: the API, its tier, the defaults.
@@ -82,41 +102,40 @@ fn written_by(field: &str, raw: &Json, tier: &str, doc: &Json) -> String {
     by.join(" + ")
 }
 
-fn describe_api(out: &mut String, api: &Api, raw: &Json, doc: &Json) {
-    let info = &api.info;
-    let contact = info
-        .contact
-        .as_deref()
-        .map(|c| format!(" ({c})"))
-        .unwrap_or_default();
-    let life = match &api.lifecycle {
+/// An API's place in its life, in business words.
+pub(crate) fn lifecycle_text(api: &Api) -> String {
+    match &api.lifecycle {
         Lifecycle::Active => "active".to_owned(),
         Lifecycle::Deprecated { mode, link, .. } => format!(
             "deprecated ({}): answers carry Deprecation and Sunset headers{}",
             mode.as_str(),
-            link.as_deref()
-                .and_then(|l| l.strip_prefix('<')?.split('>').next())
+            successor(link.as_deref())
                 .map(|successor| format!(" pointing to {successor}"))
                 .unwrap_or_default()
         ),
         Lifecycle::Retired { mode, .. } => format!("retired ({}): 410 Gone", mode.as_str()),
-    };
-    let _ = writeln!(
-        out,
-        "{} {}: owner {}{contact}, tier {}, {life}",
-        info.name, info.version, info.owner, info.tier
-    );
-    if let Some(Json::Array(routes)) = raw.get("routes") {
-        let list: Vec<String> = routes.iter().map(route_text).collect();
-        let _ = writeln!(out, "  routes: {}", list.join("; "));
     }
+}
+
+/// The successor an API's `Link` header names.
+pub(crate) fn successor(link: Option<&str>) -> Option<&str> {
+    link?.strip_prefix('<')?.split('>').next()
+}
+
+/// Every control an API gets, in the order `check --explain` prints them; `raw` is the
+/// API as written and `doc` the whole document, to tell which blocks wrote each.
+pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFact> {
+    let info = &api.info;
+    let mut facts = Vec::new();
     let c = &api.controls;
-    let mut line = |field: &str, mode: Option<Mode>, text: String| {
-        let mode = mode
-            .map(|m| format!(" ({})", m.as_str()))
-            .unwrap_or_default();
-        let by = written_by(field, raw, &info.tier, doc);
-        let _ = writeln!(out, "  {}{mode} [{by}]: {text}", title(field));
+    let mut line = |field: &'static str, mode: Option<Mode>, text: String| {
+        facts.push(ControlFact {
+            field,
+            title: title(field),
+            mode,
+            written_by: written_by(field, raw, &info.tier, doc),
+            text,
+        });
     };
     if let Some(auth) = &c.auth {
         let mut parts = Vec::new();
@@ -311,10 +330,11 @@ fn describe_api(out: &mut String, api: &Api, raw: &Json, doc: &Json) {
         None,
         format!("when the counter store fails: {on_error}"),
     );
+    facts
 }
 
 /// A control's heading.
-fn title(field: &str) -> &str {
+fn title(field: &'static str) -> &'static str {
     match field {
         "auth" => "credentials",
         "login" => "failed-login lockout",
@@ -411,7 +431,7 @@ fn or_list(list: &[Credential]) -> String {
     list.iter().map(credential).collect::<Vec<_>>().join(" or ")
 }
 
-fn route_text(route: &Json) -> String {
+pub(crate) fn route_text(route: &Json) -> String {
     let methods = match route.get("methods") {
         Some(Json::Array(list)) => {
             let names: Vec<&str> = list.iter().filter_map(Json::as_str).collect();

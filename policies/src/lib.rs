@@ -36,6 +36,7 @@ pub mod json;
 pub mod model;
 pub mod path;
 mod policy;
+pub mod posture;
 mod read;
 pub mod request;
 pub mod routes;
