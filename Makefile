@@ -10,7 +10,7 @@ STAKEGUARD := target/harness/stakeguard
 # The engine's tests run on wasm32 too, under Node's WASI (see scripts/wasi-run.mjs).
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
-.PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt \
+.PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt fuzz \
         test-native test-wasm bench bench-tools bench-modules golden schema oci istio examples
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
@@ -97,3 +97,13 @@ examples: istio
 ## Rewrites policies/policy.schema.json from the model.
 schema:
 	STAKEGUARD_UPDATE_SCHEMA=1 $(CARGO) test -p stakeguard-policies --test schema
+
+## Fuzzing on nightly (`cargo install cargo-fuzz` first): `make fuzz FUZZ_TARGET=exchange`
+## runs one target (policy, exchange, traffic) for FUZZ_SECONDS on one core, adding what
+## it finds to fuzz/corpus/; `cargo test --workspace` replays the corpora on stable.
+FUZZ_TARGET ?= exchange
+FUZZ_SECONDS ?= 600
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \
+		-jobs=1 -workers=1 -max_total_time=$(FUZZ_SECONDS) -max_len=65536
+

@@ -1,0 +1,232 @@
+//! What the fuzz targets run, as plain functions over bytes: the libFuzzer binaries in
+//! `fuzz/fuzz_targets/` call them under `cargo +nightly fuzz run`, and
+//! `tests/corpora.rs` feeds them every committed corpus file on the stable toolchain, so
+//! `make test` replays what fuzzing found in a few seconds.
+//!
+//! Each function panics only when the code under test does something it must never do
+//! (the fuzzer reports the panic as a crash); everything a hostile input may legitimately
+//! cause (a refused policy, an unreadable recording, a local reply) is an answer.
+//!
+//! - [`policy`]: policy reading, validation and compilation on any text;
+//! - [`exchange`]: requests and responses, several per input and sharing state, against
+//!   every example policy;
+//! - [`traffic`]: the HAR, Envoy tap and JSON Lines readers of the harness.
+
+use std::cell::Cell;
+use std::path::Path;
+
+use stakeguard_policies::{
+    Clock, CounterStore, HeaderChange, MemoryStore, Policy, Request, Response, Verdict,
+};
+
+/// Reads `data` as a policy document. A refused document must say why, with every
+/// error's message; an accepted one must list the state keys it needs.
+pub fn policy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Policy::from_json(text) {
+        Ok(policy) => {
+            // Every table is `slots` keys, created before traffic: bounded, whatever
+            // the document says.
+            let keys = policy.state_keys().count();
+            assert!(keys <= 64 * 1_048_576, "{keys} state keys");
+        }
+        Err(errors) => assert!(!errors.to_string().is_empty(), "a refusal without a reason"),
+    }
+}
+
+/// The example policies an exchange runs against, compiled once per thread.
+const EXAMPLES: [&str; 3] = [
+    include_str!("../../../policies/examples/bank.json"),
+    include_str!("../../../policies/examples/retailer.json"),
+    include_str!("../../../policies/examples/minimal.json"),
+];
+
+/// 2026-11-29T00:00:00Z, where each input's clock starts.
+const START_MS: u64 = 1_795_910_400_000;
+
+/// Most exchanges one input runs (more would only slow the fuzzer down).
+const MAX_EXCHANGES: usize = 16;
+
+thread_local! {
+    /// Per example, two workers of one proxy: the same policy compiled twice, as each of
+    /// Envoy's worker VMs compiles it.
+    static HOSTS: Vec<[Policy; 2]> = EXAMPLES
+        .iter()
+        .map(|text| [compile(text), compile(text)])
+        .collect();
+}
+
+fn compile(text: &str) -> Policy {
+    match Policy::from_json(text) {
+        Ok(policy) => policy,
+        Err(errors) => panic!("an example policy is refused: {errors}"),
+    }
+}
+
+struct Now(Cell<u64>);
+
+impl Clock for Now {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// One request (and its response) as the fuzzer writes it.
+#[derive(Debug, Default)]
+struct Exchange {
+    method: String,
+    target: String,
+    authority: String,
+    source: Option<String>,
+    peer_uri_san: Option<String>,
+    advance_ms: u64,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    status: u16,
+    response_headers: Vec<(String, String)>,
+}
+
+/// Runs requests and responses through one of the example policies. The first byte
+/// picks the policy; the rest is up to [`MAX_EXCHANGES`] exchanges separated by `0xFE`,
+/// each of `head 0xFF body 0xFF response-head`. A head is lines: `METHOD TARGET`, then
+/// `name: value` headers, where `host` is the authority and the pseudo-headers
+/// `:source`, `:peer-san` and `:advance` (milliseconds the clock moves first) set the
+/// rest; a response head is a status line and headers. Exchanges alternate between two
+/// workers sharing one store, as Envoy's do.
+pub fn exchange(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    HOSTS.with(|hosts| {
+        let Some(workers) = hosts.get(usize::from(selector) % hosts.len()) else {
+            return;
+        };
+        let store = MemoryStore::new();
+        for key in workers[0].state_keys() {
+            if store.set(&key, b"", None).is_err() {
+                panic!("the memory store refused {key}");
+            }
+        }
+        let now = Now(Cell::new(START_MS));
+        for (n, raw) in rest.split(|&b| b == 0xFE).take(MAX_EXCHANGES).enumerate() {
+            let exchange = parse(raw);
+            now.0.set(now.0.get().saturating_add(exchange.advance_ms));
+            run(&workers[n % 2], &store, &now, &exchange);
+        }
+    });
+}
+
+fn run(policy: &Policy, store: &MemoryStore, clock: &Now, exchange: &Exchange) {
+    let request = Request {
+        method: &exchange.method,
+        authority: &exchange.authority,
+        path: &exchange.target,
+        headers: &exchange.headers,
+        source_address: exchange.source.as_deref(),
+        peer_uri_san: exchange.peer_uri_san.as_deref(),
+        reference: "fuzz",
+    };
+    let (mut stream, mut verdict) = policy.on_request(&request, clock, store);
+    if verdict == Verdict::ReadBody {
+        let limit = stream.body_limit();
+        let complete = exchange.body.len() <= limit;
+        let body = exchange.body.get(..limit).unwrap_or(&exchange.body);
+        verdict = policy.on_request_body(&mut stream, body, complete, clock, store);
+        assert!(verdict != Verdict::ReadBody, "the body was asked for twice");
+    }
+    match verdict {
+        Verdict::Reply(reply) => {
+            assert!(
+                (100..=599).contains(&reply.status),
+                "a local reply with status {}",
+                reply.status
+            );
+        }
+        Verdict::Continue | Verdict::Delay(_) if stream.wants_response() => {
+            let response = Response {
+                status: exchange.status,
+                headers: &exchange.response_headers,
+            };
+            let read = stream.needs_response_headers().then_some(&response);
+            let mut changes: Vec<HeaderChange> = Vec::new();
+            policy.on_response(&mut stream, read, clock, store, &mut changes);
+        }
+        _ => {}
+    }
+}
+
+fn parse(raw: &[u8]) -> Exchange {
+    let mut sections = raw.splitn(3, |&b| b == 0xFF);
+    let head = String::from_utf8_lossy(sections.next().unwrap_or_default()).into_owned();
+    let body = sections.next().unwrap_or_default().to_vec();
+    let response = String::from_utf8_lossy(sections.next().unwrap_or_default()).into_owned();
+
+    let mut lines = head.split('\n');
+    let (method, target) = lines
+        .next()
+        .unwrap_or_default()
+        .split_once(' ')
+        .unwrap_or(("GET", "/"));
+    let mut exchange = Exchange {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        body,
+        ..Exchange::default()
+    };
+    for (name, value) in lines.filter_map(header) {
+        match name.as_str() {
+            "host" if exchange.authority.is_empty() => exchange.authority = value,
+            ":source" => exchange.source = Some(value),
+            ":peer-san" => exchange.peer_uri_san = Some(value),
+            ":advance" => exchange.advance_ms = value.parse().unwrap_or_default(),
+            _ => exchange.headers.push((name, value)),
+        }
+    }
+    let mut lines = response.split('\n');
+    exchange.status = lines
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(200);
+    exchange.response_headers = lines.filter_map(header).collect();
+    exchange
+}
+
+/// `name: value` (or `:pseudo: value`), the name lowercased as Envoy hands it over.
+fn header(line: &str) -> Option<(String, String)> {
+    let (colon, line) = match line.strip_prefix(':') {
+        Some(rest) => (":", rest),
+        None => ("", line),
+    };
+    let (name, value) = line.split_once(':')?;
+    Some((
+        format!("{colon}{}", name.to_ascii_lowercase()),
+        value.trim_start().to_owned(),
+    ))
+}
+
+/// Reads `data` as recorded traffic the way `stakeguard replay` does (the format told
+/// from the content), and with each reader whatever the content, as a file of the wrong
+/// format would be. Every refusal must name the file.
+pub fn traffic(data: &[u8]) {
+    use stakeguard_harness::traffic::{har, jsonl, read_str, tap};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("fuzz.input");
+    let named = |error: &stakeguard_harness::TrafficError| {
+        assert!(error.to_string().contains("fuzz.input"), "{error}");
+    };
+    for result in [
+        read_str(path, text),
+        har::read(path, text),
+        tap::read(path, text),
+    ] {
+        match result {
+            Ok((_, errors)) => errors.iter().for_each(named),
+            Err(error) => named(&error),
+        }
+    }
+    jsonl::read(path, text).1.iter().for_each(named);
+}
