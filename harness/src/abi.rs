@@ -74,6 +74,20 @@ impl MapType {
             _ => return None,
         })
     }
+
+    /// The name host-call counts print.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapType::RequestHeaders => "request_headers",
+            MapType::RequestTrailers => "request_trailers",
+            MapType::ResponseHeaders => "response_headers",
+            MapType::ResponseTrailers => "response_trailers",
+            MapType::GrpcReceiveInitialMetadata => "grpc_initial_metadata",
+            MapType::GrpcReceiveTrailingMetadata => "grpc_trailing_metadata",
+            MapType::HttpCallResponseHeaders => "http_call_response_headers",
+            MapType::HttpCallResponseTrailers => "http_call_response_trailers",
+        }
+    }
 }
 
 /// `proxy_buffer_type_t`.
@@ -114,6 +128,21 @@ impl BufferType {
             8 => BufferType::CallData,
             _ => return None,
         })
+    }
+
+    /// The name host-call counts print.
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferType::HttpRequestBody => "request_body",
+            BufferType::HttpResponseBody => "response_body",
+            BufferType::DownstreamData => "downstream_data",
+            BufferType::UpstreamData => "upstream_data",
+            BufferType::HttpCallResponseBody => "http_call_response_body",
+            BufferType::GrpcReceiveBuffer => "grpc_receive_buffer",
+            BufferType::VmConfiguration => "vm_configuration",
+            BufferType::PluginConfiguration => "plugin_configuration",
+            BufferType::CallData => "call_data",
+        }
     }
 }
 

@@ -7,10 +7,14 @@
 //! module's shared data is its own business); instead each pass runs [`PASS_GAP_NS`] of
 //! virtual time after the previous one, so the windows, lockouts and sessions a pass
 //! opened have expired when the next one starts and every pass decides like the first.
+//!
+//! [`host_calls`] counts instead of timing: what one pass asks of the host, per callback
+//! and kind of call (`stakeguard bench --host-calls`).
 
 use std::time::{Duration, Instant};
 
 use crate::error::HarnessError;
+use crate::host::calls::HostCalls;
 use crate::replay::{Harness, first_time_ns};
 use crate::traffic::Record;
 
@@ -67,4 +71,16 @@ pub fn bench(
         requests_per_sec: total / secs,
         micros_per_request: if total > 0.0 { secs * 1e6 / total } else { 0.0 },
     })
+}
+
+/// The host calls of one pass over `records`, after a warm-up pass as [`bench`] runs it
+/// (so what a worker sets up once, such as its tick, is not counted, and what it redoes
+/// per window, such as a rate limit's reservation, is).
+pub fn host_calls(harness: &Harness, records: &[Record]) -> Result<HostCalls, HarnessError> {
+    let prepared = harness.prepare(records);
+    let mut session = harness.session(first_time_ns(records))?;
+    session.replay_prepared(&prepared, 0, &mut |_| {});
+    session.count_host_calls();
+    session.replay_prepared(&prepared, pass_period_ns(records), &mut |_| {});
+    Ok(session.take_host_calls())
 }

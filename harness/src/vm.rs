@@ -243,6 +243,7 @@ impl Vm {
             property_bytes: Vec::new(),
             host_trap: None,
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
+            calls: None,
         };
         let mut store = Store::new(&plugin.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -345,7 +346,7 @@ impl Vm {
     /// Runs the callback `func` picks from the exports, if the module has it.
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,
-        name: &str,
+        name: &'static str,
         func: fn(&Exports) -> Option<&TypedFunc<P, R>>,
         context: u32,
         phase: Phase,
@@ -363,12 +364,18 @@ impl Vm {
             s.current = context;
             s.effective = None;
             s.phase = phase;
+            if let Some(calls) = s.calls.as_deref_mut() {
+                calls.enter(name);
+            }
         }
         self.store.set_epoch_deadline(self.budget_ticks);
         let result = func.call(&mut self.store, params);
         let s = self.store.data_mut();
         s.phase = Phase::Other;
         s.effective = None;
+        if let Some(calls) = s.calls.as_deref_mut() {
+            calls.leave();
+        }
         match result {
             Ok(r) => Ok(Some(r)),
             Err(e) => {

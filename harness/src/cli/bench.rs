@@ -1,11 +1,12 @@
-//! `stakeguard bench`: requests per second of replays on one worker.
+//! `stakeguard bench`: requests per second of replays on one worker, or with
+//! `--host-calls` the host calls one replay makes, per callback and kind.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
 use stakeguard_harness::Harness;
-use stakeguard_harness::bench::bench;
+use stakeguard_harness::bench::{bench, host_calls};
 
 use super::{
     CliError, HostArgs, ModuleArgs, TrafficArgs, harness_config, plugin_configuration, read_module,
@@ -27,6 +28,10 @@ pub struct BenchArgs {
     /// Timed replays.
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
+    /// Count the host calls of one replay (after one to warm up) instead of timing:
+    /// per callback and kind, with bytes copied each way and guest allocations.
+    #[arg(long)]
+    pub host_calls: bool,
     /// Host options.
     #[command(flatten)]
     pub host: HostArgs,
@@ -45,6 +50,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
     config.workers = 1;
     let records = read_traffic(&args.traffic)?;
     let harness = Harness::new(&module, config)?;
+    if args.host_calls {
+        let calls = host_calls(&harness, &records)?;
+        println!("host calls of {} requests, one worker:", records.len());
+        print!("{}", calls.table(records.len()));
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = bench(&harness, &records, args.iterations)?;
     println!(
         "{} requests x {} iterations in {:.3}s: {:.0} requests/s ({:.1} us/request)",

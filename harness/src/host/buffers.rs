@@ -62,14 +62,21 @@ pub fn proxy_get_buffer_bytes(
     size_ptr: u32,
 ) -> HostResult {
     let t = status!(BufferType::from_raw(buffer).ok_or(Status::BadArgument));
-    let data = status!(content(caller.data(), t));
-    let start = start as usize;
-    let slice = if start >= data.len() {
-        &[][..]
-    } else {
-        let end = start.saturating_add(max_size as usize).min(data.len());
-        data.get(start..end).unwrap_or(&[])
+    let data = content(caller.data(), t);
+    let slice = match &data {
+        Ok(data) if (start as usize) < data.len() => {
+            let start = start as usize;
+            let end = start.saturating_add(max_size as usize).min(data.len());
+            data.get(start..end).unwrap_or(&[])
+        }
+        _ => &[][..],
     };
+    caller
+        .data_mut()
+        .count_call("proxy_get_buffer_bytes", 0, slice.len(), |_| {
+            t.name().to_string()
+        });
+    status!(data.as_ref().map_err(|s| *s));
     mem!(copy_out(&mut caller, slice, ptr_ptr, size_ptr));
     Ok(Status::Ok.code())
 }
@@ -82,6 +89,9 @@ pub fn proxy_get_buffer_status(
     flags_ptr: u32,
 ) -> HostResult {
     let t = status!(BufferType::from_raw(buffer).ok_or(Status::BadArgument));
+    caller
+        .data_mut()
+        .count_call("proxy_get_buffer_status", 0, 0, |_| t.name().to_string());
     let data = status!(content(caller.data(), t));
     let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
     mem!(write_u32(&mut caller, "return length", length_ptr, len));
@@ -122,6 +132,11 @@ pub fn proxy_set_buffer_bytes(
     let t = status!(BufferType::from_raw(buffer).ok_or(Status::BadArgument));
     status!(content(caller.data(), t));
     let value = mem!(read(&mut caller, "buffer value", value_ptr, value_size));
+    caller
+        .data_mut()
+        .count_call("proxy_set_buffer_bytes", value.len(), 0, |_| {
+            t.name().to_string()
+        });
     let body = caller.data_mut().stream_mut().and_then(|s| match t {
         BufferType::HttpRequestBody => s.request_body.as_mut(),
         BufferType::HttpResponseBody => s.response_body.as_mut(),

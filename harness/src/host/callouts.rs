@@ -65,6 +65,12 @@ pub fn proxy_http_call(
         trailers_size
     ));
     mem!(write_u32(&mut caller, "return token", token_ptr, 0));
+    caller.data_mut().count_call(
+        "proxy_http_call",
+        cluster.len() + headers.len() + body.len() + trailers.len(),
+        0,
+        |_| cluster.clone(),
+    );
     let headers = decode_pairs(&headers);
     let trailers = decode_pairs(&trailers);
     if i32::try_from(timeout_ms).is_err() {
@@ -160,6 +166,7 @@ fn open_grpc(
 #[expect(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn read_grpc_target(
     caller: &mut Caller<'_, HostState>,
+    name: &'static str,
     cluster_ptr: u32,
     cluster_size: u32,
     service_ptr: u32,
@@ -173,6 +180,12 @@ fn read_grpc_target(
     let service = read_string(caller, "grpc service name", service_ptr, service_size)?;
     let method = read_string(caller, "grpc method name", method_ptr, method_size)?;
     let metadata = read(caller, "grpc initial metadata", metadata_ptr, metadata_size)?;
+    caller.data_mut().count_call(
+        name,
+        cluster.len() + service.len() + method.len() + metadata.len(),
+        0,
+        |_| format!("{cluster}: {service}/{method}"),
+    );
     Ok(GrpcTarget {
         cluster,
         service,
@@ -201,6 +214,7 @@ pub fn proxy_grpc_call(
 ) -> HostResult {
     let target = mem!(read_grpc_target(
         &mut caller,
+        "proxy_grpc_call",
         cluster_ptr,
         cluster_size,
         service_ptr,
@@ -234,6 +248,7 @@ pub fn proxy_grpc_stream(
 ) -> HostResult {
     let target = mem!(read_grpc_target(
         &mut caller,
+        "proxy_grpc_stream",
         cluster_ptr,
         cluster_size,
         service_ptr,
@@ -260,6 +275,11 @@ pub fn proxy_grpc_send(
     _end_of_stream: u32,
 ) -> HostResult {
     mem!(read(&mut caller, "grpc message", message_ptr, message_size));
+    caller
+        .data_mut()
+        .count_call("proxy_grpc_send", message_size as usize, 0, |_| {
+            String::new()
+        });
     if token % 2 == 1 {
         return Ok(Status::BadArgument.code());
     }
@@ -270,8 +290,9 @@ pub fn proxy_grpc_send(
     }
 }
 
-fn end_grpc(caller: &mut Caller<'_, HostState>, token: u32) -> HostResult {
+fn end_grpc(caller: &mut Caller<'_, HostState>, name: &'static str, token: u32) -> HostResult {
     let state = caller.data_mut();
+    state.count_call(name, 0, 0, |_| String::new());
     if state.open_grpc.remove(&token).is_some() {
         state.cancelled_grpc.push(token);
         Ok(Status::Ok.code())
@@ -282,10 +303,10 @@ fn end_grpc(caller: &mut Caller<'_, HostState>, token: u32) -> HostResult {
 
 /// `proxy_grpc_cancel(token)`.
 pub fn proxy_grpc_cancel(mut caller: Caller<'_, HostState>, token: u32) -> HostResult {
-    end_grpc(&mut caller, token)
+    end_grpc(&mut caller, "proxy_grpc_cancel", token)
 }
 
 /// `proxy_grpc_close(token)`.
 pub fn proxy_grpc_close(mut caller: Caller<'_, HostState>, token: u32) -> HostResult {
-    end_grpc(&mut caller, token)
+    end_grpc(&mut caller, "proxy_grpc_close", token)
 }

@@ -116,14 +116,25 @@ pub fn proxy_get_header_map_value(
     let t = status!(map_type(map));
     let key = mem!(slice(&caller, "header key", key_ptr, key_size));
     let state = caller.data();
+    let detail = state
+        .calls
+        .is_some()
+        .then(|| format!("{}: {}", t.name(), text(key)));
     // A clone shares the entries, and holds the value while the guest allocates for it.
-    let map = match const_map(state, t) {
-        None if state.phase == Phase::Log => return Ok(Status::NotFound.code()),
-        None => return Ok(Status::BadArgument.code()),
-        Some(m) => m.clone(),
-    };
-    let Some(value) = map.get(&text(key)) else {
-        return Ok(Status::NotFound.code());
+    let map = const_map(state, t).cloned();
+    let value = map.as_ref().and_then(|m| m.get(&text(key)));
+    let state = caller.data_mut();
+    state.count_call(
+        "proxy_get_header_map_value",
+        key_size as usize,
+        value.map_or(0, str::len),
+        |_| detail.unwrap_or_default(),
+    );
+    let value = match (&map, value) {
+        (None, _) if state.phase == Phase::Log => return Ok(Status::NotFound.code()),
+        (None, _) => return Ok(Status::BadArgument.code()),
+        (Some(_), None) => return Ok(Status::NotFound.code()),
+        (Some(_), Some(value)) => value,
     };
     mem!(copy_out(
         &mut caller,
@@ -150,6 +161,11 @@ pub fn proxy_get_header_map_pairs(
     } else {
         map.encoded()
     };
+    caller
+        .data_mut()
+        .count_call("proxy_get_header_map_pairs", 0, bytes.len(), |_| {
+            t.name().to_string()
+        });
     mem!(copy_out(&mut caller, bytes, ptr_ptr, size_ptr));
     Ok(Status::Ok.code())
 }
@@ -161,6 +177,9 @@ pub fn proxy_get_header_map_size(
     size_ptr: u32,
 ) -> HostResult {
     let t = status!(map_type(map));
+    caller
+        .data_mut()
+        .count_call("proxy_get_header_map_size", 0, 0, |_| t.name().to_string());
     let Some(size) = mut_map(caller.data_mut(), t).map(|m| m.byte_size()) else {
         return Ok(Status::BadArgument.code());
     };
@@ -184,7 +203,7 @@ pub fn proxy_add_header_map_value(
 ) -> HostResult {
     write_value(
         caller,
-        map,
+        ("proxy_add_header_map_value", map),
         (key_ptr, key_size),
         (value_ptr, value_size),
         HeaderMap::add,
@@ -202,17 +221,18 @@ pub fn proxy_replace_header_map_value(
 ) -> HostResult {
     write_value(
         caller,
-        map,
+        ("proxy_replace_header_map_value", map),
         (key_ptr, key_size),
         (value_ptr, value_size),
         HeaderMap::replace,
     )
 }
 
-/// Reads a key and a value from the guest and writes them into a map with `op`.
+/// Reads a key and a value from the guest and writes them into a map with `op` (the
+/// import `name`, for the host-call counts).
 fn write_value(
     mut caller: Caller<'_, HostState>,
-    map: u32,
+    (name, map): (&'static str, u32),
     (key_ptr, key_size): (u32, u32),
     (value_ptr, value_size): (u32, u32),
     op: fn(&mut HeaderMap, &str, &str),
@@ -221,6 +241,9 @@ fn write_value(
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let key = mem!(guest_bytes(memory, "header key", key_ptr, key_size));
     let value = mem!(guest_bytes(memory, "header value", value_ptr, value_size));
+    state.count_call(name, key.len() + value.len(), 0, |_| {
+        format!("{}: {}", t.name(), text(key))
+    });
     edit_map(state, t, |m| {
         op(m, &text(key), &text(value));
     })
@@ -236,6 +259,9 @@ pub fn proxy_remove_header_map_value(
     let t = status!(map_type(map));
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let key = mem!(guest_bytes(memory, "header key", key_ptr, key_size));
+    state.count_call("proxy_remove_header_map_value", key.len(), 0, |_| {
+        format!("{}: {}", t.name(), text(key))
+    });
     edit_map(state, t, |m| m.remove(&text(key)))
 }
 
@@ -249,6 +275,9 @@ pub fn proxy_set_header_map_pairs(
     let t = status!(map_type(map));
     let (memory, state) = mem!(memory_and_state(&mut caller));
     let bytes = mem!(guest_bytes(memory, "header pairs", ptr, size));
+    state.count_call("proxy_set_header_map_pairs", bytes.len(), 0, |_| {
+        t.name().to_string()
+    });
     // Lent to the map for the write (it is part of the state the map is borrowed from).
     let mut recent = std::mem::take(&mut state.recent_entries);
     let status = edit_map(state, t, |m| m.set_pairs(pair_slices(bytes), &mut recent));

@@ -36,6 +36,9 @@ pub fn proxy_define_metric(
         return Ok(Status::BadArgument.code());
     };
     let name = mem!(read_string(&mut caller, "metric name", name_ptr, name_size));
+    caller
+        .data_mut()
+        .count_call("proxy_define_metric", name.len(), 0, |_| name.clone());
     let id = {
         let state = caller.data_mut();
         let slot = state.next_metric_id.get_mut(kind.tag() as usize);
@@ -64,8 +67,23 @@ fn metric(state: &HostState, id: u32) -> Option<MetricDef> {
     state.metric_ids.get(&id).cloned()
 }
 
+/// The name of metric `id` for the host-call counts (the id when it is not defined).
+fn metric_name(state: &HostState, id: u32) -> String {
+    state
+        .metric_ids
+        .get(&id)
+        .map_or_else(|| format!("id {id}"), |m| m.name.clone())
+}
+
 /// `proxy_increment_metric(id, offset)`.
-pub fn proxy_increment_metric(caller: Caller<'_, HostState>, id: u32, offset: i64) -> HostResult {
+pub fn proxy_increment_metric(
+    mut caller: Caller<'_, HostState>,
+    id: u32,
+    offset: i64,
+) -> HostResult {
+    caller
+        .data_mut()
+        .count_call("proxy_increment_metric", 0, 0, |s| metric_name(s, id));
     let state = caller.data();
     let kind = MetricType::from_raw(id & 3);
     let Some(kind) = kind.filter(|k| *k != MetricType::Histogram) else {
@@ -85,7 +103,10 @@ pub fn proxy_increment_metric(caller: Caller<'_, HostState>, id: u32, offset: i6
 }
 
 /// `proxy_record_metric(id, value)`.
-pub fn proxy_record_metric(caller: Caller<'_, HostState>, id: u32, value: u64) -> HostResult {
+pub fn proxy_record_metric(mut caller: Caller<'_, HostState>, id: u32, value: u64) -> HostResult {
+    caller
+        .data_mut()
+        .count_call("proxy_record_metric", 0, 0, |s| metric_name(s, id));
     let state = caller.data();
     let Some(def) = metric(state, id) else {
         return Ok(Status::NotFound.code());
@@ -106,6 +127,9 @@ pub fn proxy_record_metric(caller: Caller<'_, HostState>, id: u32, value: u64) -
 
 /// `proxy_get_metric(id, value_ptr)`.
 pub fn proxy_get_metric(mut caller: Caller<'_, HostState>, id: u32, value_ptr: u32) -> HostResult {
+    caller
+        .data_mut()
+        .count_call("proxy_get_metric", 0, 0, |s| metric_name(s, id));
     let value = {
         let state = caller.data();
         if MetricType::from_raw(id & 3).is_none_or(|k| k == MetricType::Histogram) {

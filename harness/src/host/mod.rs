@@ -8,6 +8,7 @@
 
 pub mod buffers;
 pub mod callouts;
+pub mod calls;
 pub mod headers;
 pub mod memory;
 pub mod metrics;

@@ -7,6 +7,7 @@
 
 use wasmtime::Caller;
 
+use super::calls::property_path;
 use super::memory::{copy_out, read, slice};
 use super::state::HostState;
 use super::{HostResult, LoadError, Registrar, mem};
@@ -31,11 +32,27 @@ pub fn proxy_get_property(
     // is serialized first, into a buffer the VM keeps for its capacity.
     let mut bytes = std::mem::take(&mut caller.data_mut().property_bytes);
     bytes.clear();
+    let mut detail = None;
     let found = slice(&caller, "property path", path_ptr, path_size).map(|path| {
         let state = caller.data();
+        if state.calls.is_some() {
+            detail = Some(property_path(path));
+        }
         crate::properties::get(&state.config, state.stream(), path)
             .map(|value| value.serialize_into(&mut bytes))
     });
+    if found.is_ok() {
+        let out = if matches!(found, Ok(Ok(()))) {
+            bytes.len()
+        } else {
+            0
+        };
+        caller
+            .data_mut()
+            .count_call("proxy_get_property", path_size as usize, out, |_| {
+                detail.unwrap_or_default()
+            });
+    }
     let copied = match found {
         Ok(Ok(())) => {
             copy_out(&mut caller, &bytes, value_ptr_ptr, value_size_ptr).map(|()| Status::Ok)
@@ -57,6 +74,11 @@ pub fn proxy_set_property(
 ) -> HostResult {
     let path = mem!(read(&mut caller, "property path", path_ptr, path_size));
     let value = mem!(read(&mut caller, "property value", value_ptr, value_size));
+    caller
+        .data_mut()
+        .count_call("proxy_set_property", path.len() + value.len(), 0, |_| {
+            property_path(&path)
+        });
     match caller.data_mut().stream_mut() {
         Some(stream) => {
             stream.filter_state.insert(path, value);

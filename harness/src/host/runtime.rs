@@ -33,13 +33,18 @@ pub fn proxy_log(mut caller: Caller<'_, HostState>, level: u32, ptr: u32, size: 
         return Ok(Status::BadArgument.code());
     };
     let message = mem!(read_string(&mut caller, "log message", ptr, size));
-    caller.data_mut().log(level, message);
+    let state = caller.data_mut();
+    state.count_call("proxy_log", message.len(), 0, |_| level.name().to_string());
+    state.log(level, message);
     Ok(Status::Ok.code())
 }
 
 /// `proxy_get_log_level(level_ptr)` (ABI 0.2.1).
 pub fn proxy_get_log_level(mut caller: Caller<'_, HostState>, level_ptr: u32) -> HostResult {
     let level = caller.data().config.log_level.raw();
+    caller
+        .data_mut()
+        .count_call("proxy_get_log_level", 0, 0, |_| String::new());
     mem!(write_u32(&mut caller, "return log level", level_ptr, level));
     Ok(Status::Ok.code())
 }
@@ -50,6 +55,11 @@ pub fn proxy_get_current_time_nanoseconds(
     time_ptr: u32,
 ) -> HostResult {
     let now = caller.data().now_ns;
+    caller
+        .data_mut()
+        .count_call("proxy_get_current_time_nanoseconds", 0, 0, |_| {
+            String::new()
+        });
     mem!(write_u64(&mut caller, "return time", time_ptr, now));
     Ok(Status::Ok.code())
 }
@@ -59,7 +69,11 @@ pub fn proxy_set_tick_period_milliseconds(
     mut caller: Caller<'_, HostState>,
     period: u32,
 ) -> HostResult {
-    caller.data_mut().tick_period_ms = period;
-    caller.data_mut().tick_changed = true;
+    let state = caller.data_mut();
+    state.count_call("proxy_set_tick_period_milliseconds", 0, 0, |_| {
+        period.to_string()
+    });
+    state.tick_period_ms = period;
+    state.tick_changed = true;
     Ok(Status::Ok.code())
 }

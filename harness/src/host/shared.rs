@@ -13,7 +13,7 @@ use wasmtime::Caller;
 
 use super::memory::{copy_out, read, read_string, write_u32};
 use super::state::{HostState, lock};
-use super::{HostResult, LoadError, Registrar, mem};
+use super::{HostResult, LoadError, Registrar, mem, status};
 use crate::abi::Status;
 
 /// Registers this file's imports.
@@ -46,6 +46,12 @@ pub fn proxy_get_shared_data(
             .and_then(|m| m.get(&key))
             .cloned()
     };
+    caller.data_mut().count_call(
+        "proxy_get_shared_data",
+        key.len(),
+        found.as_ref().map_or(0, |(value, _)| value.len()),
+        |_| if found.is_some() { "found" } else { "missing" }.to_string(),
+    );
     let Some((value, cas)) = found else {
         return Ok(Status::NotFound.code());
     };
@@ -70,6 +76,16 @@ pub fn proxy_set_shared_data(
         value_ptr,
         value_size
     ));
+    caller
+        .data_mut()
+        .count_call("proxy_set_shared_data", key.len() + value.len(), 0, |_| {
+            if cas == 0 {
+                "unconditional"
+            } else {
+                "compare-and-swap"
+            }
+            .to_string()
+        });
     let state = caller.data();
     let mut shared = lock(&state.shared);
     let current = shared
@@ -100,6 +116,11 @@ pub fn proxy_register_shared_queue(
     token_ptr: u32,
 ) -> HostResult {
     let name = mem!(read_string(&mut caller, "queue name", name_ptr, name_size));
+    caller
+        .data_mut()
+        .count_call("proxy_register_shared_queue", name.len(), 0, |_| {
+            name.clone()
+        });
     let token = {
         let state = caller.data();
         let mut shared = lock(&state.shared);
@@ -133,6 +154,12 @@ pub fn proxy_resolve_shared_queue(
 ) -> HostResult {
     let vm_id = mem!(read_string(&mut caller, "vm id", vm_id_ptr, vm_id_size));
     let name = mem!(read_string(&mut caller, "queue name", name_ptr, name_size));
+    caller.data_mut().count_call(
+        "proxy_resolve_shared_queue",
+        vm_id.len() + name.len(),
+        0,
+        |_| name.clone(),
+    );
     let token = {
         let state = caller.data();
         let vm_id = if vm_id.is_empty() {
@@ -161,6 +188,9 @@ pub fn proxy_enqueue_shared_queue(
 ) -> HostResult {
     let value = mem!(read(&mut caller, "queue item", value_ptr, value_size));
     let state = caller.data_mut();
+    state.count_call("proxy_enqueue_shared_queue", value.len(), 0, |_| {
+        String::new()
+    });
     {
         let mut shared = lock(&state.shared);
         let Some(queue) = shared.queues.get_mut(&token) else {
@@ -184,14 +214,18 @@ pub fn proxy_dequeue_shared_queue(
     let item = {
         let state = caller.data();
         let mut shared = lock(&state.shared);
-        let Some(queue) = shared.queues.get_mut(&token) else {
-            return Ok(Status::NotFound.code());
-        };
-        match queue.items.pop_front() {
-            Some(item) => item,
-            None => return Ok(Status::Empty.code()),
+        match shared.queues.get_mut(&token) {
+            None => Err(Status::NotFound),
+            Some(queue) => queue.items.pop_front().ok_or(Status::Empty),
         }
     };
+    caller.data_mut().count_call(
+        "proxy_dequeue_shared_queue",
+        0,
+        item.as_ref().map_or(0, Vec::len),
+        |_| String::new(),
+    );
+    let item = status!(item);
     mem!(copy_out(&mut caller, &item, value_ptr_ptr, value_size_ptr));
     Ok(Status::Ok.code())
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wasmtime::{Memory, StoreLimits, TypedFunc};
 
+use super::calls::HostCalls;
 use super::memory::{encode_pairs_into, pairs_size, text};
 use crate::abi::{LogLevel, MetricType, StreamType};
 use crate::callouts::CalloutConfig;
@@ -661,6 +662,9 @@ pub struct HostState {
     pub host_trap: Option<String>,
     /// Memory limits of the store.
     pub limits: StoreLimits,
+    /// Host calls counted per callback, when the session counts them (see
+    /// [`HostState::count_call`]).
+    pub calls: Option<Box<HostCalls>>,
 }
 
 impl HostState {
@@ -682,6 +686,26 @@ impl HostState {
     pub fn stream_mut(&mut self) -> Option<&mut StreamState> {
         let id = self.context();
         self.streams.get_mut(&id)
+    }
+
+    /// Counts one call of `import` when counting is on: `bytes_in` read from the guest,
+    /// `bytes_out` copied into a guest allocation; `detail` runs only when counting, so
+    /// a replay that does not count pays one branch.
+    #[inline]
+    pub fn count_call(
+        &mut self,
+        import: &'static str,
+        bytes_in: usize,
+        bytes_out: usize,
+        detail: impl FnOnce(&HostState) -> String,
+    ) {
+        if self.calls.is_none() {
+            return;
+        }
+        let detail = detail(self);
+        if let Some(calls) = self.calls.as_deref_mut() {
+            calls.count(import, detail, bytes_in, bytes_out);
+        }
     }
 
     /// Records a log line for the acting context.

@@ -51,6 +51,7 @@ pub fn proxy_continue_stream(mut caller: Caller<'_, HostState>, stream: u32) -> 
         Err(status) => return Ok(status.code()),
     };
     let state = caller.data_mut();
+    state.count_call("proxy_continue_stream", 0, 0, |_| format!("{stream:?}"));
     let context = state.context();
     if state.streams.contains_key(&context) {
         state.actions.push(Action::Continue { context, stream });
@@ -65,6 +66,7 @@ pub fn proxy_close_stream(mut caller: Caller<'_, HostState>, stream: u32) -> Hos
         Err(status) => return Ok(status.code()),
     };
     let state = caller.data_mut();
+    state.count_call("proxy_close_stream", 0, 0, |_| format!("{stream:?}"));
     let context = state.context();
     if state.streams.contains_key(&context) {
         state.actions.push(Action::Close { context, stream });
@@ -100,6 +102,12 @@ pub fn proxy_send_local_response(
         headers_size
     ));
     let state = caller.data_mut();
+    state.count_call(
+        "proxy_send_local_response",
+        details.len() + body.len() + headers.len(),
+        0,
+        |_| status.to_string(),
+    );
     let context = state.context();
     if state.streams.contains_key(&context) {
         state.actions.push(Action::LocalReply {
@@ -124,6 +132,9 @@ pub fn proxy_get_status(
     message_size_ptr: u32,
 ) -> HostResult {
     let (code, message) = caller.data().call_status.clone();
+    caller
+        .data_mut()
+        .count_call("proxy_get_status", 0, message.len(), |_| code.to_string());
     mem!(write_u32(&mut caller, "return status code", code_ptr, code));
     mem!(copy_out(
         &mut caller,
@@ -137,6 +148,7 @@ pub fn proxy_get_status(
 /// `proxy_set_effective_context(context_id)`.
 pub fn proxy_set_effective_context(mut caller: Caller<'_, HostState>, context: u32) -> HostResult {
     let state = caller.data_mut();
+    state.count_call("proxy_set_effective_context", 0, 0, |_| String::new());
     if context == state.root_context || state.streams.contains_key(&context) {
         state.effective = Some(context);
         Ok(Status::Ok.code())
@@ -148,6 +160,7 @@ pub fn proxy_set_effective_context(mut caller: Caller<'_, HostState>, context: u
 /// `proxy_done()`: only a root context that returned false from `proxy_on_done` may.
 pub fn proxy_done(mut caller: Caller<'_, HostState>) -> HostResult {
     let state = caller.data_mut();
+    state.count_call("proxy_done", 0, 0, |_| String::new());
     let context = state.context();
     if state.pending_done.remove(&context) {
         state.done_called.insert(context);
@@ -180,6 +193,12 @@ pub fn proxy_call_foreign_function(
         args_ptr,
         args_size
     ));
+    caller.data_mut().count_call(
+        "proxy_call_foreign_function",
+        name.len() + args_size as usize,
+        0,
+        |_| name.clone(),
+    );
     if name == "clear_route_cache" {
         if results_ptr_ptr != 0 {
             mem!(write_u32(&mut caller, "return results", results_ptr_ptr, 0));

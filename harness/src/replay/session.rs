@@ -15,6 +15,7 @@ use super::clock::Work;
 use super::prepared::PreparedRecords;
 use super::stream::Streams;
 use crate::error::{HarnessError, LoadError};
+use crate::host::calls::HostCalls;
 use crate::host::state::{Action, Shared, SharedHandle, lock};
 use crate::report::{Entry, Report, Summary};
 use crate::traffic::Record;
@@ -70,6 +71,8 @@ pub struct Session<'h> {
     next_worker: usize,
     /// What happened since the last report (the first one includes the VMs' start).
     pub(super) summary: Summary,
+    /// Host calls are being counted ([`Session::count_host_calls`]).
+    counting: bool,
 }
 
 impl<'h> Session<'h> {
@@ -89,6 +92,7 @@ impl<'h> Session<'h> {
             opened: 0,
             next_worker: 0,
             summary: Summary::default(),
+            counting: false,
         };
         for w in 0..h.config.workers.max(1) {
             session.workers.push(Worker {
@@ -159,7 +163,7 @@ impl<'h> Session<'h> {
     /// (Re)starts a worker's VM: instantiate, root context, `on_vm_start`, `on_configure`.
     /// When the plugin refuses to start the worker is left without a VM.
     pub(super) fn start_worker(&mut self, w: usize) -> Result<(), StartError> {
-        let vm = self
+        let mut vm = self
             .h
             .start_vm(
                 self.shared.clone(),
@@ -168,9 +172,17 @@ impl<'h> Session<'h> {
                 self.workers.get(w).map_or(0, |wk| wk.generation),
             )
             .map_err(StartError::Load)?;
+        let counting = self.counting;
         let Some(worker) = self.workers.get_mut(w) else {
             return Ok(());
         };
+        // A restarted VM goes on counting where the one it replaces stopped.
+        let calls = worker
+            .vm
+            .take()
+            .and_then(|mut old| old.state_mut().calls.take())
+            .or_else(|| counting.then(|| Box::new(HostCalls::new())));
+        vm.state_mut().calls = calls;
         worker.vm = Some(vm);
         worker.needs_restart = false;
         worker.next_tick = None;
@@ -205,6 +217,35 @@ impl<'h> Session<'h> {
             .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
             .collect();
         Err(StartError::Plugin { reason, logs })
+    }
+
+    /// Counts every worker's host calls from now on, per callback and kind, until
+    /// [`Session::take_host_calls`]; counts taken before are dropped. Off by default: a
+    /// session that does not count pays one branch per host call.
+    pub fn count_host_calls(&mut self) {
+        self.counting = true;
+        for worker in &mut self.workers {
+            if let Some(vm) = worker.vm.as_mut() {
+                vm.state_mut().calls = Some(Box::new(HostCalls::new()));
+            }
+        }
+    }
+
+    /// The host calls counted since [`Session::count_host_calls`] or the previous take,
+    /// summed over the workers; counting goes on from zero.
+    pub fn take_host_calls(&mut self) -> HostCalls {
+        let mut sum = HostCalls::new();
+        for worker in &mut self.workers {
+            let calls = worker
+                .vm
+                .as_mut()
+                .and_then(|vm| vm.state_mut().calls.as_mut());
+            if let Some(calls) = calls {
+                sum.merge(calls);
+                **calls = HostCalls::new();
+            }
+        }
+        sum
     }
 
     /// The worker's VM, unless it failed.
