@@ -7,6 +7,7 @@
 //! - [`golden`] compares JSON Lines output with an expected file;
 //! - [`bench`] measures replay throughput;
 //! - [`inventory`] builds policy inventories from recorded traffic and OpenAPI documents;
+//! - [`posture`] renders a policy's posture and what its controls did, for API owners;
 //! - [`envoy`] runs the same module in a real Envoy and compares the two.
 
 pub mod abi;
@@ -19,6 +20,7 @@ pub mod golden;
 pub mod grpc;
 pub mod host;
 pub mod inventory;
+pub mod posture;
 pub mod properties;
 pub mod replay;
 pub mod report;

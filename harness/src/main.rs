@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(a) => cli::bench::run(a),
         cli::Command::Discover(a) => cli::discover::run(a),
         cli::Command::Import(a) => cli::import::run(a),
+        cli::Command::Report(a) => cli::report::run(a),
     };
     match result {
         Ok(code) => code,

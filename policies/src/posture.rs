@@ -211,7 +211,11 @@ mod tests {
         let text = explain::explain(POLICY).unwrap();
         for api in &posture.apis {
             for fact in &api.controls {
-                assert!(text.contains(&fact.text), "{} missing from explain", fact.text);
+                assert!(
+                    text.contains(&fact.text),
+                    "{} missing from explain",
+                    fact.text
+                );
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod discover;
 pub mod import;
 pub mod replay;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,9 @@ pub enum Command {
     Discover(discover::DiscoverArgs),
     /// Turn an OpenAPI document into policy APIs, merged into a policy or a new one.
     Import(import::ImportArgs),
+    /// Render the policy's posture for API owners, with what its controls did to
+    /// recorded traffic or in a running Envoy: one HTML page, or JSON.
+    Report(report::ReportArgs),
 }
 
 /// The module to load.
