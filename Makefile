@@ -10,7 +10,7 @@ STAKEGUARD := target/harness/stakeguard
 # The engine's tests run on wasm32 too, under Node's WASI (see scripts/wasi-run.mjs).
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
-.PHONY: demo test setup toolchain envoy alertmanager wasm conformance cli lint fmt fuzz \
+.PHONY: demo test setup toolchain envoy alertmanager chromium test-browser wasm conformance cli lint fmt fuzz \
         test-native test-wasm bench bench-tools bench-modules golden schema oci istio examples
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
@@ -20,9 +20,9 @@ demo: toolchain wasm cli
 
 ## Everything CI runs: formatting, lints on both targets, all tests natively, the engine's
 ## tests on wasm32, the harness and the real-Envoy tests.
-test: setup lint wasm conformance test-native test-wasm
+test: setup lint wasm conformance test-native test-wasm test-browser
 
-setup: toolchain envoy alertmanager
+setup: toolchain envoy alertmanager chromium
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -33,6 +33,14 @@ envoy:
 
 alertmanager:
 	@bash scripts/ensure-alertmanager.sh
+
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+## `stakeguard report` of the bundled recordings opened in Debian's Chromium (headless,
+## through playwright-core with the system browser); screenshots in target/report/.
+test-browser: chromium wasm cli
+	cd tests/browser && npm ci --no-audit --no-fund --silent && node --test report.test.mjs
 
 # Cargo's size-tuned release build, then wasm-opt in place (so every consumer, the
 # harness and the Envoy tests alike, loads the module that ships), then the size budget.
