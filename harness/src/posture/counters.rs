@@ -184,8 +184,11 @@ pub fn from_prometheus(source_name: &str, text: &str) -> Result<Counters, Promet
     Ok(out)
 }
 
+/// A sample's labels, in order.
+type Labels = Vec<(String, String)>;
+
 /// One sample line: `name{label="value",...} value [timestamp]`.
-fn sample(line: &str) -> Result<(&str, Vec<(String, String)>, f64), String> {
+fn sample(line: &str) -> Result<(&str, Labels, f64), String> {
     let (name, labels, rest) = match line.find('{') {
         Some(open) => {
             let (name, after) = line.split_at(open);
@@ -210,7 +213,7 @@ fn sample(line: &str) -> Result<(&str, Vec<(String, String)>, f64), String> {
 }
 
 /// Reads `a="x",b="y"}` and returns the labels and what follows the `}`.
-fn labels(mut rest: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn labels(mut rest: &str) -> Result<(Labels, &str), String> {
     let mut out = Vec::new();
     loop {
         rest = rest.trim_start_matches([',', ' ']);

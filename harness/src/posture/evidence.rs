@@ -161,7 +161,7 @@ pub(super) fn apply_replay(
         }
     }
     let mut endpoints: Vec<ShadowEndpoint> = endpoints.into_values().collect();
-    endpoints.sort_by(|a, b| b.requests.cmp(&a.requests));
+    endpoints.sort_by_key(|e| std::cmp::Reverse(e.requests));
     report.shadow.endpoints = endpoints;
     report.timeline = timeline;
 }
