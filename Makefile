@@ -76,6 +76,7 @@ test-wasm: toolchain
 bench: toolchain envoy bench-tools wasm bench-modules
 	$(CARGO) bench -p stakeguard-policies --bench decide
 	$(CARGO) bench -p stakeguard-harness --bench replay
+	$(CARGO) bench -p stakeguard-harness --bench scaling
 	$(CARGO) bench -p stakeguard-harness --bench envoy
 
 bench-tools:
@@ -114,4 +115,10 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \
 		-jobs=1 -workers=1 -max_total_time=$(FUZZ_SECONDS) -max_len=65536
+
+## Key flooding: a million distinct usernames and client addresses against the bank's
+## login and rate-limited routes, in the harness (two workers) and on the engine
+## (memory bound); minutes in a debug build, so not part of `make test`.
+flood: wasm
+	$(CARGO) test -p stakeguard-harness --test flooding -- --ignored --nocapture
 
