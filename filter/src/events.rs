@@ -1,5 +1,5 @@
 //! What the filter says about a request: the reference id, the published decision and
-//! one structured JSON log line per engine event.
+//! one structured JSON log line per engine event (incidents at warn, the rest at debug).
 
 use std::borrow::Cow;
 

@@ -31,6 +31,7 @@ type Result<T> = std::result::Result<T, HostError>;
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(
@@ -132,6 +133,15 @@ fn take_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 pub fn log(level: LogLevel, message: &str) {
     // SAFETY: pointer and length of a live `str`.
     let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// Whether the host writes lines at `level` (Envoy's log level for Wasm can change at
+/// run time, so it is asked, not remembered); a line nobody reads is not worth making.
+pub fn logs(level: LogLevel) -> bool {
+    let mut current: u32 = 0;
+    // SAFETY: `current` is a valid out-pointer.
+    let code = unsafe { proxy_get_log_level(&mut current) };
+    code != 0 || current <= level as u32
 }
 
 /// The host's wall clock in milliseconds since the epoch (0 if the host refuses).

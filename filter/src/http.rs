@@ -164,11 +164,17 @@ impl Stream {
             method: &quote.method,
             path: &quote.path,
         };
+        // Incidents are the application log's business; every other event is in the
+        // published decision (the access log's) and the metrics already, so its line is
+        // debug: a refused flood costs no log write per request.
+        let mut debug = None;
         for event in &events {
             let level = if event.severity.is_some() {
                 LogLevel::Warn
+            } else if *debug.get_or_insert_with(|| host::logs(LogLevel::Debug)) {
+                LogLevel::Debug
             } else {
-                LogLevel::Info
+                continue;
             };
             host::log(level, &events::log_line(&self.policy, event, &summary));
         }

@@ -447,6 +447,10 @@ fn instructions(filters: &Filters, load: &Load, dir: &Path, label: &str) -> Opti
     // The dump made on request holds only what ran since the zeroing.
     let mut total = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        // Profiles kept from earlier runs are not this run's.
+        if entry.path().extension().is_some_and(|e| e == "callgrind") {
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         let counted =
             text.contains("Trigger: Client Request: dump") || text.contains("desc: Trigger: dump");
@@ -462,7 +466,7 @@ fn instructions(filters: &Filters, load: &Load, dir: &Path, label: &str) -> Opti
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
             let _ = std::fs::rename(entry.path(), dir.join(format!("{name}.callgrind")));
-        } else if entry.path().extension().is_none_or(|e| e != "callgrind") {
+        } else {
             let _ = std::fs::remove_file(entry.path());
         }
     }
