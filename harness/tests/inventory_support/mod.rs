@@ -5,14 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use stakeguard_harness::check::check_module;
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[path = "../common/mod.rs"]
+mod common;
+
+pub use common::{filter_wasm, workspace};
 
 /// A file of the OpenAPI test documents.
 pub fn openapi(name: &str) -> PathBuf {
@@ -45,20 +44,6 @@ pub fn golden(name: &str, got: &str) {
             got.lines().nth(line).unwrap_or("(end)")
         );
     }
-}
-
-/// The built stakeguard.wasm.
-pub fn filter_wasm() -> &'static [u8] {
-    static MODULE: OnceLock<Vec<u8>> = OnceLock::new();
-    MODULE.get_or_init(|| {
-        let path = workspace().join("target/wasm32-wasip1/release/stakeguard_filter.wasm");
-        std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; build the filter first with `make wasm`",
-                path.display()
-            )
-        })
-    })
 }
 
 /// Asserts that the filter module accepts `policy`, as `stakeguard check` asks it.
