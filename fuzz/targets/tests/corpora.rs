@@ -1,6 +1,8 @@
 //! Replays every committed fuzz corpus (`fuzz/corpus/<target>/`) through its target
 //! function, so what fuzzing found keeps being checked by `cargo test` on stable.
 
+#![allow(clippy::panic, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 fn replay(target: &str, run: fn(&[u8])) {
