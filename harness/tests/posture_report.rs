@@ -35,12 +35,12 @@ fn replay(traffic: &str, policy: &str) -> (String, Vec<Record>, Report) {
     let text = std::fs::read_to_string(root().join("policies/examples").join(policy)).unwrap();
     let records = traffic::read_paths(&[root().join("envoy-examples/traffic").join(traffic)])
         .expect("traffic");
-    let config = HarnessConfig {
+    let config = stakeguard_harness::posture::evidence::for_report(HarnessConfig {
         plugin_configuration: text.clone().into_bytes(),
         callouts: CalloutConfig::from_file(&root().join("envoy-examples/traffic/callouts.toml"))
             .unwrap(),
         ..HarnessConfig::default()
-    };
+    });
     let report = Harness::new(common::filter_wasm(), config)
         .unwrap()
         .replay(&records)

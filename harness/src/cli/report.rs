@@ -79,7 +79,10 @@ pub fn run(args: ReportArgs) -> Result<ExitCode, CliError> {
     let report = if !args.traffic.is_empty() {
         let module = read_module(&args.module)?;
         // The module must take the policy, or every request would be a failed VM's 503.
-        let config = harness_config(&args.host, text.clone().into_bytes())?;
+        let config = stakeguard_harness::posture::evidence::for_report(harness_config(
+            &args.host,
+            text.clone().into_bytes(),
+        )?);
         super::check::refuse_unless_accepted(&module, config.clone())?;
         let records = read_traffic(&TrafficArgs {
             traffic: args.traffic.clone(),

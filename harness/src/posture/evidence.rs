@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use stakeguard_policies::{Policy, RouteOf};
 
 use super::{Activity, Caller, PostureReport, ShadowEndpoint, Source, Timeline, api_index};
+use crate::abi::LogLevel;
+use crate::replay::HarnessConfig;
 use crate::report::{Entry, Report, decision_fields};
 use crate::traffic::Record;
 use crate::traffic::time::format_rfc3339;
@@ -27,6 +29,16 @@ const WIDTHS_MS: [u64; 17] = [
 
 /// The events that name a caller of a deprecated or retired version.
 const LIFECYCLE_EVENTS: [&str; 2] = ["deprecated_api_called", "retired_api_called"];
+
+/// A replay's configuration for a report: the module's event lines are read for callers
+/// and shadow endpoints, and stakeguard logs the events that are no incident at debug,
+/// so the replay must keep debug lines.
+pub fn for_report(config: HarnessConfig) -> HarnessConfig {
+    HarnessConfig {
+        log_level: config.log_level.min(LogLevel::Debug),
+        ..config
+    }
+}
 
 /// The replay's source: its files and the recorded time span.
 pub(super) fn replay_source(records: &[Record], files: &[String]) -> Source {
