@@ -1073,3 +1073,34 @@ fn defaults_reach_every_tier_and_a_tier_overrides_them_field_by_field() {
         "{changes:?}"
     );
 }
+
+#[test]
+fn method_and_url_override_headers_are_refused_as_ambiguous() {
+    let host = bank();
+    for (name, value) in [
+        ("x-http-method-override", "DELETE"),
+        ("x-http-method", "PUT"),
+        ("x-method-override", "post"),
+        ("x-original-url", "/api/v2/accounts/1000"),
+        ("x-rewrite-url", "/api/v2/accounts/1000"),
+    ] {
+        let mut x = host.send(&req("GET", "/api/v1/rates/eur").header(name, value));
+        assert_eq!(x.status(), Some(400), "{name}");
+        assert_eq!(
+            x.outcome_of(EventKind::AmbiguousPath),
+            Some(Outcome::Blocked),
+            "{name}"
+        );
+    }
+    // An override naming the request's own method changes nothing.
+    let x = host.send(&req("GET", "/api/v1/rates/eur").header("x-http-method-override", "get"));
+    assert_eq!(x.verdict, Verdict::Continue);
+    // `ambiguous_paths.mode` decides, as for any ambiguous target.
+    let host = bank_with("/ambiguous_paths", serde_json::json!({ "mode": "monitor" }));
+    let mut x = host.send(&req("GET", "/api/v1/rates/eur").header("x-original-url", "/admin"));
+    assert_eq!(x.verdict, Verdict::Continue);
+    assert_eq!(
+        x.outcome_of(EventKind::AmbiguousPath),
+        Some(Outcome::WouldBlock)
+    );
+}

@@ -11,10 +11,8 @@
 //! for every request that reaches the upstream: a lenient backend (decoding repeatedly,
 //! `\` as `/`, `;parameters` stripped, case-insensitive, honouring method and URL
 //! override headers) reads it as the same route the filter judged it by, or as no
-//! protected route at all. Cases marked with a `gap` break that invariant in the harness
-//! and with Envoy's defaults (the engine does not read override headers yet), which the
-//! tests assert so that a fix shows; with the recommended settings Envoy removes those
-//! headers and the invariant holds for them too.
+//! protected route at all. (Method and URL override headers are refused with 400 by the
+//! engine itself, so the invariant holds with Envoy's defaults too.)
 
 #![allow(
     clippy::unwrap_used,
@@ -67,7 +65,6 @@ struct Expect {
     forwarded: bool,
     api: Option<String>,
     by_envoy: bool,
-    gap: Option<String>,
 }
 
 fn expect_of(value: &Value) -> Expect {
@@ -76,7 +73,6 @@ fn expect_of(value: &Value) -> Expect {
         forwarded: value["forwarded"].as_bool().unwrap_or(false),
         api: value["api"].as_str().map(str::to_owned),
         by_envoy: value["by"] == "envoy",
-        gap: value["gap"].as_str().map(str::to_owned),
     }
 }
 
@@ -363,12 +359,8 @@ fn every_corpus_request_meets_its_routes_policy_or_is_refused_in_the_harness() {
                     &case.target,
                     &case.headers,
                 );
-                match (&broken, &case.expect.gap) {
-                    (Some(why), None) => wrong.push(format!("bypass: {why}")),
-                    (None, Some(gap)) => {
-                        wrong.push(format!("gap `{gap}` no longer bypasses: unmark it"))
-                    }
-                    _ => {}
+                if let Some(why) = broken {
+                    wrong.push(format!("bypass: {why}"));
                 }
             }
             if !wrong.is_empty() {
@@ -500,13 +492,8 @@ fn run_in_envoy(profile: &str) {
             if let Some(got) = got {
                 let host = got.header("host").unwrap_or_default();
                 let broken = bypass(&policy, public, host, &got.method, &got.path, &got.headers);
-                let gap = expect.gap.as_ref().filter(|_| profile == "default");
-                match (&broken, gap) {
-                    (Some(why), None) => wrong.push(format!("bypass: {why}")),
-                    (None, Some(gap)) => {
-                        wrong.push(format!("gap `{gap}` no longer bypasses: unmark it"))
-                    }
-                    _ => {}
+                if let Some(why) = broken {
+                    wrong.push(format!("bypass: {why}"));
                 }
             }
             if !wrong.is_empty() {

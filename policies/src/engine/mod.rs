@@ -376,34 +376,12 @@ impl Policy {
         clock: &dyn Clock,
         store: &dyn CounterStore,
     ) -> Verdict {
+        if let Some(why) = overridden_target(request) {
+            return self.refuse_ambiguous(stream, request, why);
+        }
         let path = match normalize(request.path) {
             Ok(path) => path,
-            Err(error) => {
-                let mode = self.ambiguous_mode;
-                let outcome = match mode {
-                    Mode::Off => return Verdict::Continue,
-                    Mode::Monitor => Outcome::WouldBlock,
-                    Mode::Enforce => Outcome::Blocked,
-                };
-                stream.raise(
-                    EventKind::AmbiguousPath,
-                    Control::Path,
-                    mode,
-                    outcome,
-                    None,
-                    None,
-                );
-                return match mode {
-                    Mode::Enforce => error_reply(
-                        400,
-                        "ambiguous_path",
-                        error.describe(),
-                        request.reference,
-                        Vec::new(),
-                    ),
-                    _ => Verdict::Continue,
-                };
-            }
+            Err(error) => return self.refuse_ambiguous(stream, request, error.describe()),
         };
         // A CORS preflight is routed as the request it announces.
         let preflight = cors::is_preflight(request);
@@ -510,6 +488,28 @@ impl Policy {
             Verdict::ReadBody
         } else {
             stream.pending_delay()
+        }
+    }
+
+    /// A request whose target is not one thing: 400 (`ambiguous_paths.mode` decides).
+    fn refuse_ambiguous(&self, stream: &mut Stream, request: &Request<'_>, why: &str) -> Verdict {
+        let mode = self.ambiguous_mode;
+        let outcome = match mode {
+            Mode::Off => return Verdict::Continue,
+            Mode::Monitor => Outcome::WouldBlock,
+            Mode::Enforce => Outcome::Blocked,
+        };
+        stream.raise(
+            EventKind::AmbiguousPath,
+            Control::Path,
+            mode,
+            outcome,
+            None,
+            None,
+        );
+        match mode {
+            Mode::Enforce => error_reply(400, "ambiguous_path", why, request.reference, Vec::new()),
+            _ => Verdict::Continue,
         }
     }
 
@@ -689,6 +689,30 @@ fn lifecycle(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
             )
         },
     )
+}
+
+/// Headers by which frameworks (Rails, Laravel, Spring's filter, IIS, Symfony) let a
+/// request name another method or target than its own: a backend honouring them would act
+/// on what no control judged. A method override equal to the method says nothing new.
+fn overridden_target(request: &Request<'_>) -> Option<&'static str> {
+    const METHOD: [&str; 3] = [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ];
+    const TARGET: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+    let headers = request.headers;
+    if METHOD.iter().any(|name| {
+        headers
+            .get(name)
+            .is_some_and(|m| !m.trim().eq_ignore_ascii_case(request.method))
+    }) {
+        return Some("a method-override header names another method than the request's");
+    }
+    TARGET
+        .iter()
+        .any(|name| headers.get(name).is_some())
+        .then_some("a URL-override header names another target than the request's")
 }
 
 /// Required credentials: 401 with a challenge when one is missing.
