@@ -405,6 +405,15 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                 })
             }
         };
+        if let (Some(first), Some(longest)) = (delay, max_delay)
+            && longest < first
+        {
+            errors.push(
+                &origin.path(&["login", "max_delay"]),
+                "is shorter than `delay`",
+                "the longest delay caps the growing one: write at least the first delay",
+            );
+        }
         let delaying = [Some(&username_limits), Some(&client_limits), spraying.as_ref().map(|s| &s.limits)]
             .into_iter()
             .flatten()

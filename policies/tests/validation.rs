@@ -528,3 +528,15 @@ fn a_quota_on_methods_no_route_accepts_and_an_unused_username_are_refused() {
         "apis[0].login.username: has no effect: this login counts no username; add \"username\" to `login.keys` (or set up `login.spraying`), or remove it"
     );
 }
+
+#[test]
+fn a_longest_delay_shorter_than_the_first_is_refused() {
+    let mut doc = base();
+    doc["tiers"]["critical"]["login"]["action"] = json!("delay");
+    doc["tiers"]["critical"]["login"]["delay"] = json!("500ms");
+    doc["tiers"]["critical"]["login"]["max_delay"] = json!("100ms");
+    assert_eq!(
+        only_error(&doc),
+        "tiers.critical.login.max_delay: is shorter than `delay`; the longest delay caps the growing one: write at least the first delay"
+    );
+}
