@@ -12,19 +12,12 @@
 
 mod inventory_support;
 
-use inventory_support::{assert_accepted, golden, stakeguard, workspace};
+use inventory_support::{RECORDINGS, assert_accepted, golden, stakeguard, workspace};
 use stakeguard_harness::inventory::discover::{Inventory, Status, discover, render_table};
 use stakeguard_harness::inventory::{merge, skeleton};
 use stakeguard_harness::traffic::{self, Record};
 use stakeguard_policies::Policy;
 use stakeguard_policies::json::Json;
-
-/// The recordings: name, traffic file, policy.
-const RECORDINGS: [(&str, &str, &str); 3] = [
-    ("bank", "bank.jsonl", "bank.json"),
-    ("retailer", "retailer.har", "retailer.json"),
-    ("minimal", "minimal.tap.jsonl", "minimal.json"),
-];
 
 fn recording(name: &str) -> (Vec<Record>, String) {
     let (_, file, policy) = RECORDINGS.iter().find(|(n, _, _)| *n == name).unwrap();

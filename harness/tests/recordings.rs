@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::RECORDINGS;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -24,13 +26,6 @@ use stakeguard_harness::replay::first_time_ns;
 use stakeguard_harness::report::{Report, decision_fields};
 use stakeguard_harness::traffic::{self, Record};
 use stakeguard_harness::{Harness, HarnessConfig, golden};
-
-/// The recordings: golden name, traffic file, policy.
-const RECORDINGS: [(&str, &str, &str); 3] = [
-    ("bank", "bank.jsonl", "bank.json"),
-    ("retailer", "retailer.har", "retailer.json"),
-    ("minimal", "minimal.tap.jsonl", "minimal.json"),
-];
 
 /// The controls a published decision or an event log line must name somewhere across
 /// the recordings (response hardening is silent: see its own test).

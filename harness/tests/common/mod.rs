@@ -15,6 +15,14 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The bundled recordings (`envoy-examples/traffic/`): name (of golden files), traffic
+/// file, example policy.
+pub const RECORDINGS: [(&str, &str, &str); 3] = [
+    ("bank", "bank.jsonl", "bank.json"),
+    ("retailer", "retailer.har", "retailer.json"),
+    ("minimal", "minimal.tap.jsonl", "minimal.json"),
+];
+
 /// Builds `stakeguard-conformance` for wasm32-wasip1 (release) once per test binary and
 /// returns its bytes. Uses the same target directory as the running tests.
 pub fn conformance_wasm() -> Vec<u8> {

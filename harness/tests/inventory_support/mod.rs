@@ -11,7 +11,8 @@ use stakeguard_harness::check::check_module;
 #[path = "../common/mod.rs"]
 mod common;
 
-pub use common::{filter_wasm, workspace};
+#[allow(unused_imports, reason = "each test file takes the part it needs")]
+pub use common::{RECORDINGS, filter_wasm, workspace};
 
 /// A file of the OpenAPI test documents.
 pub fn openapi(name: &str) -> PathBuf {
