@@ -145,7 +145,18 @@ const ALLOWED: &[Allowed] = &[
         envoy: &[r"info: on_vm_start: dequeue_shared_queue\(empty\) -> Ok"],
         reason: MAIN_THREAD_VMS,
     },
+    Allowed {
+        harness: &[r#"info: on_queue_ready: dequeue_shared_queue -> Ok = "item""#],
+        envoy: &[r"info: on_queue_ready: dequeue_shared_queue -> Empty"],
+        reason: QUEUE_RACE,
+    },
 ];
+
+/// Why the worker's queue notification may find the queue empty in Envoy.
+const QUEUE_RACE: &str = "Envoy notifies every VM of the vm_id that registered the queue, the \
+    main thread's too, each on its own thread; whichever dequeues first takes the item, so \
+    the worker's dequeue is Empty in about one run in ten; the harness has one worker and \
+    no main thread, so it always takes it";
 
 /// Builds the conformance module (cheap when it is up to date) and returns its path.
 fn conformance_wasm() -> PathBuf {
