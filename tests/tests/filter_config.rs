@@ -22,10 +22,13 @@ fn a_valid_policy_is_taken_into_use_and_its_revision_is_a_gauge() {
     let upstream = Upstream::start().unwrap();
     let envoy = Envoy::start(&EnvoyConfig::new(upstream.port()).with_filter(&module(), MINIMAL))
         .unwrap_or_else(|e| panic!("{e}"));
+    // Envoy flushes its log file every 50 ms: the line may land after it is ready.
+    let revision = stakeguard_tests::wait::eventually(|| {
+        let lines = envoy.log_lines("stakeguard: policy revision cfg-1 in use");
+        (!lines.is_empty()).then_some(lines)
+    });
     assert!(
-        !envoy
-            .log_lines("stakeguard: policy revision cfg-1 in use")
-            .is_empty(),
+        revision.is_some(),
         "revision log line missing:\n{}",
         envoy.log()
     );

@@ -298,10 +298,15 @@ fn a_policy_swapped_under_traffic_is_enforced_without_failures_or_restart() {
         envoy.stat(&ecds::update_success_stat()),
         Some(successes_before + 1)
     );
+    // Envoy flushes its log file every 50 ms.
     assert!(
-        !envoy
-            .log_lines("stakeguard: policy revision hot-b in use")
-            .is_empty()
+        eventually(|| {
+            let lines = envoy.log_lines("stakeguard: policy revision hot-b in use");
+            (!lines.is_empty()).then_some(lines)
+        })
+        .is_some(),
+        "revision log line missing:\n{}",
+        envoy.log()
     );
     let revision_b = eventually(|| {
         let v = sum(
