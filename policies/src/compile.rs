@@ -1523,7 +1523,7 @@ fn refuse_dead_settings(
                 user_hint,
             );
         }
-        let methods = quota.methods.iter().flatten();
+        let methods = quota.methods.as_deref().unwrap_or_default();
         let served = |method: &String| {
             spec.routes.iter().any(|r| {
                 r.methods
@@ -1531,8 +1531,7 @@ fn refuse_dead_settings(
                     .is_none_or(|list| list.iter().any(|m| m.eq_ignore_ascii_case(method)))
             })
         };
-        let mut methods = methods.peekable();
-        if methods.peek().is_some() && !methods.any(served) {
+        if !methods.is_empty() && !methods.iter().any(served) {
             errors.push(
                 &join(&at, "methods"),
                 "names no method a route of this API accepts: the quota would never count",
