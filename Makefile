@@ -77,6 +77,7 @@ bench: toolchain envoy bench-tools wasm bench-modules
 	$(CARGO) bench -p stakeguard-policies --bench decide
 	$(CARGO) bench -p stakeguard-harness --bench replay
 	$(CARGO) bench -p stakeguard-harness --bench scaling
+	$(CARGO) bench -p stakeguard-harness --bench scaling
 	$(CARGO) bench -p stakeguard-harness --bench envoy
 
 bench-tools:

@@ -331,6 +331,14 @@ impl Vm {
         self.store.data()
     }
 
+    /// The size of the VM's linear memory in bytes (it only grows).
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     /// The VM's host state, mutably.
     pub fn state_mut(&mut self) -> &mut HostState {
         self.store.data_mut()

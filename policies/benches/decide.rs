@@ -55,32 +55,11 @@ static GLOBAL: Counting = Counting;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 
-/// An inventory of `n` APIs over a few hosts, each with an exact, a template and a glob
-/// route, in a tier whose allow path checks credentials, lifecycle and body limits.
+#[path = "inventory.rs"]
+mod inventory;
+
 fn inventory(n: usize) -> Policy {
-    let apis: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "name": format!("svc{i}"), "version": "v1", "owner": format!("team-{}", i % 50), "tier": "standard",
-                "routes": [
-                    { "host": format!("h{}.example.com", i % 7), "path": format!("/api/svc{i}/items"), "methods": ["GET", "POST"] },
-                    { "host": format!("h{}.example.com", i % 7), "path": format!("/api/svc{i}/items/{{id}}"), "methods": ["GET"] },
-                    { "path": format!("/public/svc{i}/**") }
-                ]
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "revision": format!("bench-{n}"),
-        "tiers": { "standard": {
-            "auth": { "required": ["authorization"] },
-            "body": { "max_bytes": 65536, "content_types": ["application/json"] },
-            "response": { "strip": ["server"] }
-        } },
-        "apis": apis,
-        "unknown_routes": { "action": "block" }
-    });
-    Policy::from_json(&doc.to_string()).unwrap()
+    Policy::from_json(&inventory::inventory_json(n)).unwrap()
 }
 
 struct Sample {
@@ -88,16 +67,12 @@ struct Sample {
     path: String,
 }
 
-/// Requests to APIs spread over the whole inventory, so a large one is not helped by a
-/// hot corner of it.
+/// Requests to APIs spread over the whole inventory.
 fn requests(n: usize) -> Vec<Sample> {
     (0..64)
         .map(|k| {
-            let i = (k * 7919) % n;
-            Sample {
-                authority: format!("h{}.example.com:443", i % 7),
-                path: format!("/api/svc{i}/items/{k}?expand=owner"),
-            }
+            let (authority, path) = inventory::request_target(k, n);
+            Sample { authority, path }
         })
         .collect()
 }

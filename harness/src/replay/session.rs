@@ -248,6 +248,25 @@ impl<'h> Session<'h> {
         sum
     }
 
+    /// The linear memory of each worker's VM, in bytes (0 for a worker without one).
+    pub fn memory_bytes(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .map(|w| w.vm.as_ref().map_or(0, Vm::memory_bytes))
+            .collect()
+    }
+
+    /// The shared data every VM of the session sees: how many keys, and their keys and
+    /// values in bytes (what the module keeps in Envoy's process-wide store).
+    pub fn shared_data_size(&self) -> (usize, usize) {
+        let shared = lock(&self.shared);
+        let maps = shared.data.values();
+        maps.flat_map(|m| m.iter())
+            .fold((0, 0), |(keys, bytes), (k, (v, _))| {
+                (keys + 1, bytes + k.len() + v.len())
+            })
+    }
+
     /// The worker's VM, unless it failed.
     pub(super) fn vm(&mut self, w: usize) -> Option<&mut Vm> {
         self.workers.get_mut(w)?.vm.as_mut().filter(|vm| !vm.failed)
