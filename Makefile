@@ -108,9 +108,10 @@ examples: istio
 schema:
 	STAKEGUARD_UPDATE_SCHEMA=1 $(CARGO) test -p stakeguard-policies --test schema
 
-## Fuzzing on nightly (`cargo install cargo-fuzz` first): `make fuzz FUZZ_TARGET=exchange`
-## runs one target (policy, exchange, traffic) for FUZZ_SECONDS on one core, adding what
-## it finds to fuzz/corpus/; `cargo test --workspace` replays the corpora on stable.
+## Fuzzing on nightly (`cargo install cargo-fuzz --version 0.13.2 --locked` first):
+## `make fuzz FUZZ_TARGET=exchange` runs one target (policy, exchange, traffic, host) for
+## FUZZ_SECONDS on one core, adding what it finds to fuzz/corpus/; `cargo test --workspace`
+## replays the corpora on stable.
 FUZZ_TARGET ?= exchange
 FUZZ_SECONDS ?= 600
 fuzz:

@@ -10,12 +10,18 @@
 //! - [`policy`]: policy reading, validation and compilation on any text;
 //! - [`exchange`]: requests and responses, several per input and sharing state, against
 //!   every example policy;
-//! - [`traffic`]: the HAR, Envoy tap and JSON Lines readers of the harness.
+//! - [`traffic`]: the HAR, Envoy tap and JSON Lines readers of the harness;
+//! - [`host`]: the harness host driven by a hostile module (arbitrary pointers,
+//!   lengths, types, tokens and call orders, and a hostile allocator).
 
 #![expect(
     clippy::panic,
     reason = "a panic is how a fuzz target reports what must never happen"
 )]
+
+mod host;
+
+pub use host::host;
 
 use std::cell::Cell;
 use std::path::Path;

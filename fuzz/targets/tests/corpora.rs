@@ -38,3 +38,8 @@ fn the_exchange_corpus_replays_without_a_crash() {
 fn the_traffic_corpus_replays_without_a_crash() {
     replay("traffic", stakeguard_fuzz_targets::traffic);
 }
+
+#[test]
+fn the_host_corpus_replays_without_a_crash() {
+    replay("host", stakeguard_fuzz_targets::host);
+}
