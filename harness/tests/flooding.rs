@@ -1,7 +1,9 @@
 //! Key flooding: a million distinct usernames and client addresses failing to sign in,
 //! and a million distinct addresses on a rate-limited route, against the bank example
 //! in the harness (two workers sharing one store, as Envoy's do), with a real user and a
-//! real client among them.
+//! real client among them (`make flood`: minutes in a debug build). `make test` runs the
+//! same floods at a scale that still overflows every table: 4,000 keys per route
+//! against the bank with 64 slots per table (128 entries) instead of 4096.
 //!
 //! The slot tables (README, `state.slots`) bound the counters' memory whatever keys
 //! arrive, and a flood shares counters rather than evicting them (it errs toward
@@ -24,8 +26,35 @@ use stakeguard_harness::traffic::{Record, RecordRequest, RecordResponse};
 use stakeguard_harness::{Harness, HarnessConfig};
 use stakeguard_policies::{CounterStore, MemoryStore, Policy, Request, Response, Verdict};
 
-/// Distinct flooding keys per route.
-const FLOOD: u64 = 1_000_000;
+/// How big a flood, against how big tables.
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    /// Distinct flooding keys per route.
+    keys: u64,
+    /// `state.slots` of the policy (`None`: the bank's default, 4096).
+    slots: Option<usize>,
+}
+
+/// The flood of `make flood`.
+const MILLION: Scale = Scale {
+    keys: 1_000_000,
+    slots: None,
+};
+
+/// The flood of `make test`: 4,000 keys live within each window (the login window holds
+/// all of them, a minute of the rate limit about 400) against 128 entries per table.
+const SMALL: Scale = Scale {
+    keys: 4_000,
+    slots: Some(64),
+};
+
+/// The slots per table when the policy does not say (README, `state.slots`).
+const DEFAULT_SLOTS: usize = 4096;
+/// The bank's counter tables.
+const TABLES: usize = 5;
+/// Bytes a slot key's value may reach: two 32-byte entries.
+const SLOT_VALUE_BYTES: usize = 2 * 32;
+
 /// The flood lasts ten minutes of virtual time: inside the login window (15m), so no
 /// flooding entry expires and every slot is full.
 const FLOOD_NS: u64 = 600_000_000_000;
@@ -102,13 +131,14 @@ fn record(time_ns: u64, method: &str, path: &str, ip: &str, body: String, status
 /// another new address; the victim fails to sign in at six points spread over the flood
 /// (the sixth must be refused), and the real client sends `RATE_LIMIT + 1` rates
 /// requests in its minute, one after each flood request from the fifth minute on.
-fn traffic() -> impl Iterator<Item = (Who, Record)> {
-    let step = FLOOD_NS / (2 * FLOOD);
+fn traffic(scale: Scale) -> impl Iterator<Item = (Who, Record)> {
+    let flood = scale.keys;
+    let step = FLOOD_NS / (2 * flood);
     let victim_at: Vec<u64> = (1..=LOGIN_THRESHOLD as u64 + 1)
-        .map(|k| k * (2 * FLOOD) / (LOGIN_THRESHOLD as u64 + 2))
+        .map(|k| k * (2 * flood) / (LOGIN_THRESHOLD as u64 + 2))
         .collect();
-    let client_from = FLOOD;
-    (0..2 * FLOOD).flat_map(move |i| {
+    let client_from = flood;
+    (0..2 * flood).flat_map(move |i| {
         let time = START_NS + i * step;
         let flood = if i % 2 == 0 {
             login(time, &format!("user{i}@flood.example"), &flood_ip(i))
@@ -128,8 +158,19 @@ fn traffic() -> impl Iterator<Item = (Who, Record)> {
     })
 }
 
-fn policy_text() -> String {
-    std::fs::read_to_string(common::workspace().join("policies/examples/bank.json")).unwrap()
+/// The bank's policy, with the scale's slots per table.
+fn policy_text(scale: Scale) -> String {
+    let text =
+        std::fs::read_to_string(common::workspace().join("policies/examples/bank.json")).unwrap();
+    match scale.slots {
+        Some(slots) => text.replacen('{', &format!(r#"{{"state": {{"slots": {slots}}},"#), 1),
+        None => text,
+    }
+}
+
+/// The bank's state keys at the scale's slots per table.
+fn table_keys(scale: Scale) -> usize {
+    TABLES * scale.slots.unwrap_or(DEFAULT_SLOTS)
 }
 
 /// The one-based attempt at which each real party was first refused with 429, and by
@@ -180,16 +221,35 @@ impl Refusals {
 #[test]
 #[ignore = "two million requests, minutes in a debug build: `make flood`"]
 fn a_million_flooding_keys_neither_grow_the_store_nor_delay_a_real_lockout_in_the_harness() {
+    flood_the_harness(MILLION);
+}
+
+#[test]
+fn a_flood_overflowing_small_tables_neither_grows_the_store_nor_delays_a_real_lockout_in_the_harness()
+ {
+    flood_the_harness(SMALL);
+}
+
+/// The flood through the built module with two workers: shared data keeps the keys the
+/// module made at start, each value within a slot's two entries, and the real parties
+/// are refused no later than their thresholds.
+fn flood_the_harness(scale: Scale) {
     let harness = Harness::new(
         common::filter_wasm(),
         HarnessConfig {
-            plugin_configuration: policy_text().into_bytes(),
+            plugin_configuration: policy_text(scale).into_bytes(),
             workers: 2,
             ..HarnessConfig::default()
         },
     )
     .unwrap();
     let mut session = harness.session(START_NS).unwrap();
+    let (keys_at_start, bytes_at_start) = session.shared_data_size();
+    assert!(
+        keys_at_start >= table_keys(scale),
+        "{keys_at_start} shared-data keys at start, fewer than the tables' {}",
+        table_keys(scale)
+    );
     let mut refusals = Refusals::default();
     let mut attempts = [0; 2];
     let mut replayed = 0;
@@ -208,17 +268,21 @@ fn a_million_flooding_keys_neither_grow_the_store_nor_delay_a_real_lockout_in_th
         replayed += records.len();
         batch.clear();
     };
-    for item in traffic() {
+    for item in traffic(scale) {
         batch.push(item);
         if batch.len() as u64 == BATCH {
             run(&mut batch, &mut refusals);
         }
     }
     run(&mut batch, &mut refusals);
-    assert!(replayed as u64 > 2 * FLOOD);
+    assert!(replayed as u64 > 2 * scale.keys);
 
+    let (keys, bytes) = session.shared_data_size();
+    let bound = bytes_at_start + keys_at_start * SLOT_VALUE_BYTES;
+    assert_eq!(keys, keys_at_start, "the flood created shared-data keys");
+    assert!(bytes <= bound, "{bytes} bytes of shared data, over {bound}");
     refusals.check();
-    eprintln!("harness: {refusals:?}");
+    eprintln!("harness: {keys} keys, {bytes} bytes (bound {bound}); {refusals:?}");
 }
 
 /// The engine, one worker, with the in-memory store: the same requests, answered as
@@ -227,7 +291,16 @@ fn a_million_flooding_keys_neither_grow_the_store_nor_delay_a_real_lockout_in_th
 #[test]
 #[ignore = "two million requests, a minute in a debug build: `make flood`"]
 fn a_million_flooding_keys_leave_the_store_at_its_documented_bound() {
-    let text = policy_text();
+    flood_the_engine(MILLION);
+}
+
+#[test]
+fn a_flood_overflowing_small_tables_leaves_the_store_at_its_documented_bound() {
+    flood_the_engine(SMALL);
+}
+
+fn flood_the_engine(scale: Scale) {
+    let text = policy_text(scale);
     let policy = Policy::from_json(&text).unwrap();
     let store = MemoryStore::new();
     let keys: Vec<String> = policy.state_keys().collect();
@@ -235,17 +308,16 @@ fn a_million_flooding_keys_leave_the_store_at_its_documented_bound() {
         store.set(key, b"", None).unwrap();
     }
     // README `state.slots`: each table is `slots` keys (4096 by default) of two entries.
-    let tables = 5;
     assert_eq!(
         keys.len(),
-        tables * 4096,
-        "the bank's tables at the default slots"
+        table_keys(scale),
+        "the bank's tables at {scale:?}"
     );
-    let bound = keys.len() * 2 * 32;
+    let bound = keys.len() * SLOT_VALUE_BYTES;
 
     let mut refusals = Refusals::default();
     let mut attempts = [0; 2];
-    for (who, record) in traffic() {
+    for (who, record) in traffic(scale) {
         let now = record.time_ns.unwrap() as u64 / 1_000_000;
         let req = &record.request;
         let source = record.source.as_deref();
