@@ -10,7 +10,7 @@ STAKEGUARD := target/harness/stakeguard
 # The engine's tests run on wasm32 too, under Node's WASI (see scripts/wasi-run.mjs).
 WASI_RUNNER := node --no-warnings $(CURDIR)/scripts/wasi-run.mjs
 
-.PHONY: demo test setup toolchain envoy alertmanager chromium test-browser wasm conformance cli lint fmt fuzz \
+.PHONY: demo test setup toolchain envoy alertmanager redis chromium test-browser wasm conformance cli lint fmt fuzz \
         test-native test-wasm bench bench-tools bench-modules golden schema oci istio examples
 
 ## The main job: build the filter and the harness, replay the bank's recorded traffic.
@@ -22,7 +22,7 @@ demo: toolchain wasm cli
 ## tests on wasm32, the harness and the real-Envoy tests.
 test: setup lint wasm conformance test-native test-wasm test-browser
 
-setup: toolchain envoy alertmanager chromium
+setup: toolchain envoy alertmanager redis chromium
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -33,6 +33,11 @@ envoy:
 
 alertmanager:
 	@bash scripts/ensure-alertmanager.sh
+
+# redis-server for the fleet-wide counting tests, and what the rate-limit-service peer
+# (tests/ratelimit-peer: Limitador) builds with.
+redis:
+	@bash scripts/ensure-redis.sh
 
 chromium:
 	@bash scripts/ensure-chromium.sh
