@@ -13,10 +13,10 @@ use crate::error::PolicyErrors;
 use crate::json::Json;
 use crate::model::{OnError, RateKey, UnknownAction};
 use crate::policy::{
-    Api, BindingTarget, ClaimRule, ClaimTest, Credential, Lifecycle, Login, LoginLimits, QuotaKey,
-    Unknown,
+    Api, BindingTarget, ClaimRule, ClaimTest, CounterService, Credential, Lifecycle, Login,
+    LoginLimits, QuotaKey, Unknown,
 };
-use crate::posture::{ControlFact, posture};
+use crate::posture::{ControlFact, TrapPosture, posture};
 
 /// Compiles `text` and describes every API's effective controls, one block per API.
 pub fn explain(text: &str) -> Result<String, PolicyErrors> {
@@ -42,6 +42,7 @@ pub fn explain(text: &str) -> Result<String, PolicyErrors> {
         shadow.mode.as_str(),
         shadow.owner
     );
+    let _ = writeln!(out, "{}", trap_text(&posture.on_trap));
     for api in &posture.apis {
         let info = &api.info;
         let contact = info
@@ -70,6 +71,31 @@ pub fn explain(text: &str) -> Result<String, PolicyErrors> {
         }
     }
     Ok(out)
+}
+
+/// What requests meet if the module traps, and the filter setting that decides it.
+fn trap_text(on_trap: &TrapPosture) -> String {
+    let setting = format!(
+        "if the module traps (set Envoy's `failure_policy: {}`, Istio's `failStrategy: {}`)",
+        on_trap.envoy(),
+        on_trap.istio()
+    );
+    match on_trap.on_error {
+        OnError::FailOpen => format!(
+            "{setting}: requests go through unchecked until the VM is replaced, as every \
+             API's on_error is fail_open"
+        ),
+        OnError::FailClosed if on_trap.fail_open.is_empty() => {
+            format!("{setting}: requests are refused with 503 until the VM is replaced")
+        }
+        OnError::FailClosed => format!(
+            "{setting}: requests are refused with 503 until the VM is replaced, because {} \
+             fail closed; {} fail open on a store failure but get 503 on a trap too (one \
+             failure policy per filter)",
+            on_trap.fail_closed.join(", "),
+            on_trap.fail_open.join(", ")
+        ),
+    }
 }
 
 /// What happens to requests no API claims, in business words.
@@ -155,7 +181,11 @@ pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFac
         );
     }
     if let Some(login) = &c.login {
-        line("login", Some(login.mode), login_text(login));
+        line(
+            "login",
+            Some(login.mode),
+            login_text(login, c.service.as_deref()),
+        );
     }
     if let Some(session) = &c.session {
         let mut ends = Vec::new();
@@ -187,7 +217,9 @@ pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFac
             RateKey::Partner => "partner (client address for others)",
             RateKey::Api => "the whole API",
         };
-        let counting = if rate.exact {
+        let counting = if rate.by_service {
+            counted_in(c.service.as_deref())
+        } else if rate.exact {
             "counted exactly in the shared store"
         } else {
             "reserved a few at a time per worker, never more than the limit"
@@ -283,11 +315,16 @@ pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFac
         } else {
             "counting every request the upstream answered"
         };
+        let place = if quota.by_service {
+            format!("; {}", counted_in(c.service.as_deref()))
+        } else {
+            String::new()
+        };
         line(
             "quotas",
             Some(quota.mode),
             format!(
-                "{} per {key} per {}, {counted}, then {}",
+                "{} per {key} per {}, {counted}, then {}{place}",
                 quota.limit,
                 duration(quota.per_ms),
                 action_text(quota.action, "429 with Retry-After")
@@ -349,14 +386,20 @@ fn title(field: &'static str) -> &'static str {
     }
 }
 
-fn login_text(login: &Login) -> String {
+fn login_text(login: &Login, service: Option<&CounterService>) -> String {
     let statuses: Vec<String> = login.failure_statuses.iter().map(u16::to_string).collect();
     let mut parts = Vec::new();
-    if login.by_username {
-        parts.push(limits_text("a username", &login.username_limits));
-    }
-    if login.by_client_ip {
-        parts.push(limits_text("a client address", &login.client_limits));
+    for (counted, key, limits) in [
+        (login.by_username, "a username", &login.username_limits),
+        (login.by_client_ip, "a client address", &login.client_limits),
+    ] {
+        if counted {
+            let mut text = limits_text(key, limits);
+            if limits.by_service {
+                text.push_str(&format!(" ({})", counted_in(service)));
+            }
+            parts.push(text);
+        }
     }
     if let Some(spraying) = &login.spraying {
         let lock = match spraying.limits.action {
@@ -383,6 +426,29 @@ fn login_text(login: &Login) -> String {
         "{} (failures are answers {}){clears}",
         parts.join("; "),
         statuses.join(", ")
+    )
+}
+
+/// Where a service-counted control counts, in words.
+fn counted_in(service: Option<&CounterService>) -> String {
+    let Some(service) = service else {
+        return "counted in this proxy".to_owned();
+    };
+    let failing = if service.fail_open {
+        "let through with an incident"
+    } else {
+        "503"
+    };
+    let limits = if service.limits_in_request {
+        "limits sent in each request"
+    } else {
+        "limits from the service's configuration (`stakeguard ratelimit-config`)"
+    };
+    format!(
+        "counted fleet-wide in the rate limit service of cluster `{}` (domain `{}`, {limits}; one call per request, held up to {}, then {failing})",
+        service.cluster,
+        service.domain,
+        duration(service.timeout_ms)
     )
 }
 

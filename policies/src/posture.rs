@@ -9,7 +9,7 @@ use crate::decision::{Mode, Severity};
 use crate::error::PolicyErrors;
 use crate::explain;
 use crate::json::Json;
-use crate::model::LifecycleStatus;
+use crate::model::{LifecycleStatus, OnError};
 use crate::policy::{ApiInfo, Lifecycle, Notify, Policy};
 
 /// What a policy promises, API by API.
@@ -25,8 +25,61 @@ pub struct Posture {
     pub shadow: ShadowPosture,
     /// Where incidents are sent, if anywhere.
     pub notify: Option<Notify>,
+    /// What requests meet once a trap has failed the module.
+    pub on_trap: TrapPosture,
     /// Every API, in the document's order.
     pub apis: Vec<ApiPosture>,
+}
+
+/// What requests meet once a trap has failed the module's VM: Envoy's `failure_policy`
+/// (Istio's `failStrategy`), one setting for the whole filter and every route it sees.
+/// A trap cannot be caught inside the VM, and a failed VM is not asked about later
+/// requests, so no API's `on_error` can apply to its own requests alone: the filter
+/// fails closed when any API's `on_error` is `fail_closed` (the default), and open only
+/// when every API's is `fail_open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrapPosture {
+    /// The failure policy the filter needs.
+    pub on_error: OnError,
+    /// The APIs (`name version`) whose `on_error` is `fail_closed`.
+    pub fail_closed: Vec<String>,
+    /// The APIs whose `on_error` is `fail_open`.
+    pub fail_open: Vec<String>,
+}
+
+impl TrapPosture {
+    /// The value of Envoy's `PluginConfig.failure_policy`.
+    pub fn envoy(&self) -> &'static str {
+        match self.on_error {
+            OnError::FailClosed => "FAIL_CLOSED",
+            OnError::FailOpen => "FAIL_OPEN",
+        }
+    }
+
+    /// The value of Istio's `failStrategy` (`WasmPlugin`, `TrafficExtension`).
+    pub fn istio(&self) -> &'static str {
+        match self.on_error {
+            OnError::FailClosed => "FAIL_CLOSE",
+            OnError::FailOpen => "FAIL_OPEN",
+        }
+    }
+
+    fn of(policy: &Policy) -> TrapPosture {
+        let name = |api: &crate::policy::Api| format!("{} {}", api.info.name, api.info.version);
+        let (closed, open): (Vec<_>, Vec<_>) = policy
+            .apis
+            .iter()
+            .partition(|api| api.controls.on_error == OnError::FailClosed);
+        TrapPosture {
+            on_error: if closed.is_empty() && !open.is_empty() {
+                OnError::FailOpen
+            } else {
+                OnError::FailClosed
+            },
+            fail_closed: closed.into_iter().map(name).collect(),
+            fail_open: open.into_iter().map(name).collect(),
+        }
+    }
 }
 
 /// The handling of shadow APIs (`unknown_routes`).
@@ -154,6 +207,7 @@ pub fn posture(text: &str) -> Result<Posture, PolicyErrors> {
             contact: unknown.contact.clone(),
         },
         notify: policy.notify.clone(),
+        on_trap: TrapPosture::of(&policy),
         apis,
     })
 }
@@ -203,6 +257,37 @@ mod tests {
         assert_eq!(rate(1).mode, Some(Mode::Monitor));
         assert_eq!(rate(1).written_by, "this API");
         assert!(rate(1).text.starts_with("50 requests per client address"));
+    }
+
+    #[test]
+    fn the_filter_fails_closed_on_a_trap_when_any_api_fails_closed() {
+        let on_trap = posture(POLICY).unwrap().on_trap;
+        assert_eq!(on_trap.on_error, OnError::FailClosed);
+        assert_eq!(
+            (on_trap.envoy(), on_trap.istio()),
+            ("FAIL_CLOSED", "FAIL_CLOSE")
+        );
+        assert_eq!(on_trap.fail_closed, ["accounts v1", "bills v1"]);
+        let open = POLICY.replace(
+            r#""low": { "mode""#,
+            r#""low": { "on_error": "fail_open", "mode""#,
+        );
+        let on_trap = posture(&open).unwrap().on_trap;
+        assert_eq!(on_trap.on_error, OnError::FailClosed);
+        assert_eq!(
+            (on_trap.fail_closed, on_trap.fail_open),
+            (vec!["accounts v1".to_owned()], vec!["bills v1".to_owned()])
+        );
+        let all_open = open.replace(
+            r#""critical": { "rate_limit""#,
+            r#""critical": { "on_error": "fail_open", "rate_limit""#,
+        );
+        let on_trap = posture(&all_open).unwrap().on_trap;
+        assert_eq!(on_trap.on_error, OnError::FailOpen);
+        assert_eq!(
+            (on_trap.envoy(), on_trap.istio()),
+            ("FAIL_OPEN", "FAIL_OPEN")
+        );
     }
 
     #[test]
