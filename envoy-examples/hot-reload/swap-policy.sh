@@ -44,12 +44,17 @@ if [ ! -f "$module" ]; then
     exit 3
 fi
 
-# The check prints the filter's own validation errors (with JSON paths) when it refuses.
-if ! check_output="$("$cli" check --module "$module" "$policy" 2>&1)"; then
+# The check prints the filter's own validation errors (with JSON paths) when it refuses,
+# and with --explain the failure policy the policy needs if the module traps (fail closed
+# when any API's on_error is fail_closed).
+if ! check_output="$("$cli" check --explain --module "$module" "$policy" 2>&1)"; then
     echo "$check_output" >&2
     echo "swap-policy: $policy was refused by the filter; nothing swapped" >&2
     exit 1
 fi
+failure_policy="$(printf '%s\n' "$check_output" \
+    | sed -n 's/.*`failure_policy: \(FAIL_[A-Z]*\)`.*/\1/p' | head -n 1)"
+failure_policy="${failure_policy:-FAIL_CLOSED}"
 
 mkdir -p "$ecds_dir"
 target="$ecds_dir/$name.json"
@@ -57,7 +62,8 @@ tmp="$(mktemp "$ecds_dir/.$name.json.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 
 # version_info carries the revision, so /config_dump shows which policy is in use.
-jq -n --rawfile policy "$policy" --arg wasm "$module" --arg name "$name" '
+jq -n --rawfile policy "$policy" --arg wasm "$module" --arg name "$name" \
+   --arg failure_policy "$failure_policy" '
   ($policy | fromjson | .revision // "unknown") as $revision
   | {
       version_info: $revision,
@@ -69,8 +75,8 @@ jq -n --rawfile policy "$policy" --arg wasm "$module" --arg name "$name" '
           config: {
             name: $name,
             root_id: "stakeguard",
-            # Refuse traffic rather than pass it unchecked if the module cannot load.
-            failure_policy: "FAIL_CLOSED",
+            # What requests meet if the module traps: the on_error of the policy decides.
+            failure_policy: $failure_policy,
             # The same vm_config on every swap: Envoy keeps the VMs and only configures
             # a new root context with the new policy.
             vm_config: {

@@ -159,6 +159,10 @@ impl Ecds {
             .ok()
             .and_then(|p| p.get("revision").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| "unknown".to_owned());
+        // What the policy needs on a trap (`stakeguard check --explain`); a refused one
+        // is never swapped in by the script, and fails closed here.
+        let failure_policy = stakeguard_policies::posture::posture(policy)
+            .map_or("FAIL_CLOSED", |posture| posture.on_trap.envoy());
         json!({
             "version_info": revision,
             "resources": [{
@@ -169,7 +173,7 @@ impl Ecds {
                     "config": {
                         "name": FILTER_NAME,
                         "root_id": "stakeguard",
-                        "failure_policy": "FAIL_CLOSED",
+                        "failure_policy": failure_policy,
                         "vm_config": {
                             "vm_id": "stakeguard",
                             "runtime": "envoy.wasm.runtime.v8",

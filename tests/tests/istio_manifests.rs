@@ -6,8 +6,9 @@
 //! reads the same values.
 //!
 //! The CRDs are read from `shared/istio/` beside the repository (CI lays it there).
-//! `STAKEGUARD_UPDATE_ISTIO=1` rewrites the manifests' `pluginConfig` from bank.json
-//! (`make istio`), since the policy moves with the product.
+//! `STAKEGUARD_UPDATE_ISTIO=1` rewrites the manifests' `pluginConfig` from bank.json and
+//! their `failStrategy` with the one it needs (`make istio`), since the policy moves with
+//! the product.
 
 #![allow(
     clippy::unwrap_used,
@@ -249,6 +250,32 @@ fn update_plugin_config(path: &str) {
     std::fs::write(&file, format!("{head}pluginConfig:\n{body}")).unwrap();
 }
 
+/// The `failStrategy` the bank policy needs: what a trap in the module leaves requests
+/// (`stakeguard check --explain` says it too).
+fn bank_fail_strategy() -> &'static str {
+    let text = std::fs::read_to_string(repo_root().join("policies/examples/bank.json")).unwrap();
+    stakeguard_policies::posture::posture(&text)
+        .unwrap()
+        .on_trap
+        .istio()
+}
+
+/// Rewrites the manifest's `failStrategy:` line with the one the bank policy needs.
+fn update_fail_strategy(path: &str) {
+    let file = repo_root().join(path);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: String = text
+        .lines()
+        .map(|line| match line.split_once("failStrategy: ") {
+            Some((indent, _)) if indent.trim().is_empty() => {
+                format!("{indent}failStrategy: {}\n", bank_fail_strategy())
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+}
+
 /// Whether a plain (unquoted) YAML scalar reads differently under YAML 1.1, which
 /// Kubernetes' parser (sigs.k8s.io/yaml on go-yaml v2) follows: `on`/`off`/`yes`/`no`/`y`/`n`
 /// are booleans there, and a date or time is a timestamp; both stay strings under the
@@ -305,6 +332,8 @@ fn the_manifests_carry_the_bank_policy() {
     if std::env::var_os("STAKEGUARD_UPDATE_ISTIO").is_some() {
         update_plugin_config(WASM_PLUGIN);
         update_plugin_config(TRAFFIC_EXTENSION);
+        update_fail_strategy(WASM_PLUGIN);
+        update_fail_strategy(TRAFFIC_EXTENSION);
     }
     for path in [WASM_PLUGIN, TRAFFIC_EXTENSION] {
         assert!(
@@ -328,7 +357,7 @@ fn the_wasm_plugin_is_valid_against_its_crd() {
     assert_valid(&schema, &plugin, WASM_PLUGIN);
     let spec = &plugin["spec"];
     assert_eq!(spec["phase"], "AUTHZ");
-    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(spec["failStrategy"], bank_fail_strategy());
     assert_eq!(spec["pluginName"], "stakeguard", "the filter's root id");
     assert!(str_of(&spec["url"]).starts_with("oci://"));
     assert!(has(spec, "selector"));
@@ -343,7 +372,7 @@ fn the_traffic_extension_is_valid_against_its_crd() {
     assert_valid(&schema, &extension, TRAFFIC_EXTENSION);
     let wasm = &extension["spec"]["wasm"];
     assert_eq!(extension["spec"]["phase"], "AUTHZ");
-    assert_eq!(wasm["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(wasm["failStrategy"], bank_fail_strategy());
     assert_eq!(wasm["pluginName"], "stakeguard");
     // The same plugin as the WasmPlugin.
     let plugin = manifest(WASM_PLUGIN);
