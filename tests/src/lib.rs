@@ -17,6 +17,8 @@
 //! - [`stats`] reads `/stats/prometheus` lines with their labels;
 //! - [`ecds`] delivers the filter's configuration through a watched file (hot reload);
 //! - [`alertmanager`] runs a real Prometheus Alertmanager and reads back its alerts;
+//! - [`redis`] runs a real redis-server, and [`ratelimit_peer`] the rate limit service
+//!   (Limitador counting in that Redis) that Envoys share fleet-wide counts through;
 //! - [`openapi`] validates Kubernetes manifests against a CRD's OpenAPI v3 schema.
 
 pub mod alertmanager;
@@ -24,6 +26,8 @@ pub mod client;
 pub mod ecds;
 pub mod envoy;
 pub mod openapi;
+pub mod ratelimit_peer;
+pub mod redis;
 pub mod stats;
 pub mod upstream;
 pub mod wait;

@@ -38,6 +38,7 @@ use std::time::Duration;
 use limitador::AsyncRateLimiter;
 use limitador::counter::Counter;
 use limitador::limit::{Context, Expression, Limit, Namespace};
+use limitador::storage::redis::AsyncRedisStorage;
 use tokio::sync::Mutex;
 
 use crate::rls::{
@@ -76,13 +77,20 @@ struct Planned {
 }
 
 impl Counting {
-    /// Counts through `limiter`, which already holds the limits file's limits.
-    pub fn new(limiter: AsyncRateLimiter) -> Self {
-        Self {
+    /// Counts in the Redis at `redis_url`, with `limits` (a limits file's) configured.
+    pub async fn connect(redis_url: &str, limits: Vec<Limit>) -> Result<Self, String> {
+        let storage = AsyncRedisStorage::new(redis_url)
+            .await
+            .map_err(|e| format!("redis {redis_url}: {e}; is redis-server running there?"))?;
+        let limiter = AsyncRateLimiter::new_with_storage(Box::new(storage));
+        for limit in limits {
+            limiter.add_limit(limit);
+        }
+        Ok(Self {
             limiter,
             call: Mutex::new(()),
             request_limits: SyncMutex::new(HashSet::new()),
-        }
+        })
     }
 
     /// Answers one `ShouldRateLimit`. `Err(Ok(refusal))` is the caller's fault,

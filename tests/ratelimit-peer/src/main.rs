@@ -13,8 +13,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use limitador::AsyncRateLimiter;
-use limitador::storage::redis::AsyncRedisStorage;
 use stakeguard_ratelimit_peer::counting::Counting;
 use stakeguard_ratelimit_peer::limits_file;
 use stakeguard_ratelimit_peer::service::RateLimitService;
@@ -69,14 +67,7 @@ async fn serve(args: Args) -> Result<(), String> {
         Some(path) => limits_file::read(path)?,
         None => Vec::new(),
     };
-    let storage = AsyncRedisStorage::new(&args.redis)
-        .await
-        .map_err(|e| format!("redis {}: {e}; is redis-server running there?", args.redis))?;
-    let limiter = AsyncRateLimiter::new_with_storage(Box::new(storage));
-    for limit in limits {
-        limiter.add_limit(limit);
-    }
-    let service = RateLimitService::new(Counting::new(limiter));
+    let service = RateLimitService::new(Counting::connect(&args.redis, limits).await?);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
