@@ -25,6 +25,9 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+/// The `grpc-message` of a gRPC stub's answer with a non-zero `grpc_status`.
+pub const STUB_GRPC_MESSAGE: &str = "stub status";
+
 /// Headers written as a table or as a list of pairs.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]

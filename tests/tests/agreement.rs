@@ -88,7 +88,7 @@ fn envoy_and_the_harness_agree_on_the_minimal_recording() {
 /// gRPC requests, callouts to stub clusters answered both ways, a trap, and per-VM state
 /// that shows which worker a request ran on. Its configuration is not JSON, so the
 /// comparison transforms nothing (time scale 1, no forwarded identity).
-mod probe {
+pub(crate) mod probe {
     use super::*;
     use stakeguard_harness::envoy::{
         CompareRun, TempDir, default_time_scale, is_stakeguard_policy,
@@ -98,8 +98,8 @@ mod probe {
 
     const CONFIGURATION: &str = "plain text, not JSON";
 
-    /// Records 100 ms apart: (method, path, whether gRPC).
-    fn records(requests: &[(&str, &str, bool)]) -> Vec<traffic::Record> {
+    /// Records `gap_ms` apart: (method, path, whether gRPC).
+    fn records(requests: &[(&str, &str, bool)], gap_ms: i64) -> Vec<traffic::Record> {
         let lines: Vec<String> = requests
             .iter()
             .enumerate()
@@ -110,7 +110,7 @@ mod probe {
                 };
                 format!(
                     r#"{{"time":{},"request":{{"method":"{method}","authority":"probe.example","path":"{path}","headers":{headers}}},"response":{{"status":200,"headers":[["x-up","1"]],"body":"up"}}}}"#,
-                    1_800_000_000_000_i64 + 100 * i as i64
+                    1_800_000_000_000_i64 + gap_ms * i as i64
                 )
             })
             .collect();
@@ -120,10 +120,25 @@ mod probe {
         records
     }
 
+    /// The stubs the other tests call: one lets the request through, one refuses it.
+    const ALLOW_DENY: &str =
+        "[clusters.allow]\nstatus = 200\nbody = \"ok\"\n[clusters.deny]\nstatus = 403\n";
+
     fn compare(
         requests: &[(&str, &str, bool)],
         workers: u32,
         failure_policy: FailurePolicy,
+    ) -> CompareRun {
+        compare_with(requests, 100, workers, failure_policy, ALLOW_DENY)
+    }
+
+    /// Compares the records of `requests`, `gap_ms` apart, with these stubs.
+    pub(crate) fn compare_with(
+        requests: &[(&str, &str, bool)],
+        gap_ms: i64,
+        workers: u32,
+        failure_policy: FailurePolicy,
+        callouts: &str,
     ) -> CompareRun {
         let dir = TempDir::new("probe").unwrap();
         let wasm = wat::parse_file(repo_root().join("tests/wat/probe.wat")).unwrap();
@@ -145,13 +160,10 @@ mod probe {
             failure_policy,
             root_id: "probe".to_owned(),
             vm_id: "probe".to_owned(),
-            callouts: CalloutConfig::parse(
-                "[clusters.allow]\nstatus = 200\nbody = \"ok\"\n[clusters.deny]\nstatus = 403\n",
-            )
-            .unwrap(),
+            callouts: CalloutConfig::parse(callouts).unwrap(),
             ..HarnessConfig::default()
         };
-        let records = records(requests);
+        let records = records(requests, gap_ms);
         let run = compare_recording(&options, &wasm, configuration, &records, base)
             .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("{}", run.comparison.render());
@@ -256,5 +268,112 @@ mod probe {
                 "{policy:?}"
             );
         }
+    }
+}
+
+/// Callouts answered by the stubs on both sides, Envoy's over HTTP/2
+/// (`stakeguard_harness::envoy::stubs`): gRPC calls answered with a message, a non-zero
+/// status (trailers-only and with a body), a timeout and a reset, and HTTP calls whose
+/// answer has trailers, times out or resets. `tests/wat/probe.wat` shows each answer in
+/// the outcome: a gRPC message in `x-grpc` on the forwarded response, a gRPC close as
+/// status 400 + its code with its message as body, an HTTP answer's status or 502 for
+/// none, a trailer `x-check` on the forwarded response.
+mod callouts {
+    use super::probe::compare_with;
+    use stakeguard_harness::replay::FailurePolicy;
+    use stakeguard_harness::report::Outcome;
+
+    const STUBS: &str = r#"
+[clusters.g_ok]
+grpc_status = 0
+body = "pong"
+latency_ms = 20
+headers = { "x-meta" = "1" }
+trailers = { "x-trailer" = "2" }
+[clusters.g_empty]
+grpc_status = 0
+[clusters.g_denied]
+grpc_status = 7
+[clusters.g_denied_with_body]
+grpc_status = 7
+body = "why"
+[clusters.g_slow]
+grpc_status = 0
+timeout = true
+[clusters.g_reset]
+grpc_status = 0
+reset = true
+latency_ms = 5
+[clusters.trailers]
+status = 200
+body = "ok"
+trailers = { "x-check" = "passed" }
+[clusters.slow]
+timeout = true
+[clusters.reset]
+reset = true
+latency_ms = 5
+[clusters.allow]
+status = 200
+"#;
+
+    #[test]
+    fn grpc_and_http_callouts_answered_by_stubs_agree() {
+        let run = compare_with(
+            &[
+                ("GET", "/g/g_ok", false),
+                ("GET", "/g/g_empty", false),
+                ("GET", "/g/g_denied", false),
+                ("GET", "/g/g_denied_with_body", false),
+                ("GET", "/g/g_slow", false),
+                ("GET", "/g/g_reset", false),
+                ("GET", "/c/trailers", false),
+                ("GET", "/c/allow", false),
+                ("GET", "/c/slow", false),
+                ("GET", "/c/reset", false),
+            ],
+            600,
+            1,
+            FailurePolicy::FailClosed,
+            STUBS,
+        );
+        let e = &run.report.entries;
+        let added = |i: usize, name: &str| {
+            e[i].response_header_changes
+                .iter()
+                .find(|c| &*c.name == name)
+                .and_then(|c| c.value.as_deref().map(str::to_owned))
+        };
+        // A message continues the request: the stub's body, or an empty one.
+        assert_eq!(
+            (e[0].outcome, added(0, "x-grpc").as_deref()),
+            (Outcome::Forwarded, Some("pong"))
+        );
+        assert_eq!(
+            (e[1].outcome, added(1, "x-grpc").as_deref()),
+            (Outcome::Forwarded, Some(""))
+        );
+        // Closes: 400 + the gRPC status; PERMISSION_DENIED from the stub (trailers-only,
+        // and with a body the unary call drops), UNAVAILABLE for a timeout and a reset.
+        let statuses: Vec<u32> = e.iter().map(|x| x.status).collect();
+        assert_eq!(statuses, [200, 200, 407, 407, 414, 414, 200, 200, 504, 502]);
+        // The close's message (the local reply's body here) is Envoy's, word for word.
+        for (i, (harness, envoy)) in e.iter().zip(&run.envoy.results).enumerate().take(6).skip(2) {
+            let envoy = envoy.response.as_ref().unwrap();
+            assert_eq!(
+                harness.local_reply.as_ref().unwrap().body,
+                String::from_utf8_lossy(&envoy.body),
+                "record {i}"
+            );
+        }
+        assert_eq!(
+            e[2].local_reply.as_ref().unwrap().body,
+            "stub status{via_upstream}"
+        );
+        // HTTP: the answer's trailer reaches the module; a timeout is Envoy's 504; a
+        // reset fails the call (no answer: 502).
+        assert_eq!(added(6, "x-check").as_deref(), Some("passed"));
+        assert_eq!(e[7].outcome, Outcome::Forwarded);
+        assert_eq!(e[8].local_reply.as_ref().unwrap().status, 504);
     }
 }

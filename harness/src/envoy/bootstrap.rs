@@ -82,6 +82,9 @@ pub struct EnvoyConfig {
     /// More static clusters, by name, each one endpoint on a loopback port (a cluster
     /// named `alertmanager` here replaces the default one).
     pub clusters: Vec<(String, u16)>,
+    /// The `clusters` speak HTTP/2 over cleartext with prior knowledge (h2c), as the
+    /// callout stub servers do (gRPC needs it); otherwise HTTP/1.1.
+    pub http2_clusters: bool,
     /// Hand each new connection to the worker with the fewest open connections, the
     /// first on a tie (`exact_balance`), instead of letting the kernel choose: with
     /// connections held open that is round-robin, the harness's assignment.
@@ -135,6 +138,7 @@ impl EnvoyConfig {
             failure_policy: FailurePolicy::FailClosed,
             plugin: PluginIds::default(),
             clusters: Vec::new(),
+            http2_clusters: false,
             exact_balance: false,
         }
     }
@@ -224,11 +228,13 @@ impl EnvoyConfig {
         if !self.clusters.iter().any(|(name, _)| name == "alertmanager") {
             clusters.push(cluster("alertmanager", alertmanager));
         }
-        clusters.extend(
-            self.clusters
-                .iter()
-                .map(|(name, port)| cluster(name, *port)),
-        );
+        clusters.extend(self.clusters.iter().map(|(name, port)| {
+            let mut c = cluster(name, *port);
+            if self.http2_clusters {
+                speak_http2(&mut c);
+            }
+            c
+        }));
         json!({
             "admin": { "address": socket(0) },
             "stats_config": stats_config(),
@@ -339,6 +345,22 @@ pub fn cluster(name: &str, port: u16) -> Value {
             "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket(port) } }] }]
         }
     })
+}
+
+/// Makes a cluster speak HTTP/2 to its endpoints without negotiation (h2c, prior
+/// knowledge): the upstream HTTP protocol options with explicit HTTP/2.
+pub fn speak_http2(cluster: &mut Value) {
+    if let Some(map) = cluster.as_object_mut() {
+        map.insert(
+            "typed_extension_protocol_options".into(),
+            json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": { "http2_protocol_options": {} },
+                }
+            }),
+        );
+    }
 }
 
 /// Where one Envoy run keeps its files.

@@ -8,7 +8,9 @@
 //! - [`http`]: a tiny HTTP/1.1 client and message readers; [`upstream`]: a loopback
 //!   upstream and the [`upstream::RecordedUpstream`] that answers with recorded responses;
 //!   [`tls`]: real mTLS for records with a peer certificate;
-//! - [`stubs`]: the harness's callout stubs served to Envoy as clusters;
+//! - [`stubs`]: the harness's callout stubs served to Envoy as clusters, each by an
+//!   [`h2`] server (HTTP/2, which gRPC needs and which carries trailers; [`hpack`]
+//!   decodes the requests' headers);
 //! - [`transform`]: time scaling and client identity, applied to both sides alike;
 //!   [`replay`]: the paced replay client; [`compare`]: the per-record comparison;
 //! - [`wait`], [`tempdir`]: polling with deadlines, scratch directories.
@@ -17,6 +19,8 @@
 
 pub mod bootstrap;
 pub mod compare;
+pub mod h2;
+pub mod hpack;
 pub mod http;
 pub mod process;
 pub mod replay;

@@ -125,6 +125,7 @@ pub fn run(
         vm_configuration: String::from_utf8_lossy(&rules.vm_configuration).into_owned(),
     };
     config.clusters = stubs.clusters();
+    config.http2_clusters = true;
     let hold_connections = options.concurrency > 1;
     config.exact_balance = hold_connections;
     let envoy = Envoy::start(&options.binary, &config).map_err(EnvoyError::Start)?;

@@ -238,9 +238,18 @@ fn deliver_grpc(
         vm.state_mut().call_status.1.clear();
         r
     };
+    // What Envoy 1.40's gRPC client closes with (`tests/tests/agreement.rs` checks it):
+    // its router's local reply turned into gRPC (UNAVAILABLE) for a timeout and for a
+    // reset before any answer, and a message followed by the response code details in
+    // braces.
     match answer {
-        Answer::Timeout => close(vm, 4, "deadline exceeded"),
-        Answer::Reset => close(vm, 14, "upstream reset"),
+        Answer::Timeout => close(vm, 14, "upstream request timeout{response_timeout}"),
+        Answer::Reset => close(
+            vm,
+            14,
+            "upstream connect error or disconnect/reset before headers. reset reason: \
+             remote reset{upstream_reset_before_response_started{remote_reset}}",
+        ),
         Answer::Response {
             headers,
             body,
@@ -272,7 +281,11 @@ fn deliver_grpc(
                 close(
                     vm,
                     grpc_status,
-                    if grpc_status == 0 { "" } else { "stub status" },
+                    &if grpc_status == 0 {
+                        String::new()
+                    } else {
+                        format!("{}{{via_upstream}}", crate::callouts::STUB_GRPC_MESSAGE)
+                    },
                 )?;
             }
             Ok(())
