@@ -77,11 +77,11 @@ test-wasm: toolchain
 
 ## Benchmarks: ratios measured side by side in one run, never timed assertions in tests.
 ## The engine natively, the harness, then stakeguard inside a real Envoy against no filter,
-## an empty Wasm filter and Envoy's own filters (tables in target/bench/envoy.md).
+## an empty Wasm filter and Envoy's own filters, latency, scaling, ECDS swaps, memory, harness vs
+## Envoy (target/bench/envoy.json, the tables envoy.md and the chart envoy.svg).
 bench: toolchain envoy bench-tools wasm bench-modules
 	$(CARGO) bench -p stakeguard-policies --bench decide
 	$(CARGO) bench -p stakeguard-harness --bench replay
-	$(CARGO) bench -p stakeguard-harness --bench scaling
 	$(CARGO) bench -p stakeguard-harness --bench scaling
 	$(CARGO) bench -p stakeguard-harness --bench envoy
 

@@ -1,24 +1,38 @@
 //! What stakeguard costs inside a real Envoy, side by side with what Envoy costs without
-//! it: one Envoy binary (the pinned 1.40.0), one worker pinned to core 0, `wrk` pinned to
-//! core 1, configurations alternating round by round so that the machine's drift hits all
-//! of them alike.
+//! it: one Envoy binary (the pinned 1.40.0), one worker pinned to core 0, the load
+//! generator pinned to core 1, configurations alternating round by round so that the
+//! machine's drift hits all of them alike.
 //!
 //! Configurations: (a) no Wasm filter; (b) the empty Rust proxy-wasm filter
-//! (`bench/empty`, same SDK and release profile); (c) stakeguard on the bank policy with
-//! its rate limits raised so that nothing is refused (the allow path); (d) stakeguard on
-//! the bank policy as shipped, answered locally (the deny path: 401, 405, 404 and 429);
-//! (e) Envoy's own filters doing the nearest thing (RBAC on the credential header, a local
-//! rate limit, header mutation on the response). Each runs answering with
+//! (`bench/empty`, same SDK and release profile); (c) stakeguard on the bank and retailer
+//! policies with their rate limits raised so that nothing is refused (the allow path);
+//! (d) stakeguard on the policies as shipped, answered locally (the deny path: 401, 405,
+//! 404 and 429); (e) Envoy's own filters doing the nearest thing (RBAC on the credential
+//! header, a local rate limit, header mutation on the response). Each runs answering with
 //! `direct_response` and proxying to a second Envoy on core 1 that answers directly.
 //!
-//! Reported per request: throughput (median of the rounds), the Envoy process's CPU time
-//! per request (less sensitive to the other core's load than throughput), and their ratios
-//! to (a) and (b). With valgrind on the machine, the instructions Envoy executes per
-//! request are counted too (callgrind, a deterministic figure on a noisy machine).
+//! The parts (`STAKEGUARD_BENCH_PARTS`, comma-separated; all by default):
+//! - `overhead`: throughput (`wrk`, closed loop) and Envoy's CPU time per request, ratios
+//!   to (a) and (b); open-loop latency at a fixed rate (`oha --latency-correction`), p50
+//!   and p99 over (a);
+//! - `instructions`: instructions Envoy executes per request (callgrind, a deterministic
+//!   figure on a noisy machine), every request of every configuration;
+//! - `scaling`: 10, 1,000 and 10,000 generated APIs in Envoy (instructions and
+//!   throughput), and the ECDS swap of a 10,000-API policy under load (`ecds`);
+//! - `memory`: Envoy's RSS at `--concurrency 2` with and without the filter;
+//! - `speed`: the same recordings through the harness and through Envoy.
 //!
-//! Knobs: `STAKEGUARD_BENCH_ROUNDS` (default 5), `STAKEGUARD_BENCH_SECONDS` (default 3),
-//! `STAKEGUARD_BENCH_CALLGRIND=0` to skip instruction counts, `STAKEGUARD_BENCH_OUT` (default
-//! `target/bench`) for `envoy.json` and `envoy.md`.
+//! Every part writes its section of `envoy.json` (the other sections of an earlier run
+//! are kept, each with its time and the machine's load), then `envoy.md` (the tables) and
+//! `envoy.svg` (the chart) are made from the whole file.
+//!
+//! Knobs: `STAKEGUARD_BENCH_ROUNDS` (default 2; the scaling part 3),
+//! `STAKEGUARD_BENCH_SECONDS` (default 2), `STAKEGUARD_BENCH_MODES` (default `direct_response,proxy`), `STAKEGUARD_BENCH_RATE`
+//! (open-loop requests per second, default 2000), `STAKEGUARD_BENCH_LATENCY_SECONDS`
+//! (default 2), `STAKEGUARD_BENCH_KEEP_PROFILES=1` (callgrind profiles kept for
+//! `callgrind_annotate`), `STAKEGUARD_BENCH_PROBE` (prices host calls with `bench/probe`),
+//! `STAKEGUARD_BENCH_OUT` (default `target/bench`). A name filter as argument runs only
+//! the configurations whose name contains it, e.g. `-- "(c)"`.
 
 #![allow(
     clippy::unwrap_used,
@@ -28,115 +42,110 @@
     reason = "a benchmark fails loudly"
 )]
 
+#[path = "../../../policies/benches/inventory.rs"]
+mod inventory;
+
+mod chart;
+mod latency;
+mod memory;
+mod report;
+mod scale;
+mod speed;
+
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
+use stakeguard_harness::envoy::Envoy;
 use stakeguard_harness::envoy::bootstrap::{EnvoyConfig, Paths, WasmFilter, cluster, socket};
-use stakeguard_harness::envoy::{Envoy, http};
+use stakeguard_harness::envoy::http::{self, Request};
 
 /// The token of the bank recording (claims `sub: bob`).
 const TOKEN: &str = "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImJhbmstMjAyNiJ9.eyJzdWIiOiJib2IiLCJhY2NvdW50cyI6WyIxMDEwIiwiMTAxMSIsIjEwMTIiXSwic2NvcGUiOiJhY2NvdW50czpyZWFkIHRyYW5zZmVyczp3cml0ZSJ9.c2lnbmF0dXJl";
 
-/// One request shape wrk sends over and over. `Host` is capitalized: wrk adds its own
-/// unless a header of exactly that spelling is given.
-struct Load {
-    name: &'static str,
-    method: &'static str,
-    path: &'static str,
-    headers: Vec<(&'static str, String)>,
+/// What the load generators send: one request over and over, or several in turn.
+pub struct Load {
+    pub name: String,
+    pub requests: Vec<Request>,
     /// Whether the filter answers it locally (4xx).
-    denied: bool,
+    pub denied: bool,
 }
 
-fn bank_host() -> (&'static str, String) {
-    ("Host", "bank.example.com".to_owned())
+impl Load {
+    fn one(name: &str, request: Request, denied: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            requests: vec![request],
+            denied,
+        }
+    }
+}
+
+fn bank(method: &str, path: &str) -> Request {
+    Request::new(method, path).host("bank.example.com")
 }
 
 /// The allow path: the issue's two bank requests and one per retailer tier.
 fn allow_loads() -> Vec<Load> {
     vec![
-        Load {
-            name: "bank rates (standard)",
-            method: "GET",
-            path: "/api/v1/rates/gbp-eur",
-            denied: false,
-            headers: vec![bank_host()],
-        },
-        Load {
-            name: "bank accounts (critical)",
-            method: "GET",
-            path: "/api/v2/accounts",
-            denied: false,
-            headers: vec![
-                bank_host(),
-                ("authorization", TOKEN.to_owned()),
-                ("x-user-id", "bob".to_owned()),
-                ("user-agent", "BankApp/5.2".to_owned()),
-                ("accept", "application/json".to_owned()),
-                ("cookie", "sid=sid-bob-9a1b7d40; theme=dark".to_owned()),
-            ],
-        },
-        Load {
-            name: "retailer cart (checkout)",
-            method: "GET",
-            path: "/api/v3/cart/items",
-            denied: false,
-            headers: vec![
-                ("Host", "shop.example.com".to_owned()),
-                ("x-user-id", "carol".to_owned()),
-                ("cookie", "cart_session=c-42".to_owned()),
-            ],
-        },
-        Load {
-            name: "retailer products (catalogue)",
-            method: "GET",
-            path: "/api/v1/products/42",
-            denied: false,
-            headers: vec![("Host", "eu.shop.example.com".to_owned())],
-        },
+        Load::one(
+            "bank rates (standard)",
+            bank("GET", "/api/v1/rates/gbp-eur"),
+            false,
+        ),
+        Load::one(
+            "bank accounts (critical)",
+            bank("GET", "/api/v2/accounts")
+                .header("authorization", TOKEN)
+                .header("x-user-id", "bob")
+                .header("user-agent", "BankApp/5.2")
+                .header("accept", "application/json")
+                .header("cookie", "sid=sid-bob-9a1b7d40; theme=dark"),
+            false,
+        ),
+        Load::one(
+            "retailer cart (checkout)",
+            Request::get("/api/v3/cart/items")
+                .host("shop.example.com")
+                .header("x-user-id", "carol")
+                .header("cookie", "cart_session=c-42"),
+            false,
+        ),
+        Load::one(
+            "retailer products (catalogue)",
+            Request::get("/api/v1/products/42").host("eu.shop.example.com"),
+            false,
+        ),
     ]
 }
 
 /// The deny path: local replies of four controls.
 fn deny_loads() -> Vec<Load> {
     vec![
-        Load {
-            name: "401 credentials missing",
-            method: "GET",
-            path: "/api/v2/accounts",
-            denied: true,
-            headers: vec![bank_host()],
-        },
-        Load {
-            name: "405 method not allowed",
-            method: "DELETE",
-            path: "/api/v2/accounts",
-            denied: true,
-            headers: vec![bank_host(), ("authorization", TOKEN.to_owned())],
-        },
-        Load {
-            name: "404 unknown route",
-            method: "GET",
-            path: "/api/v9/debug",
-            denied: true,
-            headers: vec![bank_host()],
-        },
-        Load {
-            name: "429 rate limited",
-            method: "GET",
-            path: "/api/v1/rates/gbp-eur",
-            denied: true,
-            headers: vec![bank_host()],
-        },
+        Load::one(
+            "401 credentials missing",
+            bank("GET", "/api/v2/accounts"),
+            true,
+        ),
+        Load::one(
+            "405 method not allowed",
+            bank("DELETE", "/api/v2/accounts").header("authorization", TOKEN),
+            true,
+        ),
+        Load::one("404 unknown route", bank("GET", "/api/v9/debug"), true),
+        Load::one(
+            "429 rate limited",
+            bank("GET", "/api/v1/rates/gbp-eur"),
+            true,
+        ),
     ]
 }
 
 /// What sits in the listener's filter chain.
 #[derive(Clone)]
-enum Filters {
+pub enum Filters {
     None,
     Wasm(WasmFilter),
     Native,
@@ -148,11 +157,11 @@ struct Setup {
     loads: fn() -> Vec<Load>,
 }
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn module(name: &str) -> PathBuf {
+pub fn module(name: &str) -> PathBuf {
     let path = root().join(format!("target/wasm32-wasip1/release/{name}.wasm"));
     assert!(
         path.is_file(),
@@ -163,7 +172,7 @@ fn module(name: &str) -> PathBuf {
 }
 
 /// Every `rate_limit.requests` of a policy document raised so that nothing is refused.
-fn raise_limits(value: &mut Value) {
+pub fn raise_limits(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
@@ -181,15 +190,16 @@ fn raise_limits(value: &mut Value) {
     }
 }
 
+pub fn read_policy(name: &str) -> Value {
+    let path = root().join(format!("policies/examples/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
 /// The bank and retailer policies as one (both inventories, the bank's tiers and the
 /// retailer's, names kept apart), raised or as shipped.
 fn policy(raised: bool) -> String {
-    let read = |name: &str| -> Value {
-        let path = root().join(format!("policies/examples/{name}.json"));
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-    };
-    let mut bank = read("bank");
-    let retailer = read("retailer");
+    let mut bank = read_policy("bank");
+    let retailer = read_policy("retailer");
     let tiers = bank["tiers"].as_object_mut().unwrap();
     for (name, tier) in retailer["tiers"].as_object().unwrap() {
         tiers.insert(name.clone(), tier.clone());
@@ -202,8 +212,21 @@ fn policy(raised: bool) -> String {
     bank.to_string()
 }
 
+fn stakeguard(configuration: String) -> Filters {
+    Filters::Wasm(WasmFilter {
+        module: module("stakeguard_filter"),
+        configuration,
+    })
+}
+
+fn empty_filter() -> Filters {
+    Filters::Wasm(WasmFilter {
+        module: module("stakeguard_bench_empty"),
+        configuration: String::new(),
+    })
+}
+
 fn setups() -> Vec<Setup> {
-    let stakeguard = module("stakeguard_filter");
     vec![
         Setup {
             name: "(a) no filter",
@@ -212,26 +235,17 @@ fn setups() -> Vec<Setup> {
         },
         Setup {
             name: "(b) empty Wasm filter",
-            filters: Filters::Wasm(WasmFilter {
-                module: module("stakeguard_bench_empty"),
-                configuration: String::new(),
-            }),
+            filters: empty_filter(),
             loads: allow_loads,
         },
         Setup {
             name: "(c) stakeguard, allow",
-            filters: Filters::Wasm(WasmFilter {
-                module: stakeguard.clone(),
-                configuration: policy(true),
-            }),
+            filters: stakeguard(policy(true)),
             loads: allow_loads,
         },
         Setup {
             name: "(d) stakeguard, deny",
-            filters: Filters::Wasm(WasmFilter {
-                module: stakeguard,
-                configuration: policy(false),
-            }),
+            filters: stakeguard(policy(false)),
             loads: deny_loads,
         },
         Setup {
@@ -277,8 +291,8 @@ fn native_filters() -> Vec<Value> {
     ]
 }
 
-/// A listener `main` answering directly, or routing to `upstream` (another Envoy).
-fn bootstrap(filters: &Filters, upstream: Option<u16>) -> Value {
+/// The http filters of a chain, the router last.
+pub fn http_filters(filters: &Filters) -> Vec<Value> {
     let mut chain = match filters {
         Filters::None => Vec::new(),
         Filters::Wasm(filter) => vec![EnvoyConfig::wasm_filter(filter)],
@@ -288,6 +302,12 @@ fn bootstrap(filters: &Filters, upstream: Option<u16>) -> Value {
         json!({ "name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } }),
     );
+    chain
+}
+
+/// A listener `main` with these http filters, answering directly or routing to
+/// `upstream` (another Envoy, or the recorded upstream).
+pub fn bootstrap_with(http_filters: Vec<Value>, upstream: Option<u16>) -> Value {
     let route = match upstream {
         Some(_) => json!({ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }),
         None => json!({ "match": { "prefix": "/" }, "direct_response": {
@@ -297,7 +317,7 @@ fn bootstrap(filters: &Filters, upstream: Option<u16>) -> Value {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "bench",
         "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [route] }] },
-        "http_filters": chain,
+        "http_filters": http_filters,
     });
     json!({
         "admin": { "address": socket(0) },
@@ -309,21 +329,40 @@ fn bootstrap(filters: &Filters, upstream: Option<u16>) -> Value {
     })
 }
 
-fn start(filters: &Filters, upstream: Option<u16>, wrapper: &[String]) -> Envoy {
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|s| s.to_string()).collect()
+}
+
+/// `taskset -c CORES`.
+pub fn pinned(cores: &str) -> Vec<String> {
+    strings(&["taskset", "-c", cores])
+}
+
+/// Starts Envoy with `bootstrap` (built from the run's paths), `workers` worker threads,
+/// `extra` arguments, under `wrapper`.
+pub fn start_bootstrap(
+    bootstrap: impl FnOnce(&Paths) -> Value,
+    workers: u32,
+    extra: &[String],
+    wrapper: &[String],
+) -> Envoy {
     let binary = stakeguard_harness::envoy::process::default_binary(&root());
+    Envoy::start_wrapped(&binary, bootstrap, workers, extra, wrapper)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn start(filters: &Filters, upstream: Option<u16>, wrapper: &[String]) -> Envoy {
     let filters = filters.clone();
-    Envoy::start_wrapped(
-        &binary,
-        move |_: &Paths| bootstrap(&filters, upstream),
+    start_bootstrap(
+        move |_: &Paths| bootstrap_with(http_filters(&filters), upstream),
         1,
         &[],
         wrapper,
     )
-    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Clock ticks of CPU the process (all its threads) has used.
-fn cpu_ticks(pid: u32) -> u64 {
+pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -340,32 +379,75 @@ fn ticks_per_second() -> f64 {
     ticks as f64
 }
 
-/// One wrk run: requests per second, and Envoy's CPU microseconds per request. Panics when
-/// the answers are not what the load expects (all 2xx on the allow path, none on the
-/// deny path): a benchmark of the wrong outcome measures nothing.
-fn wrk(envoy: &Envoy, load: &Load, seconds: u64) -> (f64, f64) {
+/// A Lua string literal of any bytes (decimal escapes, three digits each, so a digit
+/// after one is not read as part of it).
+fn lua_string(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('"');
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b" /:;.,-_=+*()[]{}<>?!@#$%&|~^'`".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\{b:03}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A wrk script sending `requests` (HTTP/1.1, keep-alive, exactly as encoded) in turn.
+pub fn wrk_script(name: &str, requests: &[Request]) -> PathBuf {
+    let slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = std::env::temp_dir().join(format!(
+        "stakeguard-bench-{}-{slug}.lua",
+        std::process::id()
+    ));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(file, "local requests = {{").unwrap();
+    for request in requests {
+        writeln!(file, "  {},", lua_string(&http::encode_with(request, true))).unwrap();
+    }
+    writeln!(
+        file,
+        "}}\nlocal i = 0\nrequest = function()\n  i = i % #requests + 1\n  return requests[i]\nend"
+    )
+    .unwrap();
+    path
+}
+
+/// What one wrk run measured.
+pub struct WrkRun {
+    pub requests_per_second: f64,
+    /// Envoy's CPU time (all threads) per request.
+    pub cpu_us: f64,
+    pub requests: f64,
+    /// Answers that were not 2xx or 3xx.
+    pub refused: f64,
+}
+
+/// One wrk run of `script` against `port` on core 1 (`-c16`), with Envoy's (`pid`) CPU
+/// time per request.
+pub fn wrk(pid: u32, port: u16, script: &Path, seconds: u64) -> WrkRun {
     let mut command = Command::new("taskset");
     command.args(["-c", "1", "wrk", "-t1", "-c16", &format!("-d{seconds}s")]);
-    command.args(["-s", &wrk_script(load).display().to_string()]);
-    for (name, value) in &load.headers {
-        command.arg("-H").arg(format!("{name}: {value}"));
-    }
-    command.arg(format!("http://127.0.0.1:{}{}", envoy.port(), load.path));
-    let before = cpu_ticks(envoy.pid());
+    command.args(["-s", &script.display().to_string()]);
+    command.arg(format!("http://127.0.0.1:{port}/"));
+    let before = cpu_ticks(pid);
     let out = command.output().expect("run wrk (apt-get install wrk)");
-    let after = cpu_ticks(envoy.pid());
+    let after = cpu_ticks(pid);
     let text = String::from_utf8_lossy(&out.stdout);
-    let number = |prefix: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| {
-                let err = String::from_utf8_lossy(&out.stderr);
-                panic!("wrk printed no `{prefix}` (`make bench-tools` installs it):\n{text}{err}")
-            })
-    };
-    let rps = number("Requests/sec:");
+    let rps: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            let err = String::from_utf8_lossy(&out.stderr);
+            panic!("wrk printed no `Requests/sec:` (`make bench-tools` installs it):\n{text}{err}")
+        });
     let requests = text
         .lines()
         .find_map(|l| l.trim().split_once(" requests in "))
@@ -376,116 +458,341 @@ fn wrk(envoy: &Envoy, load: &Load, seconds: u64) -> (f64, f64) {
         .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|n| n.trim().parse::<f64>().ok())
         .unwrap_or(0.0);
+    let cpu_us = (after - before) as f64 / ticks_per_second() * 1e6 / requests.max(1.0);
+    WrkRun {
+        requests_per_second: rps,
+        cpu_us,
+        requests,
+        refused,
+    }
+}
+
+/// A wrk run of `load` that panics when the answers are not what the load expects (all
+/// 2xx on the allow path, none on the deny path): a benchmark of the wrong outcome
+/// measures nothing.
+fn wrk_load(envoy: &Envoy, load: &Load, seconds: u64) -> WrkRun {
+    let script = wrk_script(&load.name, &load.requests);
+    let run = wrk(envoy.pid(), envoy.port(), &script, seconds);
+    let _ = std::fs::remove_file(script);
     if seconds > 1 {
-        let expected = if load.denied { requests } else { 0.0 };
+        let expected = if load.denied { run.requests } else { 0.0 };
         // The deny path's rate limit lets its first requests through.
         assert!(
-            (refused - expected).abs() <= 1_000.0_f64.min(requests / 10.0),
-            "{}: {refused} of {requests} answers were not 2xx",
-            load.name
+            (run.refused - expected).abs() <= 1_000.0_f64.min(run.requests / 10.0),
+            "{}: {} of {} answers were not 2xx",
+            load.name,
+            run.refused,
+            run.requests
         );
     }
-    let cpu_us = (after - before) as f64 / ticks_per_second() * 1e6 / requests.max(1.0);
-    (rps, cpu_us)
+    run
 }
 
-/// A wrk script that sets the request's method (wrk's `-H` sets the headers).
-fn wrk_script(load: &Load) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("stakeguard-bench-{}.lua", load.method));
-    let mut file = std::fs::File::create(&path).unwrap();
-    writeln!(file, "wrk.method = \"{}\"", load.method).unwrap();
-    path
+/// Envoy under callgrind, for counting the instructions of the requests sent to it.
+pub struct Counted {
+    /// Taken on drop, so that the process has exited before its files are removed.
+    envoy: Option<Envoy>,
+    dir: PathBuf,
+    base: String,
 }
 
-/// Instructions Envoy executes per request (callgrind, after a warm-up). With
-/// `STAKEGUARD_BENCH_KEEP_PROFILES=1` the profile of the counted requests stays in `dir`
-/// as `LABEL.callgrind`, for `callgrind_annotate`.
-fn instructions(filters: &Filters, load: &Load, dir: &Path, label: &str) -> Option<f64> {
-    let out = dir.join(format!("callgrind.{}.out", std::process::id()));
-    let wrapper: Vec<String> = [
-        "valgrind",
-        "--tool=callgrind",
-        "--trace-children=yes",
-        "--smc-check=all-non-file",
-        "--dump-instr=no",
-        "--compress-strings=no",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--callgrind-out-file={}.%p", out.display())])
-    .collect();
-    let envoy = start(filters, None, &wrapper);
-    let send = |n: usize| {
-        let stream = http::connect(envoy.port()).unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        // One keep-alive connection, as wrk's (the harness client's requests close).
-        let mut head = format!("{} {} HTTP/1.1\r\n", load.method, load.path);
-        for (name, value) in &load.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        let bytes = head.into_bytes();
-        let mut writer = stream;
-        for _ in 0..n {
-            writer.write_all(&bytes).unwrap();
-            http::read_response(&mut reader, load.method).unwrap();
-        }
-    };
-    send(300);
-    let pid = envoy.pid().to_string();
-    let control = |flag: &str| {
-        Command::new("callgrind_control")
-            .args([flag, &pid])
+/// Requests sent before the counting starts, and counted (multiples of 64, the largest
+/// number of requests a load takes turns with).
+const WARM_UP: usize = 320;
+const COUNTED: usize = 512;
+
+impl Counted {
+    /// Envoy started under callgrind with `bootstrap`; profiles go to `dir`.
+    pub fn start(bootstrap: impl FnOnce(&Paths) -> Value, dir: &Path) -> Option<Self> {
+        Command::new("valgrind").arg("--version").output().ok()?;
+        std::fs::create_dir_all(dir).unwrap();
+        let base = format!("callgrind.{}.out", std::process::id());
+        let wrapper: Vec<String> = strings(&[
+            "valgrind",
+            "--tool=callgrind",
+            "--trace-children=yes",
+            "--smc-check=all-non-file",
+            "--dump-instr=no",
+            "--compress-strings=no",
+        ])
+        .into_iter()
+        .chain([format!(
+            "--callgrind-out-file={}.%p",
+            dir.join(&base).display()
+        )])
+        .collect();
+        // V8 compiling the module under valgrind takes minutes on a busy machine: a start
+        // that times out is reported and the counts of this configuration left out.
+        let binary = stakeguard_harness::envoy::process::default_binary(&root());
+        let envoy = Envoy::start_wrapped(&binary, bootstrap, 1, &[], &wrapper)
+            .map_err(|e| eprintln!("callgrind: Envoy did not start: {}", e.message))
+            .ok()?;
+        Some(Self {
+            envoy: Some(envoy),
+            dir: dir.to_path_buf(),
+            base,
+        })
+    }
+
+    fn envoy(&self) -> &Envoy {
+        self.envoy.as_ref().unwrap()
+    }
+
+    fn control(&self, flag: &str) -> Option<()> {
+        let out = Command::new("callgrind_control")
+            .args([flag, &self.envoy().pid().to_string()])
             .output()
-            .ok()
-    };
-    control("-z")?;
-    const COUNTED: usize = 500;
-    send(COUNTED);
-    control("-d")?;
-    drop(envoy);
-    // The dump made on request holds only what ran since the zeroing.
-    let mut total = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        // Profiles kept from earlier runs are not this run's.
-        if entry.path().extension().is_some_and(|e| e == "callgrind") {
-            continue;
+            .ok()?;
+        out.status.success().then_some(())
+    }
+
+    /// Sends `n` of `load`'s requests in turn on one keep-alive connection (as wrk's);
+    /// returns how many answers were not what the load expects.
+    fn send(&self, load: &Load, n: usize) -> usize {
+        let stream = http::connect(self.envoy().port()).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let encoded: Vec<Vec<u8>> = load
+            .requests
+            .iter()
+            .map(|r| http::encode_with(r, true))
+            .collect();
+        let mut unexpected = 0;
+        for k in 0..n {
+            let i = k % encoded.len();
+            writer.write_all(&encoded[i]).unwrap();
+            let response = http::read_response(&mut reader, &load.requests[i].method).unwrap();
+            if (response.status >= 400) != load.denied {
+                unexpected += 1;
+            }
         }
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let counted =
-            text.contains("Trigger: Client Request: dump") || text.contains("desc: Trigger: dump");
-        if counted {
+        unexpected
+    }
+
+    /// Instructions Envoy executes per request of `load`, after a warm-up; `label` names
+    /// the profile kept with `STAKEGUARD_BENCH_KEEP_PROFILES=1`. Counted again once if an
+    /// answer was not the expected one (a rate-limit window that rolled over).
+    pub fn instructions(&self, load: &Load, label: &str) -> Option<f64> {
+        self.send(load, WARM_UP);
+        for _ in 0..2 {
+            self.control("-z")?;
+            let unexpected = self.send(load, COUNTED);
+            self.control("-d")?;
+            let total = self.take_dump(label);
+            if unexpected == 0 {
+                return total.map(|t| t / COUNTED as f64);
+            }
+            eprintln!("callgrind {label}: {unexpected} unexpected answers, counting again");
+        }
+        None
+    }
+
+    /// The instruction total of the dump made on request (it holds only what ran since
+    /// the zeroing), removed or kept under `label`.
+    fn take_dump(&self, label: &str) -> Option<f64> {
+        let mut total = None;
+        for entry in std::fs::read_dir(&self.dir).ok()?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(&self.base) {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let counted = text.contains("Trigger: Client Request: dump")
+                || text.contains("desc: Trigger: dump");
+            if !counted {
+                continue;
+            }
             total = text
                 .lines()
                 .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
                 .and_then(|n| n.trim().parse::<f64>().ok());
+            if env_number("STAKEGUARD_BENCH_KEEP_PROFILES", 0) == 1 {
+                let slug: String = label
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                let _ = std::fs::rename(entry.path(), self.dir.join(format!("{slug}.callgrind")));
+            } else {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
-        if counted && env_number("STAKEGUARD_BENCH_KEEP_PROFILES", 0) == 1 {
-            let name: String = label
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect();
-            let _ = std::fs::rename(entry.path(), dir.join(format!("{name}.callgrind")));
-        } else {
-            let _ = std::fs::remove_file(entry.path());
+        total
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // The profile written at exit covers the whole run: not a figure.
+        drop(self.envoy.take());
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&self.base) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
-    total.map(|t| t / COUNTED as f64)
 }
 
-/// Throughput and CPU per request of every round, by mode, configuration and request.
-type Results = BTreeMap<(String, &'static str, String), Vec<(f64, f64)>>;
-
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
+pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The machine's 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// When and under what load a section was measured.
+pub fn stamp() -> Value {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({ "unix_time": at, "load_average": load_average() })
+}
+
+/// Throughput and latency by mode, configuration and request, every round kept.
+fn overhead(setups: &[Setup], out: &mut BTreeMap<String, Value>) {
+    let rounds = env_number("STAKEGUARD_BENCH_ROUNDS", 2) as usize;
+    let seconds = env_number("STAKEGUARD_BENCH_SECONDS", 2);
+    let rate = env_number("STAKEGUARD_BENCH_RATE", 2000);
+    let latency_seconds = env_number("STAKEGUARD_BENCH_LATENCY_SECONDS", 2);
+    let oha = latency::available();
+    if !oha {
+        eprintln!("oha is missing (`make bench-tools` installs it): no latency figures");
+    }
+    let modes = std::env::var("STAKEGUARD_BENCH_MODES")
+        .unwrap_or_else(|_| "direct_response,proxy".to_owned());
+    let start_stamp = stamp();
+    let mut rows: BTreeMap<(String, &str, String), (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    for mode in modes.split(',').filter(|m| !m.is_empty()) {
+        // The upstream for the proxied runs: an Envoy answering directly, on the load
+        // generator's core.
+        let upstream = (mode == "proxy").then(|| start(&Filters::None, None, &pinned("1")));
+        let upstream_port = upstream.as_ref().map(Envoy::port);
+        for round in 0..rounds {
+            for setup in setups {
+                let envoy = start(&setup.filters, upstream_port, &pinned("0"));
+                // Open-loop latency for the first two requests of each configuration (the
+                // issue's two bank requests; 401 and 405 on the deny path).
+                for (i, load) in (setup.loads)().iter().enumerate() {
+                    wrk_load(&envoy, load, 1);
+                    let run = wrk_load(&envoy, load, seconds);
+                    let latency = (oha && i < 2)
+                        .then(|| {
+                            latency::run(envoy.port(), &load.requests[0], rate, latency_seconds)
+                        })
+                        .flatten();
+                    eprintln!(
+                        "{mode} round {round} {:<26} {:<30} {:>7.0} req/s {:>5.1} µs CPU/req{}",
+                        setup.name,
+                        load.name,
+                        run.requests_per_second,
+                        run.cpu_us,
+                        latency.as_ref().map_or(String::new(), |l| format!(
+                            "  p50 {:.0} µs p99 {:.0} µs at {:.0}/s",
+                            l.p50_us, l.p99_us, l.requests_per_second
+                        ))
+                    );
+                    let row = rows
+                        .entry((mode.to_owned(), setup.name, load.name.clone()))
+                        .or_default();
+                    row.0.push(json!({
+                        "requests_per_second": run.requests_per_second,
+                        "cpu_us_per_request": run.cpu_us,
+                    }));
+                    if let Some(l) = latency {
+                        row.1.push(l.to_json());
+                    }
+                }
+            }
+        }
+        drop(upstream);
+    }
+    let mut rows: Vec<Value> = rows
+        .into_iter()
+        .map(|((mode, setup, load), (runs, latency))| {
+            json!({ "mode": mode, "configuration": setup, "request": load, "rounds": rounds, "runs": runs, "latency": latency })
+        })
+        .collect();
+    // A run of one mode (`STAKEGUARD_BENCH_MODES`) keeps the other mode's rows.
+    let ran: Vec<&str> = modes.split(',').collect();
+    if let Some(earlier) = out.get("overhead").and_then(|o| o["rows"].as_array()) {
+        rows.extend(
+            earlier
+                .iter()
+                .filter(|r| !ran.contains(&r["mode"].as_str().unwrap_or("")))
+                .cloned(),
+        );
+    }
+    out.insert(
+        "overhead".to_owned(),
+        json!({
+            "measured": start_stamp,
+            "rounds": rounds,
+            "seconds": seconds,
+            "latency_rate": rate,
+            "latency_seconds": latency_seconds,
+            "rows": rows,
+        }),
+    );
+}
+
+/// Instructions per request of every configuration's requests, one Envoy under callgrind
+/// per configuration.
+fn instructions(setups: &[Setup], out_dir: &Path, out: &mut BTreeMap<String, Value>) {
+    let dir = out_dir.join("callgrind");
+    let measured = stamp();
+    let mut rows = Vec::new();
+    for setup in setups {
+        let filters = setup.filters.clone();
+        let Some(counted) = Counted::start(
+            move |_: &Paths| bootstrap_with(http_filters(&filters), None),
+            &dir,
+        ) else {
+            eprintln!(
+                "no instruction counts for {} (valgrind missing or Envoy not started)",
+                setup.name
+            );
+            continue;
+        };
+        for load in (setup.loads)() {
+            let label = format!("{} {}", setup.name, load.name);
+            if let Some(n) = counted.instructions(&load, &label) {
+                eprintln!(
+                    "callgrind {:<26} {:<30} {n:>9.0} instructions/req",
+                    setup.name, load.name
+                );
+                rows.push(json!({ "configuration": setup.name, "request": load.name, "instructions_per_request": n }));
+            }
+        }
+    }
+    // Rows of configurations not counted this time (a name filter, a failed start) are
+    // kept from the earlier run.
+    if let Some(earlier) = out.get("instructions").and_then(|o| o["rows"].as_array()) {
+        let counted = |r: &Value| {
+            rows.iter().any(|n: &Value| {
+                n["configuration"] == r["configuration"] && n["request"] == r["request"]
+            })
+        };
+        let kept: Vec<Value> = earlier.iter().filter(|r| !counted(r)).cloned().collect();
+        rows.extend(kept);
+    }
+    out.insert(
+        "instructions".to_owned(),
+        json!({ "measured": measured, "warm_up": WARM_UP, "counted": COUNTED, "rows": rows }),
+    );
 }
 
 fn main() {
@@ -494,79 +801,67 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let rounds = env_number("STAKEGUARD_BENCH_ROUNDS", 5) as usize;
-    let seconds = env_number("STAKEGUARD_BENCH_SECONDS", 3);
+    let parts = std::env::var("STAKEGUARD_BENCH_PARTS")
+        .unwrap_or_else(|_| "overhead,instructions,scaling,ecds,memory,speed".to_owned());
+    let runs = |part: &str| parts.split(',').any(|p| p == part);
     let out_dir = std::env::var("STAKEGUARD_BENCH_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target/bench"));
     std::fs::create_dir_all(&out_dir).unwrap();
+    let json_path = out_dir.join("envoy.json");
+    // The sections of an earlier run that this one does not measure are kept.
+    let mut sections: BTreeMap<String, Value> = std::fs::read_to_string(&json_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.as_object().cloned())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
+    // Files of the old layout (one run's throughput and instructions) are not sections.
+    sections.retain(|_, v| v.get("measured").is_some());
     let setups: Vec<Setup> = setups()
         .into_iter()
         .filter(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())))
         .collect();
-    let pin: Vec<String> = ["taskset", "-c", "0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut results: Results = BTreeMap::new();
-    for mode in ["direct_response", "proxy"] {
-        // The upstream for the proxied runs: an Envoy answering directly, on the load
-        // generator's core.
-        let upstream = (mode == "proxy").then(|| {
-            let wrap: Vec<String> = ["taskset", "-c", "1"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            start(&Filters::None, None, &wrap)
-        });
-        let upstream_port = upstream.as_ref().map(Envoy::port);
-        for round in 0..rounds {
-            for setup in &setups {
-                let envoy = start(&setup.filters, upstream_port, &pin);
-                for load in (setup.loads)() {
-                    wrk(&envoy, &load, 1);
-                    let (rps, cpu) = wrk(&envoy, &load, seconds);
-                    eprintln!(
-                        "{mode} round {round} {:<28} {:<32} {rps:>9.0} req/s {cpu:>6.1} µs CPU/req",
-                        setup.name, load.name
-                    );
-                    results
-                        .entry((mode.to_owned(), setup.name, load.name.to_owned()))
-                        .or_default()
-                        .push((rps, cpu));
-                }
-            }
-        }
-        drop(upstream);
+    let save = |sections: &BTreeMap<String, Value>| {
+        let value = Value::Object(sections.clone().into_iter().collect());
+        std::fs::write(&json_path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        let md = report::markdown(&value);
+        println!("{md}");
+        std::fs::write(out_dir.join("envoy.md"), md).unwrap();
+        std::fs::write(out_dir.join("envoy.svg"), chart::svg(&value)).unwrap();
+    };
+    eprintln!("load average at start: {}", load_average());
+    if runs("overhead") {
+        overhead(&setups, &mut sections);
+        save(&sections);
     }
-    // The throughput tables first: the instruction counts take minutes more.
-    report(&results, &BTreeMap::new(), rounds, seconds, &out_dir);
-    let mut instr: BTreeMap<(&str, String), f64> = BTreeMap::new();
-    let callgrind = env_number("STAKEGUARD_BENCH_CALLGRIND", 1) == 1
-        && Command::new("valgrind").arg("--version").output().is_ok();
-    if callgrind {
-        let dir = out_dir.join("callgrind");
-        std::fs::create_dir_all(&dir).unwrap();
-        for setup in &setups {
-            for load in (setup.loads)().into_iter().take(2) {
-                let label = format!("{} {}", setup.name, load.name);
-                if let Some(n) = instructions(&setup.filters, &load, &dir, &label) {
-                    eprintln!(
-                        "callgrind {:<28} {:<32} {n:>9.0} instructions/req",
-                        setup.name, load.name
-                    );
-                    instr.insert((setup.name, load.name.to_owned()), n);
-                }
-            }
-        }
+    if runs("instructions") {
+        instructions(&setups, &out_dir, &mut sections);
+        save(&sections);
     }
-    if !instr.is_empty() {
-        report(&results, &instr, rounds, seconds, &out_dir);
+    if runs("scaling") {
+        scale::inventory_sizes(&out_dir, &mut sections);
+        save(&sections);
+    }
+    if runs("ecds") {
+        scale::ecds_swap(&mut sections);
+        save(&sections);
+    }
+    if runs("memory") {
+        memory::rss(&mut sections);
+        save(&sections);
+    }
+    if runs("speed") {
+        speed::harness_and_envoy(&mut sections);
+        save(&sections);
+    }
+    if runs("chart") {
+        save(&sections);
     }
     // `1` prices every kind of call; a comma-separated list only the kinds naming one
     // of its words (e.g. `info,trace`).
     let probe = std::env::var("STAKEGUARD_BENCH_PROBE").unwrap_or_default();
-    if callgrind && !probe.is_empty() && probe != "0" {
+    if !probe.is_empty() && probe != "0" {
         let words: Vec<&str> = probe.split(',').filter(|w| *w != "1").collect();
         price_host_calls(&out_dir, &words);
     }
@@ -611,7 +906,13 @@ fn price_host_calls(out_dir: &Path, words: &[&str]) {
             module: module("stakeguard_bench_probe"),
             configuration: plan,
         });
-        let Some(n) = instructions(&filters, load, &dir, &format!("probe {kind}")) else {
+        let Some(counted) = Counted::start(
+            move |_: &Paths| bootstrap_with(http_filters(&filters), None),
+            &dir,
+        ) else {
+            return;
+        };
+        let Some(n) = counted.instructions(load, &format!("probe {kind}")) else {
             continue;
         };
         match base {
@@ -625,82 +926,4 @@ fn price_host_calls(out_dir: &Path, words: &[&str]) {
     }
     println!("{md}");
     std::fs::write(out_dir.join("host-calls.md"), md).unwrap();
-}
-
-/// Prints the tables (Markdown, as BENCHMARKS.md quotes them) and writes them with the raw
-/// figures under `out_dir`.
-fn report(
-    results: &Results,
-    instr: &BTreeMap<(&str, String), f64>,
-    rounds: usize,
-    seconds: u64,
-    out_dir: &Path,
-) {
-    let med = |mode: &str, setup: &str, load: &str| -> Option<(f64, f64)> {
-        let runs = results.get(&(mode.to_owned(), setup, load.to_owned()))?;
-        let mut rps: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        let mut cpu: Vec<f64> = runs.iter().map(|r| r.1).collect();
-        Some((median(&mut rps), median(&mut cpu)))
-    };
-    let mut md = String::new();
-    md.push_str(&format!(
-        "Envoy 1.40.0, `--concurrency 1` on core 0, `wrk -t1 -c16` on core 1; {rounds} alternating rounds of {seconds} s, medians.\n\n"
-    ));
-    for mode in ["direct_response", "proxy"] {
-        md.push_str(&format!("### {mode}\n\n| configuration | request | req/s | CPU µs/req | throughput / (a) | throughput / (b) | CPU (b) / CPU |\n|---|---|---|---|---|---|---|\n"));
-        for (m, setup, load) in results.keys() {
-            if m != mode {
-                continue;
-            }
-            let Some((rps, cpu)) = med(mode, setup, load) else {
-                continue;
-            };
-            // The deny path is compared with the same baselines' allow-path figures of the
-            // first bank request (both are one request through one worker).
-            let baseline_load = if setup.starts_with("(d)") {
-                "bank rates (standard)"
-            } else {
-                load.as_str()
-            };
-            let none = med(mode, "(a) no filter", baseline_load);
-            let empty = med(mode, "(b) empty Wasm filter", baseline_load);
-            let ratio = |base: Option<(f64, f64)>| {
-                base.map_or("-".to_owned(), |b| format!("{:.2}", rps / b.0))
-            };
-            let cpu_ratio = empty.map_or("-".to_owned(), |b| format!("{:.2}", b.1 / cpu));
-            md.push_str(&format!(
-                "| {setup} | {load} | {rps:.0} | {cpu:.1} | {} | {} | {cpu_ratio} |\n",
-                ratio(none),
-                ratio(empty)
-            ));
-        }
-        md.push('\n');
-    }
-    if !instr.is_empty() {
-        md.push_str("### Instructions per request (callgrind, direct_response)\n\n| configuration | request | instructions | over (b) | (b) / this |\n|---|---|---|---|---|\n");
-        for ((setup, load), n) in instr {
-            let empty = instr.get(&("(b) empty Wasm filter", load.clone()));
-            let over = empty.map_or("-".to_owned(), |e| format!("{:+.0}", n - e));
-            let ratio = empty.map_or("-".to_owned(), |e| format!("{:.2}", e / n));
-            md.push_str(&format!(
-                "| {setup} | {load} | {n:.0} | {over} | {ratio} |\n"
-            ));
-        }
-    }
-    println!("{md}");
-    std::fs::write(out_dir.join("envoy.md"), &md).unwrap();
-    let raw: Vec<Value> = results
-        .iter()
-        .map(|((mode, setup, load), runs)| json!({ "mode": mode, "configuration": setup, "request": load, "runs": runs.iter().map(|(r, c)| json!({"requests_per_second": r, "cpu_us_per_request": c})).collect::<Vec<_>>() }))
-        .collect();
-    let instr_json: Vec<Value> = instr
-        .iter()
-        .map(|((setup, load), n)| json!({ "configuration": setup, "request": load, "instructions_per_request": n }))
-        .collect();
-    std::fs::write(
-        out_dir.join("envoy.json"),
-        serde_json::to_string_pretty(&json!({ "throughput": raw, "instructions": instr_json }))
-            .unwrap(),
-    )
-    .unwrap();
 }
