@@ -274,6 +274,12 @@ pub fn resume_request() -> Result<()> {
     status(unsafe { proxy_continue_stream(StreamType::HttpRequest as u32) })
 }
 
+/// Resumes the response of the effective context.
+pub fn resume_response() -> Result<()> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_continue_stream(StreamType::HttpResponse as u32) })
+}
+
 /// Answers the effective stream locally.
 pub fn send_local_response(
     status_code: u16,

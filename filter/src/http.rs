@@ -16,7 +16,9 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
-use stakeguard_policies::{HeaderChange, Headers, LocalReply, Policy, Request, Response, Verdict};
+use stakeguard_policies::{
+    HeaderChange, Headers, LocalReply, Policy, Request, Response, ServiceCall, Verdict,
+};
 
 use crate::events::{self, RequestSummary};
 use crate::headers::{self, HeaderBytes, HeaderMap};
@@ -91,6 +93,9 @@ pub struct Stream {
     paused: bool,
     replied: bool,
     published: Option<String>,
+    /// The call to the rate limit service the stream is held for, and whether it holds
+    /// the response (the outcome's count) rather than the request.
+    service_call: Option<(u32, bool)>,
 }
 
 impl Stream {
@@ -109,6 +114,7 @@ impl Stream {
             paused: false,
             replied: false,
             published: None,
+            service_call: None,
         }
     }
 
@@ -127,6 +133,8 @@ impl Stream {
 
     /// Turns the engine's events into logs, metrics and alerts, and publishes the decision
     /// when it changed and says something.
+    // Called from every callback: one copy of it, not one inlined into each.
+    #[inline(never)]
     fn after_engine(&mut self, now: u64) {
         let Some(engine) = self.engine.as_mut() else {
             return;
@@ -134,6 +142,7 @@ impl Stream {
         let events = engine.take_events();
         let decision = engine.decision();
         let (conflicts, failures) = self.store.take_counts();
+        let service_errors = engine.take_service_errors();
         let quote = (!events.is_empty() || !events::is_plain(&decision)).then(|| self.quote());
         let mut worker = self.worker.borrow_mut();
         let Worker {
@@ -143,6 +152,7 @@ impl Stream {
         } = &mut *worker;
         batch.add(metrics::STORE_CONFLICTS, conflicts);
         batch.add(metrics::STORE_FAILURES, failures);
+        batch.add(metrics::SERVICE_ERRORS, u64::from(service_errors));
         if let Some(quote) = &quote {
             for event in &events {
                 if let Some(severity) = event.severity {
@@ -192,6 +202,7 @@ impl Stream {
         }
     }
 
+    #[inline(never)]
     fn carry_out(&mut self, verdict: Verdict, now: u64, end_of_stream: bool) -> Action {
         match verdict {
             Verdict::Continue => Action::Continue,
@@ -208,6 +219,11 @@ impl Stream {
                 self.reply(&reply);
                 Action::Pause
             }
+            Verdict::AskService(call) => match self.dispatch(&call, false) {
+                Ok(()) => Action::Pause,
+                // Not even sent (no such cluster): answered as a failed call at once.
+                Err(()) => self.service_answered(None, now),
+            },
             Verdict::Delay(ms) => {
                 let mut worker = self.worker.borrow_mut();
                 let held = worker.pause(
@@ -233,6 +249,54 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Sends a call to the rate limit service, with the service's timeout; the stream
+    /// waits for [`HttpContext::on_grpc_call_response`].
+    #[inline(never)]
+    fn dispatch(&mut self, call: &ServiceCall, response: bool) -> Result<(), ()> {
+        let policy = Rc::clone(&self.policy);
+        let Some(service) = policy.counter_service(call) else {
+            return Err(());
+        };
+        let sent = self.dispatch_grpc_call(
+            &service.cluster,
+            stakeguard_policies::rls::SERVICE,
+            stakeguard_policies::rls::METHOD,
+            Vec::new(),
+            Some(&call.message),
+            std::time::Duration::from_millis(service.timeout_ms),
+        );
+        match sent {
+            Ok(token) => {
+                self.service_call = Some((token, response));
+                Ok(())
+            }
+            Err(status) => {
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "stakeguard: cannot call the rate limit service on cluster {}: status {}",
+                        service.cluster, status as u32
+                    ),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// The request's service call was answered (`None`: it failed): the engine's verdict
+    /// on the answer is carried out.
+    #[inline(never)]
+    fn service_answered(&mut self, answer: Option<&[u8]>, now: u64) -> Action {
+        let Some(engine) = self.engine.as_mut() else {
+            return Action::Continue;
+        };
+        let verdict = self
+            .policy
+            .on_service_answer(engine, answer, &now, &self.store);
+        self.after_engine(now);
+        self.carry_out(verdict, now, true)
     }
 
     fn decide_body(&mut self, body: &[u8], complete: bool, now: u64) -> Action {
@@ -301,7 +365,41 @@ impl Stream {
     }
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some((token, response)) = self.service_call else {
+            return;
+        };
+        if token != token_id {
+            return;
+        }
+        self.service_call = None;
+        let answer = if status_code == 0 {
+            host::get_buffer(BufferType::GrpcReceiveBuffer, 0, response_size).ok()
+        } else {
+            None
+        };
+        let now = host::now_ms();
+        let resumed = if response {
+            if let Some(engine) = self.engine.as_mut() {
+                self.policy
+                    .on_service_answer(engine, answer.as_deref(), &now, &self.store);
+            }
+            self.after_engine(now);
+            host::resume_response()
+        } else if self.service_answered(answer.as_deref(), now) == Action::Continue {
+            host::resume_request()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = resumed {
+            host::log(
+                LogLevel::Debug,
+                &format!("stakeguard: stream not resumed (gone?): status {}", e.0),
+            );
+        }
+    }
+}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -355,7 +453,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.paused || self.replied {
+        if self.paused || self.replied || self.service_call.is_some() {
             return Action::Pause;
         }
         if !self.reading_body {
@@ -451,6 +549,22 @@ impl HttpContext for Stream {
         }
         changes.clear();
         self.worker.borrow_mut().changes = changes;
+        // Outcomes counted in the rate limit service: the response waits for the count,
+        // so that a lockout it causes is known (and reported) with it.
+        let call = self
+            .engine
+            .as_mut()
+            .and_then(|engine| self.policy.take_service_call(engine));
+        if let Some(call) = call {
+            if self.dispatch(&call, true).is_ok() {
+                self.after_engine(now);
+                return Action::Pause;
+            }
+            if let Some(engine) = self.engine.as_mut() {
+                self.policy
+                    .on_service_answer(engine, None, &now, &self.store);
+            }
+        }
         self.after_engine(now);
         Action::Continue
     }

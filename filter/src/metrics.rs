@@ -35,6 +35,9 @@ pub const CONFIG_REJECTED: &str = "stakeguard.config.rejected";
 pub const STORE_CONFLICTS: &str = "stakeguard.store.conflicts";
 /// Shared-data operations that failed.
 pub const STORE_FAILURES: &str = "stakeguard.store.failures";
+/// Calls to the rate limit service that failed: timeouts, an unreachable cluster,
+/// answers that are no `RateLimitResponse` (the service's `failure_mode` decided).
+pub const SERVICE_ERRORS: &str = "stakeguard.ratelimit_service.errors";
 /// Alerts Alertmanager accepted (2xx).
 pub const ALERTS_SENT: &str = "stakeguard.alerts.sent";
 /// Alerts that failed: non-2xx, timeout, dispatch error.

@@ -79,6 +79,10 @@ pub struct ClusterStub {
     /// gRPC status delivered to `proxy_on_grpc_close` (default 0, OK).
     #[serde(default)]
     pub grpc_status: Option<u32>,
+    /// Answer `ShouldRateLimit` calls with the harness's in-memory rate limit service
+    /// ([`crate::ratelimit`]), after the latency; the other fields are not used.
+    #[serde(default)]
+    pub ratelimit_service: bool,
 }
 
 /// The whole harness config file.
@@ -145,6 +149,26 @@ impl CalloutConfig {
     /// Whether the cluster exists.
     pub fn knows(&self, cluster: &str) -> bool {
         self.clusters.contains_key(cluster)
+    }
+
+    /// Whether the in-memory rate limit service answers the cluster's gRPC calls, and
+    /// after which latency.
+    pub fn ratelimit_service(&self, cluster: &str) -> Option<u64> {
+        self.clusters
+            .get(cluster)
+            .filter(|stub| stub.ratelimit_service)
+            .map(|stub| stub.latency_ms)
+    }
+
+    /// Makes the in-memory rate limit service answer `cluster`, unless the file says
+    /// how that cluster answers.
+    pub fn serve_ratelimit(&mut self, cluster: &str) {
+        self.clusters
+            .entry(cluster.to_string())
+            .or_insert_with(|| ClusterStub {
+                ratelimit_service: true,
+                ..ClusterStub::default()
+            });
     }
 
     /// The stub's answer for a callout to `cluster`, and its latency.

@@ -22,6 +22,7 @@ pub mod host;
 pub mod inventory;
 pub mod posture;
 pub mod properties;
+pub mod ratelimit;
 pub mod replay;
 pub mod report;
 pub mod traffic;

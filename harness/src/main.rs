@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Discover(a) => cli::discover::run(a),
         cli::Command::Import(a) => cli::import::run(a),
         cli::Command::Report(a) => cli::report::run(a),
+        cli::Command::RatelimitConfig(a) => cli::ratelimit_config::run(a),
     };
     match result {
         Ok(code) => code,

@@ -15,15 +15,15 @@ use crate::error::PolicyErrors;
 use crate::json::Json;
 use crate::model::{
     AmbiguousPathsSpec, ApiSpec, BindingTarget, ClaimRuleSpec, ControlsSpec, CorsSpec,
-    CredentialSpec, IdentitySpec, LifecycleSpec, LifecycleStatus, LoginKey, NotifySpec, OnError,
-    PartnerSpec, QuotaCount, QuotaKeyName, QuotaKeySpec, RateKey, StateSpec, UnknownAction,
-    UnknownRoutesSpec,
+    CounterPlace, CredentialSpec, IdentitySpec, LifecycleSpec, LifecycleStatus, LoginKey,
+    NotifySpec, OnError, PartnerSpec, QuotaCount, QuotaKeyName, QuotaKeySpec, RateKey,
+    ServiceLimits, StateSpec, UnknownAction, UnknownRoutesSpec,
 };
 use crate::policy::{
-    Api, ApiInfo, Auth, Binding, Body, ClaimRule, ClaimTest, Claims, Controls, Cors, Credential,
-    Hardening, Identity, Lifecycle, Login, LoginLimits, Notify, OriginPattern, Ownership, Partner,
-    PartnerMatch, Policy, Quota, QuotaKey, RateLimit, Session, Spraying, StateConfig, Unknown,
-    UserSource, UsernameSource,
+    Api, ApiInfo, Auth, Binding, Body, ClaimRule, ClaimTest, Claims, Controls, Cors,
+    CounterService, Credential, Hardening, Identity, Lifecycle, Login, LoginLimits, Notify,
+    OriginPattern, Ownership, Partner, PartnerMatch, Policy, Quota, QuotaKey, RateLimit, Session,
+    Spraying, StateConfig, Unknown, UserSource, UsernameSource,
 };
 use crate::read::{Errors, FromJson, ObjectReader, join, nearest, quoted_list};
 use crate::routes::{AddError, RouteIndexBuilder};
@@ -213,9 +213,133 @@ fn compile_credentials(
     out
 }
 
+/// Where a bundle's counted controls count (`counters`): each control's place is
+/// `true` when it counts in `service`.
+#[derive(Default)]
+struct Places {
+    service: Option<CounterService>,
+    rate_limit: bool,
+    login: bool,
+    login_client_ip: bool,
+    quotas: bool,
+}
+
+#[cold]
+fn compile_counters(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_>) -> Places {
+    let Some(counters) = &spec.counters else {
+        return Places::default();
+    };
+    let service = counters.service.as_ref().and_then(|service| {
+        let at = |field: &str| origin.path(&["counters", "service", field]);
+        if service.cluster.trim().is_empty() {
+            errors.push(
+                &at("cluster"),
+                "is empty",
+                "name the Envoy cluster of the rate limit service, e.g. `ratelimit`",
+            );
+        }
+        let domain = service
+            .domain
+            .clone()
+            .unwrap_or_else(|| "stakeguard".to_owned());
+        if domain.is_empty() {
+            errors.push(
+                &at("domain"),
+                "is empty",
+                "write the rate limit domain, e.g. `stakeguard`",
+            );
+        }
+        let timeout = duration(
+            errors,
+            service.timeout.as_deref(),
+            &at("timeout"),
+            Some(100),
+        );
+        let failure = service
+            .failure_mode
+            .or(spec.on_error)
+            .unwrap_or(OnError::FailClosed);
+        Some(CounterService {
+            cluster: service.cluster.clone(),
+            domain,
+            timeout_ms: timeout?,
+            fail_open: failure == OnError::FailOpen,
+            limits_in_request: service.limits.unwrap_or(ServiceLimits::Request)
+                == ServiceLimits::Request,
+        })
+    });
+    let mut place = |field: &str, written: Option<CounterPlace>| {
+        let by_service = written == Some(CounterPlace::Service);
+        if by_service && counters.service.is_none() {
+            errors.push(
+                &origin.path(&["counters", field]),
+                "counts in a rate limit service but `counters.service` names none",
+                "add `counters.service` with the service's `cluster`, or write `local`",
+            );
+        }
+        by_service && service.is_some()
+    };
+    Places {
+        rate_limit: place("rate_limit", counters.rate_limit),
+        login: place("login", counters.login),
+        login_client_ip: place("login_client_ip", counters.login_client_ip),
+        quotas: place("quotas", counters.quotas),
+        service,
+    }
+}
+
+/// Refuses a window the rate limit service cannot count: with limits in the request it
+/// must be one unit (1s, 1m, 1h, 1d); in the service's configuration, whole seconds.
+#[cold]
+fn check_service_window(errors: &mut Errors, service: &CounterService, window_ms: u64, path: &str) {
+    if service.limits_in_request && crate::rls::Unit::of_window(window_ms).is_none() {
+        errors.push(
+            path,
+            "is no window a rate limit service takes in the request",
+            "write `1s`, `1m`, `1h` or `1d`, or set `counters.service.limits` to `config` and load what `stakeguard ratelimit-config` writes into the service",
+        );
+    } else if !window_ms.is_multiple_of(1_000) {
+        errors.push(
+            path,
+            "is not whole seconds",
+            "a rate limit service counts windows of whole seconds",
+        );
+    }
+}
+
+/// Refuses the login settings a rate limit service cannot carry out for one key: its
+/// counters are windows (a key stays locked until its window ends, so the lockout is the
+/// window) and nothing clears them (no reset on success).
+#[cold]
+fn check_service_login(
+    errors: &mut Errors,
+    service: &CounterService,
+    limits: &LoginLimits,
+    paths: [String; 3],
+    reset_written: bool,
+) {
+    let [window, lockout, reset] = paths;
+    check_service_window(errors, service, limits.window_ms, &window);
+    if limits.lockout_ms != limits.window_ms {
+        errors.push(
+            &lockout,
+            "differs from the window while failures count in a rate limit service",
+            "the service counts failures in fixed windows and a key stays locked until its window ends: write the window's duration, or count this key `local`",
+        );
+    }
+    if reset_written {
+        errors.push(
+            &reset,
+            "cannot be carried out: a rate limit service never clears a count",
+            "remove it (false when counting in a service), or count this key `local`",
+        );
+    }
+}
+
 /// Compiles one bundle of controls (a tier alone, or a tier with an API laid over it).
 fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_>) -> Controls {
     let default_mode = spec.mode.unwrap_or_default();
+    let places = compile_counters(errors, spec, origin);
     let auth = spec.auth.as_ref().and_then(|auth| {
         let mode = resolve_mode(auth.mode, default_mode);
         let required = compile_credentials(errors, auth.required.as_deref(), &origin.path(&["auth", "required"]));
@@ -321,12 +445,14 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
             window_ms: window?,
             lockout_ms: lockout?,
             action,
-            reset_on_success: login.reset_on_success.unwrap_or(true),
+            reset_on_success: login.reset_on_success.unwrap_or(!places.login),
+            by_service: places.login,
         };
         let by_client_ip = keys.contains(&LoginKey::ClientIp);
         let client_limits = match &login.client_ip {
             None => LoginLimits {
                 reset_on_success: false,
+                by_service: places.login_client_ip,
                 ..username_limits
             },
             Some(own) => {
@@ -354,9 +480,28 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                     lockout_ms: lockout.unwrap_or(Some(username_limits.lockout_ms))?,
                     action,
                     reset_on_success: own.reset_on_success.unwrap_or(false),
+                    by_service: places.login_client_ip,
                 }
             }
         };
+        if let Some(service) = &places.service {
+            let at = |field: &str| origin.path(&["login", field]);
+            if by_username && username_limits.by_service {
+                let paths = [at("window"), at("lockout"), at("reset_on_success")];
+                check_service_login(errors, service, &username_limits, paths, login.reset_on_success == Some(true));
+            }
+            if by_client_ip && client_limits.by_service {
+                let own = login.client_ip.as_ref();
+                let written = |field: &str, set: bool| if set { origin.path(&["login", "client_ip", field]) } else { at(field) };
+                let paths = [
+                    written("window", own.is_some_and(|c| c.window.is_some())),
+                    written("lockout", own.is_some_and(|c| c.lockout.is_some())),
+                    origin.path(&["login", "client_ip", "reset_on_success"]),
+                ];
+                let reset = own.is_some_and(|c| c.reset_on_success == Some(true));
+                check_service_login(errors, service, &client_limits, paths, reset);
+            }
+        }
         let spraying = match &login.spraying {
             None => None,
             Some(spec) => {
@@ -401,6 +546,7 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                         lockout_ms: lockout.unwrap_or(Some(window_ms))?,
                         action,
                         reset_on_success: false,
+                        by_service: false,
                     },
                 })
             }
@@ -519,6 +665,23 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
                 "use `block`, `delay` or `alert`",
             );
         }
+        if let (Some(service), Some(per_ms)) =
+            (places.service.as_ref().filter(|_| places.rate_limit), per)
+        {
+            check_service_window(
+                errors,
+                service,
+                per_ms,
+                &origin.path(&["rate_limit", "per"]),
+            );
+            if rate.exact == Some(true) {
+                errors.push(
+                    &origin.path(&["rate_limit", "exact"]),
+                    "has no effect when the rate limit counts in a rate limit service",
+                    "remove it: the service counts every request",
+                );
+            }
+        }
         (mode != Mode::Off).then_some(RateLimit {
             mode,
             requests: u32::try_from(requests?).ok()?,
@@ -526,6 +689,7 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
             key: rate.key.unwrap_or(RateKey::ClientIp),
             action,
             exact: rate.exact.unwrap_or(false),
+            by_service: places.rate_limit,
         })
     });
 
@@ -723,11 +887,18 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
             quota.methods.as_deref().unwrap_or_default(),
             &join(&path, "methods"),
         );
+        if let (Some(service), Some(per_ms)) =
+            (places.service.as_ref().filter(|_| places.quotas), per)
+        {
+            check_service_window(errors, service, per_ms, &join(&path, "per"));
+        }
         if mode == Mode::Off {
             continue;
         }
         if let (Some(limit), Some(per_ms)) = (limit, per) {
             quotas.push(Quota {
+                name: name.clone(),
+                by_service: places.quotas,
                 mode,
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 per_ms,
@@ -758,6 +929,7 @@ fn compile_controls(errors: &mut Errors, spec: &ControlsSpec, origin: &Origin<'_
         body,
         response,
         incidents: compile_incidents(errors, spec, origin),
+        service: places.service,
     }
 }
 

@@ -237,6 +237,21 @@ pub enum Verdict {
     Reply(LocalReply),
     /// Hold the request for this many milliseconds, then let it go on.
     Delay(u64),
+    /// Send this `ShouldRateLimit` call to the rate limit service, hold the request until
+    /// it answers (or its timeout), and give the answer to
+    /// [`crate::Policy::on_service_answer`], whose verdict then stands.
+    AskService(ServiceCall),
+}
+
+/// A call to the rate limit service (`envoy.service.ratelimit.v3.RateLimitService/
+/// ShouldRateLimit`) carrying every service-counted control of one request or response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCall {
+    /// The API whose service is called: [`crate::Policy::counter_service`] names its
+    /// cluster and timeout.
+    pub api: ApiId,
+    /// The encoded `RateLimitRequest`.
+    pub message: Vec<u8>,
 }
 
 /// A change to the response headers.

@@ -184,7 +184,7 @@ pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFac
         line(
             "login",
             Some(login.mode),
-            login_text(login, c.service.as_deref()),
+            login_text(login, c.service.as_ref()),
         );
     }
     if let Some(session) = &c.session {
@@ -218,11 +218,11 @@ pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFac
             RateKey::Api => "the whole API",
         };
         let counting = if rate.by_service {
-            counted_in(c.service.as_deref())
+            counted_in(c.service.as_ref())
         } else if rate.exact {
-            "counted exactly in the shared store"
+            "counted exactly in the shared store".to_owned()
         } else {
-            "reserved a few at a time per worker, never more than the limit"
+            "reserved a few at a time per worker, never more than the limit".to_owned()
         };
         line(
             "rate_limit",
@@ -316,7 +316,7 @@ pub(crate) fn control_facts(api: &Api, raw: &Json, doc: &Json) -> Vec<ControlFac
             "counting every request the upstream answered"
         };
         let place = if quota.by_service {
-            format!("; {}", counted_in(c.service.as_deref()))
+            format!("; {}", counted_in(c.service.as_ref()))
         } else {
             String::new()
         };

@@ -39,14 +39,15 @@ mod policy;
 pub mod posture;
 mod read;
 pub mod request;
+pub mod rls;
 pub mod routes;
 mod state;
 pub mod units;
 mod worker;
 
 pub use decision::*;
-pub use engine::{Decision, Stream};
+pub use engine::{Decision, ServiceLimit, Stream};
 pub use error::{PolicyError, PolicyErrors};
 pub use host::{Clock, CounterStore, MemoryStore, Millis, StoreError};
-pub use policy::{ApiInfo, Notify, Policy, RouteOf};
+pub use policy::{ApiInfo, CounterService, Notify, Policy, RouteOf};
 pub use request::{Headers, Request, Response};

@@ -142,6 +142,69 @@ spec_struct! {
         cors: opt CorsSpec,
         /// Which events are incidents, and how severe.
         incidents: opt Named<Severity>,
+        /// Where the counted controls count: in this proxy (`local`, the default) or in a
+        /// rate limit service the whole fleet shares (Envoy's RLS v3 API).
+        counters: opt CountersSpec,
+    }
+}
+
+spec_struct! {
+    /// Where each counted control counts. `local` (the default) is this proxy's shared
+    /// data, seen by all its workers; `service` is the rate limit service of `service`,
+    /// shared by every proxy in front of the API, asked once per request for all of the
+    /// request's service-counted controls.
+    pub struct CountersSpec {
+        /// The rate limit service (`envoy.service.ratelimit.v3.RateLimitService`).
+        service: opt CounterServiceSpec,
+        /// Where `rate_limit` counts: `local` or `service`.
+        rate_limit: opt CounterPlace,
+        /// Where failed logins count by username: `local` or `service`.
+        login: opt CounterPlace,
+        /// Where failed logins count by client address: `local` or `service`.
+        login_client_ip: opt CounterPlace,
+        /// Where business-flow `quotas` count: `local` or `service`.
+        quotas: opt CounterPlace,
+    }
+}
+
+spec_struct! {
+    /// A rate limit service speaking Envoy's RLS v3 API behind an Envoy cluster
+    /// (envoyproxy/ratelimit, Limitador).
+    pub struct CounterServiceSpec {
+        /// The Envoy cluster of the service (HTTP/2).
+        cluster: req String,
+        /// The rate limit domain of every request; `stakeguard` by default.
+        domain: opt String,
+        /// How long a request is held for the service's answer; `100ms` by default.
+        timeout: opt String,
+        /// What a request sees when the service times out, cannot be reached or answers
+        /// nonsense: `fail_closed` (503) or `fail_open` (through, with a `store_failure`
+        /// incident); the bundle's `on_error` by default.
+        failure_mode: opt OnError,
+        /// Where the service finds each limit: `request` (default: in the descriptor's
+        /// `limit`, so windows must be 1s, 1m, 1h or 1d) or `config` (in the service's own
+        /// configuration, as `stakeguard ratelimit-config` writes it; any whole seconds).
+        limits: opt ServiceLimits,
+    }
+}
+
+spec_enum! {
+    /// Where a counted control counts.
+    pub enum CounterPlace {
+        /// In this proxy's shared data.
+        Local = "local",
+        /// In the rate limit service of `counters.service`.
+        Service = "service",
+    }
+}
+
+spec_enum! {
+    /// Where the rate limit service finds the limits.
+    pub enum ServiceLimits {
+        /// In each request's descriptors (`RateLimitDescriptor.limit`).
+        Request = "request",
+        /// In the service's configuration (`stakeguard ratelimit-config`).
+        Config = "config",
     }
 }
 

@@ -125,6 +125,24 @@ pub(crate) struct Controls {
     pub(crate) quotas: Vec<Quota>,
     pub(crate) cors: Option<Cors>,
     pub(crate) incidents: Vec<(EventKind, Severity)>,
+    /// The rate limit service the controls marked `by_service` count in.
+    pub(crate) service: Option<CounterService>,
+}
+
+/// A rate limit service some controls count in (`counters.service`), shared by every
+/// proxy in front of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterService {
+    /// The Envoy cluster of the service.
+    pub cluster: String,
+    /// The rate limit domain of every request.
+    pub domain: String,
+    /// How long a request is held for the answer.
+    pub timeout_ms: u64,
+    /// Whether a request goes on (with an incident) when the service fails.
+    pub fail_open: bool,
+    /// Whether each descriptor carries its limit (`limits: request`).
+    pub limits_in_request: bool,
 }
 
 impl Controls {
@@ -182,6 +200,10 @@ pub(crate) struct Quota {
     pub(crate) key: QuotaKey,
     pub(crate) success_only: bool,
     pub(crate) action: Action,
+    /// The quota's name, in its service descriptor.
+    pub(crate) name: String,
+    /// Whether it counts in the API's rate limit service.
+    pub(crate) by_service: bool,
     /// Uppercase; empty means any method.
     pub(crate) methods: Vec<String>,
 }
@@ -258,6 +280,8 @@ pub(crate) struct LoginLimits {
     pub(crate) lockout_ms: u64,
     pub(crate) action: Action,
     pub(crate) reset_on_success: bool,
+    /// Whether the key counts in the API's rate limit service.
+    pub(crate) by_service: bool,
 }
 
 /// Password-spraying detection: distinct failing usernames per client, in a 64-bit
@@ -306,6 +330,8 @@ pub(crate) struct RateLimit {
     /// Count every request in the shared store (no reservations, see
     /// [`crate::engine`]'s rate limit).
     pub(crate) exact: bool,
+    /// Whether it counts in the API's rate limit service.
+    pub(crate) by_service: bool,
 }
 
 #[derive(Debug)]

@@ -6,6 +6,7 @@ pub mod check;
 pub mod diff;
 pub mod discover;
 pub mod import;
+pub mod ratelimit_config;
 pub mod replay;
 pub mod report;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Render the policy's posture for API owners, with what its controls did to
     /// recorded traffic or in a running Envoy: one HTML page, or JSON.
     Report(report::ReportArgs),
+    /// Write the rate limit service's configuration (envoyproxy/ratelimit or Limitador)
+    /// for the policy's controls counted in a service.
+    RatelimitConfig(ratelimit_config::RatelimitConfigArgs),
 }
 
 /// The module to load.
@@ -77,6 +81,11 @@ pub struct HostArgs {
     /// Harness config with callout stubs (TOML or JSON).
     #[arg(long, value_name = "FILE")]
     pub callouts: Option<PathBuf>,
+    /// Answer the policy's rate limit service clusters (`counters.service.cluster`) with
+    /// an in-memory RLS v3 service shared by every worker, on the virtual clock (a
+    /// cluster the callouts file names keeps the file's stub).
+    #[arg(long)]
+    pub ratelimit_service: bool,
     /// Seed of WASI random_get.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -210,10 +219,27 @@ pub fn harness_config(host: &HostArgs, policy: Vec<u8>) -> Result<HarnessConfig,
             host.log_level
         ))
     })?;
-    let callouts = match &host.callouts {
+    let mut callouts = match &host.callouts {
         Some(p) => CalloutConfig::from_file(p).map_err(HarnessError::from)?,
         None => CalloutConfig::default(),
     };
+    if host.ratelimit_service {
+        // A policy the module refuses says why when it starts; only a valid one that
+        // counts nothing in a service is this option's mistake.
+        if let Ok(compiled) =
+            stakeguard_policies::Policy::from_json(&String::from_utf8_lossy(&policy))
+        {
+            let limits = compiled.service_limits();
+            if limits.is_empty() {
+                return Err(CliError::Usage(
+                    "--ratelimit-service: the policy counts no control in a rate limit service; set `counters` (see the README) or drop the option".to_string(),
+                ));
+            }
+            for limit in &limits {
+                callouts.serve_ratelimit(&limit.cluster);
+            }
+        }
+    }
     let mut env = Vec::new();
     for kv in &host.env {
         let (k, v) = kv

@@ -41,7 +41,10 @@ impl Session<'_> {
     pub(super) fn schedule_callout(&mut self, w: usize, c: CalloutRequest) {
         self.summary.callouts += 1;
         let generation = self.workers.get(w).map_or(0, |wk| wk.generation);
-        let stub = self.h.config.callouts.answer(&c.cluster);
+        let stub = match (&c.kind, self.h.config.callouts.ratelimit_service(&c.cluster)) {
+            (CalloutKind::GrpcCall { .. }, Some(latency)) => Some(self.ratelimit_answer(&c, latency)),
+            _ => self.h.config.callouts.answer(&c.cluster),
+        };
         let timeout_ms = u64::from(c.timeout_ms);
         let (answer, after_ms, label) = match stub {
             None => (None, 0, "none".to_string()),
@@ -141,6 +144,36 @@ impl Session<'_> {
                 },
             );
         }
+    }
+
+    /// The in-memory rate limit service's answer to a call, counted at the time it
+    /// arrives there: INVALID_ARGUMENT for a message that is no `RateLimitRequest`,
+    /// UNIMPLEMENTED for another method.
+    fn ratelimit_answer(&mut self, c: &CalloutRequest, latency: u64) -> (StubAnswer, u64) {
+        let rls = match &c.kind {
+            CalloutKind::GrpcCall { service, method } => {
+                service == stakeguard_policies::rls::SERVICE
+                    && method == stakeguard_policies::rls::METHOD
+            }
+            _ => false,
+        };
+        let now_ms = (self.now / 1_000_000).saturating_add(latency);
+        let (body, grpc_status) = if !rls {
+            (Vec::new(), 12)
+        } else {
+            match self.ratelimit.answer(&c.body, now_ms) {
+                Ok(body) => (body, 0),
+                Err(_) => (Vec::new(), 3),
+            }
+        };
+        let answer = StubAnswer::Response {
+            status: 200,
+            headers: vec![(":status".to_string(), "200".to_string())],
+            body,
+            trailers: Vec::new(),
+            grpc_status,
+        };
+        (answer, latency)
     }
 
     pub(super) fn deliver(&mut self, event: Event) {

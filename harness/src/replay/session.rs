@@ -73,6 +73,31 @@ pub struct Session<'h> {
     pub(super) summary: Summary,
     /// Host calls are being counted ([`Session::count_host_calls`]).
     counting: bool,
+    /// The rate limit service of clusters stubbed with `ratelimit_service`, one for
+    /// every worker as one serves a fleet.
+    pub(super) ratelimit: crate::ratelimit::RateLimitService,
+}
+
+/// The limits a policy's service-counted controls need in their service, for requests
+/// that carry none (`counters.service.limits: config`); none for a configuration that
+/// is no policy (the module says why when it starts).
+fn configured_limits(configuration: &[u8]) -> Vec<crate::ratelimit::ConfiguredLimit> {
+    let Ok(policy) =
+        stakeguard_policies::Policy::from_json(&String::from_utf8_lossy(configuration))
+    else {
+        return Vec::new();
+    };
+    policy
+        .service_limits()
+        .into_iter()
+        .map(|l| crate::ratelimit::ConfiguredLimit {
+            domain: l.domain,
+            api: l.api,
+            control: l.control,
+            requests: l.requests,
+            window_ms: l.window_ms,
+        })
+        .collect()
 }
 
 impl<'h> Session<'h> {
@@ -93,6 +118,9 @@ impl<'h> Session<'h> {
             next_worker: 0,
             summary: Summary::default(),
             counting: false,
+            ratelimit: crate::ratelimit::RateLimitService::new(configured_limits(
+                &h.config.plugin_configuration,
+            )),
         };
         for w in 0..h.config.workers.max(1) {
             session.workers.push(Worker {

@@ -21,6 +21,7 @@ use crate::request::Response;
 use crate::state::{Entry, Table, key_hash};
 
 use super::reply::{error_reply, retry_after_seconds};
+use super::service::{Asked, Counted};
 use super::{Context, Stream};
 
 fn live(limits: &LoginLimits, now: u64) -> impl Fn(&Entry) -> bool {
@@ -41,8 +42,20 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
         let spraying_refuses = login
             .spraying
             .is_some_and(|s| s.limits.action != Action::Alert);
+        if login.by_client_ip && login.client_limits.by_service {
+            ask(
+                stream,
+                Counted::LoginClientIp,
+                &login.client_limits,
+                client,
+                0,
+            );
+        }
         for (table, counted) in [
-            (Table::LoginIp, login.by_client_ip),
+            (
+                Table::LoginIp,
+                login.by_client_ip && !login.client_limits.by_service,
+            ),
             (Table::Spray, spraying_refuses),
         ] {
             if counted
@@ -90,6 +103,16 @@ pub(super) fn check_body(
     }
     let key = key_hash("username", normalized.as_bytes());
     stream.username = Some(key);
+    if login.username_limits.by_service {
+        ask(
+            stream,
+            Counted::LoginUsername,
+            &login.username_limits,
+            key,
+            0,
+        );
+        return None;
+    }
     refuse_if_locked(stream, cx, login, Table::LoginUser, key, reference)
 }
 
@@ -114,6 +137,34 @@ fn refuse_if_locked(
         Table::Spray => u64::from(entry.count.count_ones()),
         _ => entry.count,
     };
+    locked(stream, cx, login, limits, (key, failures, wait), reference)
+}
+
+/// Asks the rate limit service about a login key (`hits` 0, on the request) or counts a
+/// failure of it there (`hits` 1, on the response). The limit sent is the threshold
+/// minus one: the service says over when the count after the hits exceeds the limit.
+#[inline(never)]
+fn ask(stream: &mut Stream, control: Counted, limits: &LoginLimits, key: u64, hits: u64) {
+    stream.asked.push(Asked {
+        control,
+        key,
+        limit: limits.max_failures.saturating_sub(1),
+        window_ms: limits.window_ms,
+        hits,
+    });
+}
+
+/// A locked-out key, `(key, failures, wait_ms)`: the key's action, the delay growing
+/// with the failures over the threshold.
+#[inline(never)]
+pub(super) fn locked(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    login: &Login,
+    limits: &LoginLimits,
+    (key, failures, wait): (u64, u64, u64),
+    reference: &str,
+) -> Option<Verdict> {
     let over =
         u32::try_from(failures.saturating_sub(u64::from(limits.max_failures))).unwrap_or(u32::MAX);
     let delay = login
@@ -208,6 +259,15 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
                 continue;
             };
             let limits = login.limits(table);
+            if limits.by_service {
+                let control = if table == Table::LoginIp {
+                    Counted::LoginClientIp
+                } else {
+                    Counted::LoginUsername
+                };
+                ask(stream, control, limits, key, 1);
+                continue;
+            }
             let result = cx.slots.update(table, key, live(limits, now), |current| {
                 let mut entry = current.unwrap_or_default();
                 if entry.stamp.saturating_add(limits.window_ms) <= now && entry.until <= now {
@@ -250,31 +310,12 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
             failure_key,
         );
         if let Some((key, action)) = locked_now {
-            let severity = cx
-                .api
-                .controls
-                .severity(EventKind::LoginLockout)
-                .or(match action {
-                    Action::Alert => Some(Severity::Ticket),
-                    _ => None,
-                });
-            let outcome = if severity.is_some() {
-                Outcome::Alerted
-            } else {
-                Outcome::Logged
-            };
-            stream.raise(
-                EventKind::LoginLockout,
-                Control::Login,
-                login.mode,
-                outcome,
-                severity,
-                Some(key),
-            );
+            lockout_event(stream, cx, login, key, action);
         }
     } else if (200..300).contains(&response.status) {
         for (table, key) in keys {
-            let Some(key) = key.filter(|_| login.limits(table).reset_on_success) else {
+            let limits = login.limits(table);
+            let Some(key) = key.filter(|_| limits.reset_on_success && !limits.by_service) else {
                 continue;
             };
             match cx.slots.read(table, key, live(login.limits(table), now)) {
@@ -296,6 +337,38 @@ pub(super) fn count(stream: &mut Stream, cx: &Context<'_, '_>, response: &Respon
             }
         }
     }
+}
+
+/// The `login_lockout` event of a key that just reached its threshold.
+#[inline(never)]
+pub(super) fn lockout_event(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    login: &Login,
+    key: u64,
+    action: Action,
+) {
+    let severity = cx
+        .api
+        .controls
+        .severity(EventKind::LoginLockout)
+        .or(match action {
+            Action::Alert => Some(Severity::Ticket),
+            _ => None,
+        });
+    let outcome = if severity.is_some() {
+        Outcome::Alerted
+    } else {
+        Outcome::Logged
+    };
+    stream.raise(
+        EventKind::LoginLockout,
+        Control::Login,
+        login.mode,
+        outcome,
+        severity,
+        Some(key),
+    );
 }
 
 /// A failed login of `username` from `client`: the username's bit in the client's

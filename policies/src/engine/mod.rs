@@ -15,10 +15,12 @@ mod quota;
 mod rate_limit;
 mod reply;
 mod response;
+mod service;
 mod session;
 
 use crate::decision::{
-    Action, ApiId, Control, Event, EventKind, HeaderChange, Mode, Outcome, Severity, Verdict,
+    Action, ApiId, Control, Event, EventKind, HeaderChange, Mode, Outcome, ServiceCall, Severity,
+    Verdict,
 };
 use std::cell::OnceCell;
 
@@ -33,6 +35,7 @@ use crate::routes::{Found, Match};
 use crate::state::{Slots, key_hash};
 
 pub(crate) use reply::error_reply;
+pub use service::ServiceLimit;
 
 /// What the engine remembers about one stream between its callbacks.
 #[derive(Debug, Default)]
@@ -65,6 +68,15 @@ pub struct Stream {
     quota_body: bool,
     /// The request's `Origin` when the policy allows it, for the CORS headers.
     cors_origin: Option<String>,
+    /// Questions to the rate limit service, sent together in one call (see
+    /// [`service`]); empty for controls that count locally.
+    asked: Vec<service::Asked>,
+    /// Whether the questions are the response's counts.
+    counting_response: bool,
+    /// Whether the service found a login key of this request locked already.
+    login_locked: bool,
+    /// Calls to the rate limit service that failed.
+    service_errors: u32,
 }
 
 /// The one decision published for a stream: the most significant thing that happened.
@@ -111,6 +123,12 @@ impl Stream {
     /// Notes a counter update's collision, if it had one.
     pub(crate) fn note(&mut self, updated: &crate::state::Updated) {
         self.collisions += u32::from(updated.collided);
+    }
+
+    /// How many calls to the rate limit service failed since the last call (timeouts,
+    /// unreachable, answers that are no `RateLimitResponse`), for the host's metric.
+    pub fn take_service_errors(&mut self) -> u32 {
+        std::mem::take(&mut self.service_errors)
     }
 
     /// The API the request was routed to.
@@ -486,9 +504,50 @@ impl Policy {
         if stream.body_limit > 0 {
             stream.reference = request.reference.to_owned();
             Verdict::ReadBody
+        } else if let Some(call) = service::call(api, api_id, &stream.asked) {
+            stream.reference = request.reference.to_owned();
+            Verdict::AskService(call)
         } else {
             stream.pending_delay()
         }
+    }
+
+    /// Acts on the rate limit service's answer to a [`Verdict::AskService`] of the
+    /// request (`answer` is the `RateLimitResponse`, `None` when the call failed or timed
+    /// out), or to [`Policy::take_service_call`]'s counts of the response (the verdict
+    /// is then `Continue`: the response goes on).
+    pub fn on_service_answer(
+        &self,
+        stream: &mut Stream,
+        answer: Option<&[u8]>,
+        clock: &dyn Clock,
+        store: &dyn CounterStore,
+    ) -> Verdict {
+        let Some(cx) = self.context(stream, clock, store) else {
+            return Verdict::Continue;
+        };
+        if std::mem::take(&mut stream.counting_response) {
+            service::counted(stream, &cx, answer);
+            return Verdict::Continue;
+        }
+        let reference = std::mem::take(&mut stream.reference);
+        service::decide(stream, &cx, answer, &reference).unwrap_or_else(|| stream.pending_delay())
+    }
+
+    /// The rate limit service a [`ServiceCall`] goes to.
+    pub fn counter_service(&self, call: &ServiceCall) -> Option<&crate::CounterService> {
+        self.apis.get(call.api)?.controls.service.as_ref()
+    }
+
+    /// The call counting the response's outcomes in the rate limit service (failed
+    /// logins, quotas counted on success), after [`Policy::on_response`]; `None` when
+    /// nothing of it counts there. The host holds the response until the answer, which
+    /// goes to [`Policy::on_service_answer`].
+    pub fn take_service_call(&self, stream: &mut Stream) -> Option<ServiceCall> {
+        let api_id = stream.api?;
+        let call = service::call(self.apis.get(api_id)?, api_id, &stream.asked)?;
+        stream.counting_response = true;
+        Some(call)
     }
 
     /// A request whose target is not one thing: 400 (`ambiguous_paths.mode` decides).
@@ -574,9 +633,18 @@ impl Policy {
         {
             return verdict;
         }
-        login::check_body(stream, &cx, &reference, body, complete)
+        if let Some(verdict) = login::check_body(stream, &cx, &reference, body, complete)
             .or_else(|| quota::check_body(stream, &cx, &reference, body))
-            .unwrap_or_else(|| stream.pending_delay())
+        {
+            return verdict;
+        }
+        match service::call(cx.api, cx.api_id, &stream.asked) {
+            Some(call) => {
+                stream.reference = reference;
+                Verdict::AskService(call)
+            }
+            None => stream.pending_delay(),
+        }
     }
 
     /// Counts the response and appends the header changes to make to `changes`, a list

@@ -18,6 +18,7 @@ use crate::request::Response;
 use crate::state::{Entry, Table, key_hash, salted};
 
 use super::reply::{error_reply, retry_after_seconds};
+use super::service::{Asked, Counted};
 use super::{Context, Stream};
 
 /// How much of a body is read to find a quota's key field.
@@ -99,6 +100,14 @@ fn use_quota(
     reference: &str,
 ) -> Option<Verdict> {
     let key = salted(salted(key, cx.api_id), index);
+    if quota.by_service {
+        // Asked with 0 hits now, counted on the answer (the limit minus one: see
+        // `service`).
+        stream.asked.push(asked(index, quota, key, 0));
+        stream.wants_response = true;
+        stream.quota_pending.push((index, key));
+        return None;
+    }
     let now = cx.now;
     let entry = match cx.slots.read(Table::Quota, key, live(quota, now)) {
         Ok(entry) => entry,
@@ -109,29 +118,53 @@ fn use_quota(
         let wait = entry.map_or(quota.per_ms, |e| {
             e.stamp.saturating_add(quota.per_ms).saturating_sub(now)
         });
-        let seconds = retry_after_seconds(wait);
-        return stream.act(
-            cx,
-            EventKind::QuotaExceeded,
-            Control::Quota,
-            quota.mode,
-            quota.action,
-            Some(key),
-            0,
-            || {
-                error_reply(
-                    429,
-                    "quota_exceeded",
-                    "this flow has reached its quota; retry later",
-                    reference,
-                    vec![("retry-after".to_owned(), seconds.to_string())],
-                )
-            },
-        );
+        return exceeded(stream, cx, quota, key, wait, reference);
     }
     stream.wants_response = true;
     stream.quota_pending.push((index, key));
     None
+}
+
+#[inline(never)]
+fn asked(index: usize, quota: &Quota, key: u64, hits: u64) -> Asked {
+    Asked {
+        control: Counted::Quota(index),
+        key,
+        limit: quota.limit.saturating_sub(1),
+        window_ms: quota.per_ms,
+        hits,
+    }
+}
+
+/// A flow whose quota is used up for `wait` more milliseconds: the quota's action.
+#[inline(never)]
+pub(super) fn exceeded(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    quota: &Quota,
+    key: u64,
+    wait: u64,
+    reference: &str,
+) -> Option<Verdict> {
+    let seconds = retry_after_seconds(wait);
+    stream.act(
+        cx,
+        EventKind::QuotaExceeded,
+        Control::Quota,
+        quota.mode,
+        quota.action,
+        Some(key),
+        0,
+        || {
+            error_reply(
+                429,
+                "quota_exceeded",
+                "this flow has reached its quota; retry later",
+                reference,
+                vec![("retry-after".to_owned(), seconds.to_string())],
+            )
+        },
+    )
 }
 
 fn count(stream: &mut Stream, cx: &Context<'_, '_>, quota: &Quota, key: u64) {
@@ -163,7 +196,11 @@ pub(super) fn count_answered(stream: &mut Stream, cx: &Context<'_, '_>, response
         if let Some(quota) = cx.api.controls.quotas.get(index)
             && (success || !quota.success_only)
         {
-            count(stream, cx, quota, key);
+            if quota.by_service {
+                stream.asked.push(asked(index, quota, key, 1));
+            } else {
+                count(stream, cx, quota, key);
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::state::{Entry, Table, Updated, key_hash, salted};
 use crate::worker::{Reservation, reservation_size};
 
 use super::reply::{error_reply, retry_after_seconds};
+use super::service::{Asked, Counted};
 use super::{Context, Stream};
 
 pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict> {
@@ -49,6 +50,16 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
     };
     // Every API counts separately, even for the same client.
     let key = salted(key, cx.api_id);
+    if limit.by_service {
+        stream.asked.push(Asked {
+            control: Counted::RateLimit,
+            key,
+            limit: limit.requests,
+            window_ms: limit.per_ms,
+            hits: 1,
+        });
+        return None;
+    }
     let window = Window::at(cx.now, limit.per_ms);
     let counted = if limit.exact {
         take(cx, limit, key, window, 1, None)
@@ -66,9 +77,20 @@ pub(super) fn check(stream: &mut Stream, cx: &Context<'_, '_>) -> Option<Verdict
         }
         Err(error) => return stream.store_failed(cx, error),
     };
-    let wait_ms = wait_ms?;
+    refuse(stream, cx, limit, key, wait_ms?, request.reference)
+}
+
+/// A key over its limit for `wait_ms` more: the limit's action.
+#[inline(never)]
+pub(super) fn refuse(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    limit: &RateLimit,
+    key: u64,
+    wait_ms: u64,
+    reference: &str,
+) -> Option<Verdict> {
     let requests = limit.requests;
-    let reference = request.reference;
     let seconds = retry_after_seconds(wait_ms);
     stream.act(
         cx,

@@ -1,0 +1,208 @@
+//! Fleet-wide counting: two Envoy processes ("pods", `--concurrency 2` each) run
+//! stakeguard in front of one upstream and count through one rate limit service, the
+//! Limitador peer (`tests/ratelimit-peer`) with its counters in a real redis-server.
+//!
+//! - A rate limit of 25 lets exactly 25 requests through across both proxies, however
+//!   the requests are spread; the 26th and later get 429 with `Retry-After`.
+//! - A lockout after 5 failures, the failures spread over both proxies, locks the
+//!   username on the 5th: the 6th attempt is refused by either proxy.
+//! - With the peer stopped, a `fail_closed` API answers 503 (the call fails, nothing
+//!   hangs) and a `fail_open` one forwards and raises a `store_failure` incident; both
+//!   count the failures in `stakeguard.ratelimit_service.errors`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use serde_json::Value;
+use stakeguard_tests::client::Request;
+use stakeguard_tests::envoy::{Envoy, EnvoyConfig};
+use stakeguard_tests::ratelimit_peer::RatelimitPeer;
+use stakeguard_tests::redis::Redis;
+use stakeguard_tests::stats::sum;
+use stakeguard_tests::upstream::Upstream;
+use stakeguard_tests::wait::eventually;
+
+const RATE: usize = 25;
+
+/// Rates: 25 per day per user, counted in the service; login: 5 failures per hour lock
+/// a username out; `status` fails closed, `weather` fails open. All in the service of
+/// cluster `ratelimit`.
+fn policy() -> String {
+    format!(
+        r#"{{
+  "revision": "fleet-1",
+  "identity": {{ "user": [ {{ "header": "x-user-id" }} ] }},
+  "defaults": {{ "counters": {{
+      "service": {{ "cluster": "ratelimit", "domain": "fleet", "timeout": "250ms" }},
+      "rate_limit": "service", "login": "service" }} }},
+  "tiers": {{
+    "critical": {{
+      "on_error": "fail_closed",
+      "rate_limit": {{ "requests": {RATE}, "per": "1d", "key": "user" }},
+      "login": {{ "max_failures": 5, "window": "1h", "lockout": "1h", "keys": ["username"] }}
+    }},
+    "low": {{
+      "on_error": "fail_open",
+      "rate_limit": {{ "requests": 1000, "per": "1d", "key": "user" }},
+      "incidents": {{ "store_failure": "ticket" }}
+    }}
+  }},
+  "apis": [
+    {{ "name": "rates", "version": "v1", "owner": "team-rates", "tier": "critical",
+      "routes": [ {{ "path": "/api/v1/rates/**", "methods": ["GET"] }} ] }},
+    {{ "name": "login", "version": "v1", "owner": "team-identity", "tier": "critical",
+      "routes": [ {{ "path": "/api/v1/login", "methods": ["POST"] }} ],
+      "login": {{ "username": {{ "json_pointer": "/username" }} }} }},
+    {{ "name": "weather", "version": "v1", "owner": "team-weather", "tier": "low",
+      "routes": [ {{ "path": "/api/v1/weather/**", "methods": ["GET"] }} ] }}
+  ]
+}}"#
+    )
+}
+
+/// One "pod": an Envoy with two workers running stakeguard in front of `upstream`, its
+/// `ratelimit` cluster pointing at `peer`.
+fn pod(upstream: &Upstream, peer: &RatelimitPeer) -> Envoy {
+    let module = stakeguard_tests::filter_wasm().unwrap_or_else(|e| panic!("{e}"));
+    let cluster = peer.cluster("ratelimit");
+    let config = EnvoyConfig::new(upstream.port())
+        .with_concurrency(2)
+        .with_filter(&module, &policy());
+    Envoy::start_with(
+        |paths| {
+            let mut bootstrap = config.bootstrap(paths);
+            bootstrap
+                .pointer_mut("/static_resources/clusters")
+                .and_then(Value::as_array_mut)
+                .unwrap()
+                .push(cluster.clone());
+            bootstrap
+        },
+        2,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Fleet {
+    upstream: Upstream,
+    pods: [Envoy; 2],
+    peer: RatelimitPeer,
+    _redis: Redis,
+}
+
+fn fleet() -> Fleet {
+    let redis = Redis::start().unwrap_or_else(|e| panic!("{e}"));
+    let peer = RatelimitPeer::start(&redis, None).unwrap_or_else(|e| panic!("{e}"));
+    let upstream = Upstream::start().unwrap();
+    let pods = [pod(&upstream, &peer), pod(&upstream, &peer)];
+    Fleet {
+        upstream,
+        pods,
+        peer,
+        _redis: redis,
+    }
+}
+
+fn login(user: &str) -> Request {
+    Request::post_json(
+        "/api/v1/login",
+        &format!(r#"{{"username":"{user}","password":"wrong"}}"#),
+    )
+}
+
+#[test]
+fn two_proxies_share_one_limit_and_one_lockout_through_the_service() {
+    let fleet = fleet();
+    // 40 requests of one user, alternating between the pods, one connection each (so
+    // both workers of each pod serve some).
+    let request = Request::get("/api/v1/rates/eur").header("x-user-id", "ada");
+    let statuses: Vec<u16> = (0..40)
+        .map(|i| fleet.pods[i % 2].send(&request).status)
+        .collect();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(
+        passed, RATE,
+        "exactly {RATE} across both proxies: {statuses:?}"
+    );
+    assert!(statuses[RATE..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(fleet.upstream.count("/api/v1/rates/eur"), RATE);
+    let refused = fleet.pods[1].send(&request);
+    assert_eq!(refused.status, 429);
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert_eq!(refused.header("ratelimit-limit"), Some("25"));
+    // Another user has a count of their own.
+    let other = Request::get("/api/v1/rates/eur").header("x-user-id", "bea");
+    assert_eq!(fleet.pods[0].send(&other).status, 200);
+
+    // Failures of one username spread over both pods: the 5th locks it out everywhere.
+    let statuses: Vec<u16> = (0..5)
+        .map(|i| fleet.pods[i % 2].send(&login("carol")).status)
+        .collect();
+    assert_eq!(
+        statuses, [401; 5],
+        "failures below the lockout reach the upstream"
+    );
+    for pod in &fleet.pods {
+        let locked = pod.send(&login("carol"));
+        assert_eq!(locked.status, 429, "{}", locked.text());
+        assert!(locked.header("retry-after").is_some());
+    }
+    assert_eq!(fleet.upstream.count("/api/v1/login"), 5);
+    // The lockout incident was raised by the pod whose failure caused it.
+    let logs = format!(
+        "{}{}",
+        fleet.pods[0].log_tail(400),
+        fleet.pods[1].log_tail(400)
+    );
+    assert!(logs.contains("login_lockout"), "{logs}");
+    assert!(
+        !fleet.peer.log().contains("panicked"),
+        "{}",
+        fleet.peer.log()
+    );
+}
+
+#[test]
+fn with_the_service_stopped_fail_closed_answers_503_and_fail_open_forwards_with_an_incident() {
+    let mut fleet = fleet();
+    let rates = Request::get("/api/v1/rates/eur").header("x-user-id", "dan");
+    let weather = Request::get("/api/v1/weather/today").header("x-user-id", "dan");
+    assert_eq!(fleet.pods[0].send(&rates).status, 200);
+    fleet.peer.stop();
+    for pod in &fleet.pods {
+        let closed = pod.send(&rates);
+        assert_eq!(closed.status, 503, "{}", closed.text());
+        assert!(
+            closed.text().contains("counter_service_unavailable"),
+            "{}",
+            closed.text()
+        );
+        let open = pod.send(&weather);
+        assert_eq!(open.status, 200, "fail_open forwards: {}", open.text());
+    }
+    assert_eq!(fleet.upstream.count("/api/v1/weather/today"), 2);
+    assert_eq!(fleet.upstream.count("/api/v1/rates/eur"), 1);
+    for pod in &fleet.pods {
+        let errors = eventually(|| {
+            let n = sum(
+                &pod.prometheus(),
+                "stakeguard_ratelimit_service_errors",
+                &[],
+            );
+            (n >= 2.0).then_some(n)
+        })
+        .unwrap_or_else(|| panic!("{:?}", pod.admin_get("/stats?filter=stakeguard")));
+        assert_eq!(errors, 2.0);
+        let log = pod.log_tail(200);
+        assert!(
+            log.contains("store_failure") && log.contains("weather"),
+            "the fail-open incident is logged: {log}"
+        );
+    }
+}
