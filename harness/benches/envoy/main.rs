@@ -662,6 +662,9 @@ pub fn stamp() -> Value {
     json!({ "unix_time": at, "load_average": load_average() })
 }
 
+/// The throughput and the latency figures of every round of one row.
+type Rounds = (Vec<Value>, Vec<Value>);
+
 /// Throughput and latency by mode, configuration and request, every round kept.
 fn overhead(setups: &[Setup], out: &mut BTreeMap<String, Value>) {
     let rounds = env_number("STAKEGUARD_BENCH_ROUNDS", 2) as usize;
@@ -675,7 +678,7 @@ fn overhead(setups: &[Setup], out: &mut BTreeMap<String, Value>) {
     let modes = std::env::var("STAKEGUARD_BENCH_MODES")
         .unwrap_or_else(|_| "direct_response,proxy".to_owned());
     let start_stamp = stamp();
-    let mut rows: BTreeMap<(String, &str, String), (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, &str, String), Rounds> = BTreeMap::new();
     for mode in modes.split(',').filter(|m| !m.is_empty()) {
         // The upstream for the proxied runs: an Envoy answering directly, on the load
         // generator's core.

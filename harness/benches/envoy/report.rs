@@ -346,10 +346,13 @@ fn speed(md: &mut String, section: &Value) {
     md.push('\n');
 }
 
+/// Writes one section's tables.
+type Render = fn(&mut String, &Value);
+
 /// Every section `envoy.json` holds, as Markdown.
 pub fn markdown(all: &Value) -> String {
     let mut md = String::new();
-    let sections: [(&str, fn(&mut String, &Value)); 6] = [
+    let sections: [(&str, Render); 6] = [
         ("overhead", overhead),
         ("instructions", instructions),
         ("scaling", scaling),
