@@ -30,12 +30,15 @@ pub struct ConfiguredLimit {
     pub window_ms: u64,
 }
 
+/// A counter's identity: the domain, the descriptor's entries and the window.
+type CounterKey = (String, Vec<(String, String)>, u64);
+
 /// The service's counters.
 #[derive(Debug, Default)]
 pub struct RateLimitService {
     limits: Vec<ConfiguredLimit>,
     /// (domain, entries, window) to (window start, count).
-    counters: HashMap<(String, Vec<(String, String)>, u64), (u64, u64)>,
+    counters: HashMap<CounterKey, (u64, u64)>,
     /// Calls answered.
     pub calls: u64,
 }
@@ -300,7 +303,9 @@ pub fn service_config(
     );
     let document: Value = match format {
         ConfigFormat::EnvoyRatelimit => {
-            let domain = &limits[0].domain;
+            let Some(domain) = limits.first().map(|l| &l.domain) else {
+                return Err("no limits".to_string());
+            };
             if let Some(other) = limits.iter().find(|l| &l.domain != domain) {
                 return Err(format!(
                     "the policy counts in two domains (`{domain}`, `{}`) and envoyproxy/ratelimit takes one per file; give every `counters.service` one `domain`",

@@ -1,6 +1,14 @@
 //! Controls counted in a rate limit service (`counters`): what the engine asks, how it
 //! acts on the answer, what it does when the service fails, and the settings it refuses.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+
 mod common;
 
 use common::{Host, START, req};
