@@ -5,7 +5,7 @@
 #   scripts/optimize-wasm.sh MODULE.wasm [MAX_BYTES]
 set -euo pipefail
 module="$1"
-max_bytes="${2:-370000}"
+max_bytes="${2:-380000}"
 
 if ! command -v wasm-opt >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
