@@ -41,8 +41,13 @@ impl Session<'_> {
     pub(super) fn schedule_callout(&mut self, w: usize, c: CalloutRequest) {
         self.summary.callouts += 1;
         let generation = self.workers.get(w).map_or(0, |wk| wk.generation);
-        let stub = match (&c.kind, self.h.config.callouts.ratelimit_service(&c.cluster)) {
-            (CalloutKind::GrpcCall { .. }, Some(latency)) => Some(self.ratelimit_answer(&c, latency)),
+        let stub = match (
+            &c.kind,
+            self.h.config.callouts.ratelimit_service(&c.cluster),
+        ) {
+            (CalloutKind::GrpcCall { .. }, Some(latency)) => {
+                Some(self.ratelimit_answer(&c, latency))
+            }
             _ => self.h.config.callouts.answer(&c.cluster),
         };
         let timeout_ms = u64::from(c.timeout_ms);
