@@ -73,16 +73,7 @@ impl Alertmanager {
     /// Starts Alertmanager on a free loopback port and waits until it is ready.
     pub fn start() -> Result<Self, String> {
         let binary = binary()?;
-        // A free port is found by binding port 0 and releasing it; another process could
-        // take it in between, so a start that fails is retried on a new port.
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            match Self::start_once(&binary) {
-                Ok(am) => return Ok(am),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
+        crate::process::on_a_free_port(|| Self::start_once(&binary))
     }
 
     fn start_once(binary: &Path) -> Result<Self, String> {
@@ -170,17 +161,7 @@ impl Alertmanager {
 
     /// Stops it (SIGKILL to its process group) and waits for it; idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) with a negative pid signals the process group created for
-                // this child; it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::process::kill_group(&mut self.child);
     }
 }
 

@@ -19,6 +19,7 @@
 //! - [`alertmanager`] runs a real Prometheus Alertmanager and reads back its alerts;
 //! - [`redis`] runs a real redis-server, and [`ratelimit_peer`] the rate limit service
 //!   (Limitador counting in that Redis) that Envoys share fleet-wide counts through;
+//! - [`process`] starts peers on free ports and stops their process groups;
 //! - [`openapi`] validates Kubernetes manifests against a CRD's OpenAPI v3 schema.
 
 pub mod alertmanager;
@@ -26,6 +27,7 @@ pub mod client;
 pub mod ecds;
 pub mod envoy;
 pub mod openapi;
+pub mod process;
 pub mod ratelimit_peer;
 pub mod redis;
 pub mod stats;

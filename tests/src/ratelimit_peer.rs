@@ -173,17 +173,7 @@ impl RatelimitPeer {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) with a negative pid signals the process group created for
-                // this child; it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::process::kill_group(&mut self.child);
     }
 }
 

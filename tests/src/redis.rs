@@ -50,16 +50,7 @@ impl Redis {
     /// Starts redis-server on a free loopback port and waits until it answers.
     pub fn start() -> Result<Self, String> {
         let binary = binary()?;
-        // A free port is found by binding port 0 and releasing it; another process could
-        // take it in between, so a start that fails is retried on a new port.
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            match Self::start_once(&binary) {
-                Ok(redis) => return Ok(redis),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
+        crate::process::on_a_free_port(|| Self::start_once(&binary))
     }
 
     fn start_once(binary: &Path) -> Result<Self, String> {
@@ -137,17 +128,7 @@ impl Redis {
 
     /// Stops it (SIGKILL to its process group) and waits for it; idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) with a negative pid signals the process group created for
-                // this child; it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::process::kill_group(&mut self.child);
     }
 }
 
