@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::hpack::Decoder;
-use super::upstream::lock;
+use super::upstream::{accept_in_background, lock};
 
 /// What every client sends first (RFC 9113 section 3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -411,21 +411,7 @@ impl Server {
             handler,
             stop: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name(format!("h2-{port}"))
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let conn_shared = Arc::clone(&accept_shared);
-                    let _ = std::thread::Builder::new()
-                        .name("h2-conn".to_owned())
-                        .spawn(move || serve(conn, &conn_shared));
-                }
-            })?;
+        accept_in_background(listener, "h2", &shared, |s| &s.stop, serve)?;
         Ok(Self { port, shared })
     }
 

@@ -99,6 +99,36 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// Accepts connections on `listener` in a thread of its own and serves each in another
+/// (`name-PORT` and `name-conn`), until the flag `stop` picks out of `shared` is set (the
+/// next connection, a server's drop makes one, then ends the loop).
+pub(super) fn accept_in_background<S: Send + Sync + 'static>(
+    listener: TcpListener,
+    name: &str,
+    shared: &Arc<S>,
+    stop: fn(&S) -> &AtomicBool,
+    serve: fn(TcpStream, &Arc<S>),
+) -> std::io::Result<()> {
+    let port = listener.local_addr()?.port();
+    let accept_shared = Arc::clone(shared);
+    let conn_name = format!("{name}-conn");
+    std::thread::Builder::new()
+        .name(format!("{name}-{port}"))
+        .spawn(move || {
+            for conn in listener.incoming() {
+                if stop(&accept_shared).load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let conn_shared = Arc::clone(&accept_shared);
+                let _ = std::thread::Builder::new()
+                    .name(conn_name.clone())
+                    .spawn(move || serve(conn, &conn_shared));
+            }
+        })?;
+    Ok(())
+}
+
 /// Locks a mutex, taking the data of a poisoned one (a panicking handler thread must not
 /// take the whole upstream down with it).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,21 +159,13 @@ impl Server {
             received: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name(format!("upstream-{port}"))
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let conn_shared = Arc::clone(&accept_shared);
-                    let _ = std::thread::Builder::new()
-                        .name("upstream-conn".to_owned())
-                        .spawn(move || serve(conn, &conn_shared));
-                }
-            })?;
+        accept_in_background(
+            listener,
+            "upstream",
+            &shared,
+            |s| &s.stop,
+            |c, s| serve(c, s),
+        )?;
         Ok(Self { port, shared })
     }
 
