@@ -317,36 +317,41 @@ impl Stream {
         _error: StoreError,
     ) -> Option<Verdict> {
         let severity = cx.api.controls.severity(EventKind::StoreFailure);
-        match cx.api.controls.on_error {
-            OnError::FailOpen => {
-                self.raise(
-                    EventKind::StoreFailure,
-                    Control::Store,
-                    Mode::Enforce,
-                    Outcome::FailedOpen,
-                    severity,
-                    None,
-                );
-                None
-            }
-            OnError::FailClosed => {
-                self.raise(
-                    EventKind::StoreFailure,
-                    Control::Store,
-                    Mode::Enforce,
-                    Outcome::Blocked,
-                    severity,
-                    None,
-                );
-                Some(error_reply(
-                    503,
-                    "store_unavailable",
-                    "the request could not be checked; try again shortly",
-                    cx.reference(),
-                    Vec::new(),
-                ))
-            }
-        }
+        let fail_open = matches!(cx.api.controls.on_error, OnError::FailOpen);
+        self.counting_failed(fail_open, severity, "store_unavailable", cx.reference())
+    }
+
+    /// Counting failed, in the store or in a rate limit service: the event, and with
+    /// `fail_open` nothing more, else a 503 with `code`.
+    pub(crate) fn counting_failed(
+        &mut self,
+        fail_open: bool,
+        severity: Option<Severity>,
+        code: &'static str,
+        reference: &str,
+    ) -> Option<Verdict> {
+        let outcome = if fail_open {
+            Outcome::FailedOpen
+        } else {
+            Outcome::Blocked
+        };
+        self.raise(
+            EventKind::StoreFailure,
+            Control::Store,
+            Mode::Enforce,
+            outcome,
+            severity,
+            None,
+        );
+        (!fail_open).then(|| {
+            error_reply(
+                503,
+                code,
+                "the request could not be checked; try again shortly",
+                reference,
+                Vec::new(),
+            )
+        })
     }
 }
 

@@ -21,11 +21,10 @@
 //! A timeout, an unreachable service or an answer that is no `RateLimitResponse` follow
 //! the service's `failure_mode`: 503, or through with a `store_failure` incident.
 
-use crate::decision::{ApiId, Control, EventKind, Mode, Outcome, ServiceCall, Severity, Verdict};
+use crate::decision::{ApiId, EventKind, ServiceCall, Severity, Verdict};
 use crate::policy::{Api, CounterService};
 use crate::rls::{self, Code, Descriptor, Unit};
 
-use super::reply::error_reply;
 use super::{Context, Stream, login, quota, rate_limit};
 
 /// A control counted in the service.
@@ -142,32 +141,12 @@ fn failed(
         .controls
         .severity(EventKind::StoreFailure)
         .or(Some(Severity::Ticket));
-    if service.fail_open || late {
-        stream.raise(
-            EventKind::StoreFailure,
-            Control::Store,
-            Mode::Enforce,
-            Outcome::FailedOpen,
-            severity,
-            None,
-        );
-        return None;
-    }
-    stream.raise(
-        EventKind::StoreFailure,
-        Control::Store,
-        Mode::Enforce,
-        Outcome::Blocked,
+    stream.counting_failed(
+        service.fail_open || late,
         severity,
-        None,
-    );
-    Some(error_reply(
-        503,
         "counter_service_unavailable",
-        "the request could not be checked; try again shortly",
         reference,
-        Vec::new(),
-    ))
+    )
 }
 
 /// Whether the service said the `i`-th descriptor is over, and how long until its window
