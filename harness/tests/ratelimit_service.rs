@@ -128,6 +128,20 @@ fn two_workers_share_the_services_count_and_let_exactly_25_through() {
         .as_ref()
         .expect("a local reply");
     assert!(refused.body.contains("rate_limited"), "{}", refused.body);
+    // Allowed answers tell the client its budget as the service counted it.
+    let remaining: Vec<String> = report.entries[..25]
+        .iter()
+        .map(|e| {
+            let change = e
+                .response_header_changes
+                .iter()
+                .find(|c| c.name.to_string() == "ratelimit-remaining")
+                .unwrap_or_else(|| panic!("{:?}", e.response_header_changes));
+            change.value.as_ref().unwrap().to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (0..25).rev().map(|n: u32| n.to_string()).collect();
+    assert_eq!(remaining, expected);
 }
 
 #[test]

@@ -13,7 +13,9 @@
 //!                       2 limit: RateLimitOverride { 1 requests_per_unit: uint32,
 //!                                                    2 unit: RateLimitUnit },
 //!                       3 hits_addend: google.protobuf.UInt64Value { 1 value } }
-//! RateLimitResponse { 1 overall_code: Code, 2 statuses: repeated DescriptorStatus, ... }
+//! RateLimitResponse { 1 overall_code: Code, 2 statuses: repeated DescriptorStatus,
+//!                     3 response_headers_to_add: repeated HeaderValue { 1 key, 2 value,
+//!                                                                       3 raw_value }, ... }
 //! DescriptorStatus { 1 code: Code, 2 current_limit: RateLimit { 1 requests_per_unit,
 //!                    2 unit, 3 name }, 3 limit_remaining: uint32,
 //!                    4 duration_until_reset: google.protobuf.Duration { 1 seconds,
@@ -32,6 +34,13 @@ pub const METHOD: &str = "ShouldRateLimit";
 
 /// The most descriptor statuses an answer may carry: a request sends at most a few.
 pub const MAX_STATUSES: usize = 64;
+
+/// The most `response_headers_to_add` an answer may carry (envoyproxy/ratelimit sends
+/// three, the `RateLimit-*` ones); more and the answer is refused.
+pub const MAX_HEADERS: usize = 16;
+
+/// The longest header value kept from an answer, in bytes.
+const MAX_HEADER_VALUE: usize = 1_024;
 
 /// `envoy.type.v3.RateLimitUnit`: the windows a limit in the request can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +227,9 @@ pub struct Answer {
     /// One status per descriptor of the request, in order (empty when the service sent
     /// none).
     pub statuses: Vec<Status>,
+    /// Headers the service asks to add to the response (`response_headers_to_add`),
+    /// names lowercased; entries that are no valid header are left out.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A protobuf field as read: its number and its value.
@@ -351,13 +363,42 @@ fn decode_status(bytes: &[u8]) -> Option<Status> {
     (!fields.failed).then_some(status)
 }
 
+/// A `HeaderValue` the filter can hand to the host: a token name (so no pseudo-header
+/// and nothing that splits the header block) and a value without control characters.
+/// `Some(None)` is well-formed protobuf carrying no such header; `None` is malformed.
+fn decode_header(bytes: &[u8]) -> Option<Option<(String, String)>> {
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    let mut fields = Fields::new(bytes);
+    for (number, field) in fields.by_ref() {
+        if let (1, Value::Bytes(b)) = (number, &field) {
+            name = b;
+        }
+        // `raw_value` (3) supersedes `value` (2) in newer Envoys: either carries it.
+        if let (2 | 3, Value::Bytes(b)) = (number, &field) {
+            value = b;
+        }
+    }
+    if fields.failed {
+        return None;
+    }
+    let plain = |c: &u8| *c == b'\t' || (b' '..=b'~').contains(c);
+    let fits = !name.is_empty()
+        && name.len() <= 128
+        && name.iter().all(|b| crate::routes::is_token_byte(*b))
+        && value.len() <= MAX_HEADER_VALUE
+        && value.iter().all(plain);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some(fits.then(|| (text(name).to_ascii_lowercase(), text(value.trim_ascii()))))
+}
+
 /// Decodes a `RateLimitResponse`; `None` for bytes that are not one, or that hold more
-/// than [`MAX_STATUSES`] statuses.
+/// than [`MAX_STATUSES`] statuses or [`MAX_HEADERS`] headers.
 #[cold]
 pub fn decode_response(bytes: &[u8]) -> Option<Answer> {
     let mut answer = Answer {
         overall: Code::Unknown,
         statuses: Vec::new(),
+        headers: Vec::new(),
     };
     let mut fields = Fields::new(bytes);
     for (number, value) in fields.by_ref() {
@@ -368,6 +409,12 @@ pub fn decode_response(bytes: &[u8]) -> Option<Answer> {
                     return None;
                 }
                 answer.statuses.push(decode_status(status)?);
+            }
+            (3, Value::Bytes(header)) => {
+                if answer.headers.len() >= MAX_HEADERS {
+                    return None;
+                }
+                answer.headers.extend(decode_header(header)?);
             }
             _ => {}
         }
@@ -427,7 +474,7 @@ mod tests {
             0x08, 2, 0x12, 4, 0x08, 25, 0x10, 2, 0x18, 0, // code, limit 25/min, remaining 0
             0x22, 2, 0x08, 42, // 42s to reset
             0x12, 2, 0x08, 1, // a second status: OK
-            0x1a, 0, // response_headers_to_add (skipped)
+            0x1a, 0, // a response header without a name (left out)
         ];
         let answer = decode_response(&bytes).unwrap();
         assert_eq!(answer.overall, Code::OverLimit);
@@ -465,9 +512,47 @@ mod tests {
             decode_response(&[]),
             Some(Answer {
                 overall: Code::Unknown,
-                statuses: Vec::new()
+                statuses: Vec::new(),
+                headers: Vec::new(),
             })
         );
+    }
+
+    fn header(name: &[u8], value: &[u8], field: u32) -> Vec<u8> {
+        let mut inner = Vec::new();
+        bytes_field(&mut inner, 1, name);
+        bytes_field(&mut inner, field, value);
+        let mut out = Vec::new();
+        bytes_field(&mut out, 3, &inner);
+        out
+    }
+
+    #[test]
+    fn response_headers_to_add_are_kept_when_they_are_headers() {
+        let bytes: Vec<u8> = [
+            vec![0x08, 1],
+            header(b"RateLimit-Remaining", b" 7 ", 2),
+            header(b"x-raw", b"r", 3),
+            header(b":status", b"200", 2),
+            header(b"x-split", b"a\r\nset-cookie: b", 2),
+            header(b"x-long", &[b'a'; MAX_HEADER_VALUE + 1], 2),
+        ]
+        .concat();
+        let answer = decode_response(&bytes).unwrap();
+        assert_eq!(
+            answer.headers,
+            [
+                ("ratelimit-remaining".to_owned(), "7".to_owned()),
+                ("x-raw".to_owned(), "r".to_owned()),
+            ]
+        );
+        let many: Vec<u8> = (0..=MAX_HEADERS)
+            .flat_map(|_| header(b"x", b"y", 2))
+            .collect();
+        assert_eq!(decode_response(&many), None);
+        let mut truncated = header(b"x", b"y", 2);
+        truncated[1] += 1;
+        assert_eq!(decode_response(&truncated), None);
     }
 
     #[test]

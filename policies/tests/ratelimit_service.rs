@@ -13,7 +13,9 @@ mod common;
 
 use common::{Host, START, req};
 use stakeguard_policies::rls::{self, Code};
-use stakeguard_policies::{EventKind, Outcome, Policy, Response, ServiceCall, Verdict};
+use stakeguard_policies::{
+    EventKind, HeaderChange, Outcome, Policy, Response, ServiceCall, Verdict,
+};
 
 fn policy(counters: &str, extra: &str) -> String {
     format!(
@@ -121,6 +123,98 @@ fn a_service_counted_rate_limit_asks_once_and_refuses_on_over_limit() {
             .collect::<Vec<_>>(),
         [EventKind::RateLimited]
     );
+}
+
+/// `answer` with, in the one status, the limit the service applied (per minute) and the
+/// hits left, and a header the service asks to add.
+fn answer_with_budget(code: u64, limit: u8, remaining: u8, reset: u8) -> Vec<u8> {
+    let status = [
+        0x08, code as u8, 0x12, 4, 0x08, limit, 0x10, 2, 0x18, remaining, 0x22, 2, 0x08, reset,
+    ];
+    let header = [0x1a, 10, 0x0a, 5, b'X', b'-', b'R', b'L', b'S', 0x12, 1, b'1'];
+    let mut out = vec![0x08, if code == 2 { 2 } else { 1 }, 0x12, status.len() as u8];
+    out.extend_from_slice(&status);
+    out.extend_from_slice(&header);
+    out
+}
+
+#[test]
+fn an_ok_answer_puts_the_budget_and_the_services_headers_on_the_response() {
+    let host = Host::new(&policy(SERVICE, ""));
+    let mut exchange = host.send(&req("GET", "/rates"));
+    asked(&exchange.verdict);
+    let stream = &mut exchange.stream;
+    let verdict = host.policy.on_service_answer(
+        stream,
+        Some(&answer_with_budget(1, 30, 7, 12)),
+        &host,
+        &*host.store,
+    );
+    assert_eq!(verdict, Verdict::Continue);
+    assert!(stream.wants_response());
+    assert!(
+        !stream.needs_response_headers(),
+        "setting headers reads none"
+    );
+    let mut changes = Vec::new();
+    host.policy
+        .on_response(stream, None, &host, &*host.store, &mut changes);
+    let set: Vec<(String, String)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            HeaderChange::Set(n, v) => Some((n.to_string(), v.to_string())),
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        ("ratelimit-limit", "30"),
+        ("ratelimit-remaining", "7"),
+        ("ratelimit-reset", "12"),
+        ("x-rls", "1"),
+    ]
+    .map(|(n, v)| (n.to_owned(), v.to_owned()));
+    assert_eq!(set, expected);
+
+    // Over the limit, the service's header goes on the 429 instead.
+    let mut exchange = host.send(&req("GET", "/rates"));
+    let verdict = host.policy.on_service_answer(
+        &mut exchange.stream,
+        Some(&answer_with_budget(2, 30, 0, 12)),
+        &host,
+        &*host.store,
+    );
+    let Verdict::Reply(reply) = verdict else {
+        panic!("expected 429, got {verdict:?}");
+    };
+    assert!(
+        reply.headers.contains(&("x-rls".to_owned(), "1".to_owned())),
+        "{:?}",
+        reply.headers
+    );
+    assert!(
+        reply
+            .headers
+            .contains(&("retry-after".to_owned(), "12".to_owned()))
+    );
+}
+
+#[test]
+fn a_monitored_rate_limit_adds_no_budget_headers() {
+    let monitored = policy(SERVICE, "").replace(
+        r#""key": "client_ip" }"#,
+        r#""key": "client_ip", "mode": "monitor" }"#,
+    );
+    assert!(monitored.contains("monitor"));
+    let host = Host::new(&monitored);
+    let mut exchange = host.send(&req("GET", "/rates"));
+    asked(&exchange.verdict);
+    let stream = &mut exchange.stream;
+    host.policy
+        .on_service_answer(stream, Some(&answer(&[(1, 10)])), &host, &*host.store);
+    let mut changes = Vec::new();
+    host.policy
+        .on_response(stream, None, &host, &*host.store, &mut changes);
+    assert!(changes.is_empty(), "{changes:?}");
 }
 
 #[test]

@@ -77,6 +77,8 @@ pub struct Stream {
     login_locked: bool,
     /// Calls to the rate limit service that failed.
     service_errors: u32,
+    /// Headers the service's answer puts on the upstream's response.
+    service_headers: Vec<(String, String)>,
 }
 
 /// The one decision published for a stream: the most significant thing that happened.
@@ -674,6 +676,7 @@ impl Policy {
             session::observe_issued(stream, &cx, response);
         }
         cors::respond(stream, cx.api, changes);
+        service::respond(stream, changes);
         response::lifecycle_headers(&cx, changes);
         response::harden(stream, &cx, response, changes);
     }

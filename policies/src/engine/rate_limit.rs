@@ -106,15 +106,24 @@ pub(super) fn refuse(
                 "rate_limited",
                 "too many requests; retry later",
                 reference,
-                vec![
-                    ("retry-after".to_owned(), seconds.to_string()),
-                    ("ratelimit-limit".to_owned(), requests.to_string()),
-                    ("ratelimit-remaining".to_owned(), "0".to_owned()),
-                    ("ratelimit-reset".to_owned(), seconds.to_string()),
-                ],
+                {
+                    let mut headers = budget(requests, 0, seconds);
+                    headers.push(("retry-after".to_owned(), seconds.to_string()));
+                    headers
+                },
             )
         },
     )
+}
+
+/// `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds): what a client may still send
+/// in the window, on a refusal and, counted in a service, on every answer.
+pub(super) fn budget(limit: u32, remaining: u32, reset_s: u64) -> Vec<(String, String)> {
+    vec![
+        ("ratelimit-limit".to_owned(), limit.to_string()),
+        ("ratelimit-remaining".to_owned(), remaining.to_string()),
+        ("ratelimit-reset".to_owned(), reset_s.to_string()),
+    ]
 }
 
 /// The fixed window a moment falls in.

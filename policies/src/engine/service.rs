@@ -21,10 +21,11 @@
 //! A timeout, an unreachable service or an answer that is no `RateLimitResponse` follow
 //! the service's `failure_mode`: 503, or through with a `store_failure` incident.
 
-use crate::decision::{ApiId, EventKind, ServiceCall, Severity, Verdict};
+use crate::decision::{ApiId, EventKind, HeaderChange, Mode, ServiceCall, Severity, Verdict};
 use crate::policy::{Api, CounterService};
 use crate::rls::{self, Code, Descriptor, Unit};
 
+use super::reply::retry_after_seconds;
 use super::{Context, Stream, login, quota, rate_limit};
 
 /// A control counted in the service.
@@ -156,16 +157,25 @@ fn over(answer: &rls::Answer, i: usize, asked: &Asked, now: u64) -> Option<u64> 
     let over = status.map_or(answer.overall == Code::OverLimit, |s| {
         s.code == Code::OverLimit
     });
-    over.then(|| {
-        status.and_then(|s| s.reset_ms).unwrap_or_else(|| {
-            let window = asked.window_ms.max(1);
-            window - now % window
-        })
+    over.then(|| reset_ms(status, asked, now))
+}
+
+/// How long until the descriptor's window resets: as the service says, or else the end
+/// of the control's own window.
+fn reset_ms(status: Option<&rls::Status>, asked: &Asked, now: u64) -> u64 {
+    status.and_then(|s| s.reset_ms).unwrap_or_else(|| {
+        let window = asked.window_ms.max(1);
+        window - now % window
     })
 }
 
 /// Acts on the service's answer to the questions of a request: the first control over
 /// its limit acts as it would on a local count. `None` from the host is a failed call.
+///
+/// The answer's headers (`response_headers_to_add`) go on whatever the client gets: the
+/// local reply, or the upstream's response, which also gets `RateLimit-Limit`,
+/// `-Remaining` and `-Reset` from the rate limit's status when it is under its limit
+/// (enforced only: monitor mode changes nothing a client sees).
 #[cold]
 pub(super) fn decide(
     stream: &mut Stream,
@@ -182,47 +192,92 @@ pub(super) fn decide(
         return failed(stream, cx.api, service, reference, false);
     };
     let mut verdict = None;
+    let mut headers = Vec::new();
     for (i, question) in asked.iter().enumerate() {
         let Some(wait_ms) = over(&answer, i, question, cx.now) else {
+            if question.control == Counted::RateLimit
+                && let Some(status) = answer.statuses.get(i)
+                && cx
+                    .api
+                    .controls
+                    .rate_limit
+                    .as_ref()
+                    .is_some_and(|l| l.mode == Mode::Enforce)
+            {
+                let limit = status
+                    .limit
+                    .map_or(question.limit, |(requests, _)| requests);
+                let reset = retry_after_seconds(reset_ms(Some(status), question, cx.now));
+                headers = rate_limit::budget(limit, status.remaining, reset);
+            }
             continue;
         };
-        verdict =
-            match question.control {
-                Counted::RateLimit => cx.api.controls.rate_limit.as_ref().and_then(|limit| {
-                    rate_limit::refuse(stream, cx, limit, question.key, wait_ms, reference)
-                }),
-                Counted::LoginUsername | Counted::LoginClientIp => {
-                    stream.login_locked = true;
-                    let by_ip = question.control == Counted::LoginClientIp;
-                    cx.api.controls.login.as_ref().and_then(|login| {
-                        let limits = if by_ip {
-                            &login.client_limits
-                        } else {
-                            &login.username_limits
-                        };
-                        let failures = u64::from(limits.max_failures);
-                        login::locked(
-                            stream,
-                            cx,
-                            login,
-                            limits,
-                            (question.key, failures, wait_ms),
-                            reference,
-                        )
-                    })
-                }
-                Counted::Quota(index) => {
-                    stream.quota_pending.retain(|(q, _)| *q != index);
-                    cx.api.controls.quotas.get(index).and_then(|q| {
-                        quota::exceeded(stream, cx, q, question.key, wait_ms, reference)
-                    })
-                }
-            };
+        verdict = act(stream, cx, question, wait_ms, reference);
         if verdict.is_some() {
             break;
         }
     }
+    let mut answer = answer;
+    headers.append(&mut answer.headers);
+    match &mut verdict {
+        Some(Verdict::Reply(reply)) => reply.headers.append(&mut headers),
+        _ if !headers.is_empty() => {
+            stream.wants_response = true;
+            stream.service_headers = headers;
+        }
+        _ => {}
+    }
     verdict
+}
+
+/// A control the service found over its limit, for `wait_ms` more: its action.
+fn act(
+    stream: &mut Stream,
+    cx: &Context<'_, '_>,
+    question: &Asked,
+    wait_ms: u64,
+    reference: &str,
+) -> Option<Verdict> {
+    match question.control {
+        Counted::RateLimit => cx.api.controls.rate_limit.as_ref().and_then(|limit| {
+            rate_limit::refuse(stream, cx, limit, question.key, wait_ms, reference)
+        }),
+        Counted::LoginUsername | Counted::LoginClientIp => {
+            stream.login_locked = true;
+            let by_ip = question.control == Counted::LoginClientIp;
+            cx.api.controls.login.as_ref().and_then(|login| {
+                let limits = if by_ip {
+                    &login.client_limits
+                } else {
+                    &login.username_limits
+                };
+                let failures = u64::from(limits.max_failures);
+                login::locked(
+                    stream,
+                    cx,
+                    login,
+                    limits,
+                    (question.key, failures, wait_ms),
+                    reference,
+                )
+            })
+        }
+        Counted::Quota(index) => {
+            stream.quota_pending.retain(|(q, _)| *q != index);
+            cx.api
+                .controls
+                .quotas
+                .get(index)
+                .and_then(|q| quota::exceeded(stream, cx, q, question.key, wait_ms, reference))
+        }
+    }
+}
+
+/// The headers the service's answer put on the upstream's response.
+pub(super) fn respond(stream: &mut Stream, changes: &mut Vec<HeaderChange>) {
+    for (name, value) in std::mem::take(&mut stream.service_headers) {
+        changes.push(HeaderChange::Set(name.into(), value.into()));
+    }
 }
 
 /// Acts on the service's answer to a response's counts: a login failure that took its
