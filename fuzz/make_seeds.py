@@ -159,6 +159,49 @@ def host_seeds():
           + call("environ_sizes_get", res(0), res(1)) + call("proc_exit", lit(3)))
 
 
+def pb_varint(n):
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def pb_field(number, value):
+    """A varint field for an int, a length-delimited one for bytes."""
+    if isinstance(value, int):
+        return pb_varint(number << 3) + pb_varint(value)
+    return pb_varint(number << 3 | 2) + pb_varint(len(value)) + value
+
+
+def rls_status(code, limit=None, remaining=None, reset_s=None):
+    out = pb_field(1, code)
+    if limit is not None:
+        out += pb_field(2, pb_field(1, limit) + pb_field(2, 2))
+    if remaining is not None:
+        out += pb_field(3, remaining)
+    if reset_s is not None:
+        out += pb_field(4, pb_field(1, reset_s) + pb_field(2, 5_000_000))
+    return out
+
+
+def service_answer_seeds():
+    """RateLimitResponses as envoyproxy/ratelimit and Limitador send them: OK and
+    OVER_LIMIT, with per-descriptor statuses (rate limit, username, client IP) and
+    response headers, and the shapes at the decoder's edges."""
+    header = lambda k, v, f=2: pb_field(3, pb_field(1, k) + pb_field(f, v))
+    ok = [rls_status(1, 25, 24, 59), rls_status(1, 4, 4, 3599), rls_status(1, 4, 3, 3599)]
+    write("service_answer", pb_field(1, 1) + b"".join(pb_field(2, s) for s in ok))
+    write("service_answer", pb_field(1, 1) + b"".join(pb_field(2, s) for s in ok)
+          + header(b"RateLimit-Remaining", b"24") + header(b"x-raw", b"1", 3))
+    for over in range(3):
+        statuses = [rls_status(2 if i == over else 1, 4, 0, 60) for i in range(3)]
+        write("service_answer", pb_field(1, 2) + b"".join(pb_field(2, s) for s in statuses))
+    write("service_answer", pb_field(1, 2))
+    write("service_answer", pb_field(1, 1) + header(b":status", b"200") + header(b"x", b"a\r\nb"))
+    write("service_answer", b"")
+
+
 def main():
     for path in glob.glob(os.path.join(ROOT, "policies/examples/*.json")) + \
             glob.glob(os.path.join(ROOT, "harness/tests/data/bad-policies/[0-9]*.json")):
@@ -187,6 +230,7 @@ def main():
                 write("exchange", bytes([POLICIES[name]]) + exchange(case, {"status": 200}, "10.0.0.1"))
 
     host_seeds()
+    service_answer_seeds()
 
 
 if __name__ == "__main__":

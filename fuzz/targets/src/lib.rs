@@ -12,7 +12,9 @@
 //!   every example policy;
 //! - [`traffic`]: the HAR, Envoy tap and JSON Lines readers of the harness;
 //! - [`host`]: the harness host driven by a hostile module (arbitrary pointers,
-//!   lengths, types, tokens and call orders, and a hostile allocator).
+//!   lengths, types, tokens and call orders, and a hostile allocator);
+//! - [`service_answer`]: any bytes as the rate limit service's answer, to a request's
+//!   questions and to a response's counts.
 
 #![expect(
     clippy::panic,
@@ -223,6 +225,102 @@ fn header(line: &str) -> Option<(String, String)> {
         format!("{colon}{}", name.to_ascii_lowercase()),
         value.trim_start().to_owned(),
     ))
+}
+
+/// A policy counting its rate limit and login failures in a rate limit service.
+const SERVICE_POLICY: &str = r#"{
+  "revision": "fuzz-rls",
+  "defaults": { "counters": {
+      "service": { "cluster": "ratelimit", "domain": "fuzz", "timeout": "50ms" },
+      "rate_limit": "service", "login": "service", "login_client_ip": "service" } },
+  "tiers": { "critical": {
+      "on_error": "fail_closed",
+      "rate_limit": { "requests": 25, "per": "1m", "key": "client_ip" },
+      "login": { "max_failures": 5, "window": "1h", "lockout": "1h" } } },
+  "apis": [
+    { "name": "login", "version": "v1", "owner": "team-identity", "tier": "critical",
+      "routes": [ { "path": "/login", "methods": ["POST"] } ],
+      "login": { "username": { "json_pointer": "/username" } } } ]
+}"#;
+
+thread_local! {
+    static SERVICE: Policy = compile(SERVICE_POLICY);
+}
+
+/// Whether a header the engine hands the host is one: a lowercase token name and a
+/// value without line breaks or NUL.
+fn is_header(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':' && !b.is_ascii_uppercase())
+        && !value.contains(['\r', '\n', '\0'])
+}
+
+/// Feeds `data` as the `RateLimitResponse` of the rate limit service to a sign-in's
+/// questions and, when the request goes on, to the count of its failure. The decoder
+/// must keep within its bounds and keep only headers the host can take; the engine must
+/// answer with a reply a client can get (429 or 503), or let the request go on with
+/// header changes that are headers.
+pub fn service_answer(data: &[u8]) {
+    use stakeguard_policies::rls;
+    if let Some(answer) = rls::decode_response(data) {
+        assert!(answer.statuses.len() <= rls::MAX_STATUSES);
+        assert!(answer.headers.len() <= rls::MAX_HEADERS);
+        for (name, value) in &answer.headers {
+            assert!(is_header(name, value), "{name:?}: {value:?}");
+        }
+    }
+    SERVICE.with(|policy| {
+        let store = MemoryStore::new();
+        let now = Now(Cell::new(START_MS));
+        let headers = [("content-type".to_owned(), "application/json".to_owned())];
+        let request = Request {
+            method: "POST",
+            authority: "bank.example.com",
+            path: "/login",
+            headers: &headers,
+            source_address: Some("203.0.113.9:40000"),
+            peer_uri_san: None,
+            reference: "fuzz",
+        };
+        let (mut stream, verdict) = policy.on_request(&request, &now, &store);
+        assert_eq!(verdict, Verdict::ReadBody);
+        let body = br#"{"username":"alice","password":"x"}"#;
+        let verdict = policy.on_request_body(&mut stream, body, true, &now, &store);
+        assert!(matches!(verdict, Verdict::AskService(_)), "{verdict:?}");
+        match policy.on_service_answer(&mut stream, Some(data), &now, &store) {
+            Verdict::Reply(reply) => {
+                assert!([429, 503].contains(&reply.status), "{}", reply.status);
+                for (name, value) in &reply.headers {
+                    assert!(is_header(name, value), "{name:?}: {value:?}");
+                }
+            }
+            Verdict::Continue | Verdict::Delay(_) => {
+                let response_headers = [(":status".to_owned(), "401".to_owned())];
+                let response = Response {
+                    status: 401,
+                    headers: &response_headers,
+                };
+                let mut changes = Vec::new();
+                policy.on_response(&mut stream, Some(&response), &now, &store, &mut changes);
+                for change in &changes {
+                    if let HeaderChange::Set(name, value) = change {
+                        assert!(is_header(name, value), "{name:?}: {value:?}");
+                    }
+                }
+                if policy.take_service_call(&mut stream).is_some() {
+                    let verdict = policy.on_service_answer(&mut stream, Some(data), &now, &store);
+                    assert_eq!(
+                        verdict,
+                        Verdict::Continue,
+                        "the response's count refuses nothing"
+                    );
+                }
+            }
+            other => panic!("after the service's answer: {other:?}"),
+        }
+    });
 }
 
 /// Reads `data` as recorded traffic the way `stakeguard replay` does (the format told

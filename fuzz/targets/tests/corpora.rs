@@ -43,3 +43,8 @@ fn the_traffic_corpus_replays_without_a_crash() {
 fn the_host_corpus_replays_without_a_crash() {
     replay("host", stakeguard_fuzz_targets::host);
 }
+
+#[test]
+fn the_service_answer_corpus_replays_without_a_crash() {
+    replay("service_answer", stakeguard_fuzz_targets::service_answer);
+}
