@@ -114,7 +114,7 @@ schema:
 	STAKEGUARD_UPDATE_SCHEMA=1 $(CARGO) test -p stakeguard-policies --test schema
 
 ## Fuzzing on nightly (`cargo install cargo-fuzz --version 0.13.2 --locked` first):
-## `make fuzz FUZZ_TARGET=exchange` runs one target (policy, exchange, traffic, host) for
+## `make fuzz FUZZ_TARGET=exchange` runs one target (policy, exchange, traffic, host, service_answer) for
 ## FUZZ_SECONDS on one core, adding what it finds to fuzz/corpus/; `cargo test --workspace`
 ## replays the corpora on stable.
 FUZZ_TARGET ?= exchange
