@@ -8,7 +8,9 @@
 //! merged value is reported where the value was written: under `apis[i]` when the API
 //! set it, under `tiers.NAME` otherwise.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::decision::{Action, EventKind, HeaderChange, Mode, Severity};
 use crate::error::PolicyErrors;
@@ -26,7 +28,7 @@ use crate::policy::{
     Spraying, StateConfig, Unknown, UserSource, UsernameSource,
 };
 use crate::read::{Errors, FromJson, ObjectReader, join, nearest, quoted_list};
-use crate::routes::{AddError, RouteIndexBuilder};
+use crate::routes::{AddError, RouteIndexBuilder, TextMap};
 use crate::state::Table;
 use crate::units::{http_date, parse_duration, parse_rfc3339};
 
@@ -61,11 +63,10 @@ impl Origin<'_> {
     fn path(&self, fields: &[&str]) -> String {
         let relative = fields.join(".");
         for depth in (1..=fields.len()).rev() {
-            let pointer: String = fields.iter().take(depth).map(|f| format!("/{f}")).collect();
             if let Some((path, _)) = self
                 .layers
                 .iter()
-                .find(|(_, v)| v.pointer(&pointer).is_some())
+                .find(|(_, v)| has_field(v, fields.iter().take(depth)))
             {
                 return join(path, &relative);
             }
@@ -82,18 +83,25 @@ impl Origin<'_> {
     /// here; a tier's setting may serve its other APIs, and `defaults` are only judged
     /// with a tier over them.
     fn wrote(&self, fields: &[&str]) -> bool {
-        let pointer: String = fields.iter().map(|f| format!("/{f}")).collect();
         self.layers.len() > 1
             && self
                 .layers
                 .first()
-                .is_some_and(|(_, v)| v.pointer(&pointer).is_some())
+                .is_some_and(|(_, v)| has_field(v, fields.iter()))
     }
 
     /// Whether the API itself has a block (login applies only to APIs that say so).
     fn api_has(&self, field: &str) -> bool {
         self.api.is_some_and(|api| api.get(field).is_some())
     }
+}
+
+/// Whether `value` has the field at the end of `fields` (object keys, outermost first),
+/// looked up key by key: Origin asks this for every field it places, once per API.
+fn has_field<'f>(value: &Json, mut fields: impl Iterator<Item = &'f &'f str>) -> bool {
+    fields
+        .try_fold(value, |value, field| value.get(field))
+        .is_some()
 }
 
 fn duration(
@@ -1479,6 +1487,7 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                     value,
                     merged,
                     valid: errors.list.len() == before,
+                    plain: OnceCell::new(),
                 });
             }
         }
@@ -1492,8 +1501,13 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
 
     let mut apis = Vec::new();
     let mut builder = RouteIndexBuilder::new();
-    let mut route_paths: Vec<Vec<String>> = Vec::new();
-    let mut names: Vec<((String, String), usize)> = Vec::new();
+    // Where each compiled API is in the document, by id: a route that conflicts with
+    // another names that one's place.
+    let mut places: Vec<usize> = Vec::new();
+    // Each name and version's first place: a map, not a list searched per API (the
+    // inventory may have 10,000 of them), and of the route index's kind, whose code the
+    // module holds already (a map of another kind cost 2 to 5 KB of it).
+    let mut names: TextMap<usize> = TextMap::default();
     match apis_raw {
         Some(Json::Array(list)) => {
             for (i, value) in list.iter().enumerate() {
@@ -1511,9 +1525,10 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                     continue;
                 };
                 let id = apis.len();
-                let key = (spec.name.clone(), spec.version.clone());
-                match names.iter().find(|(k, _)| *k == key) {
-                    Some((_, first)) => errors.push(
+                // The length keeps `a` `bc` apart from `ab` `c`.
+                let key = format!("{}:{}{}", spec.name.len(), spec.name, spec.version);
+                match names.get(key.as_str()) {
+                    Some(first) => errors.push(
                         &path,
                         format!(
                             "duplicate API `{}` version `{}`; it is also apis[{first}]",
@@ -1521,32 +1536,31 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                         ),
                         "give each name and version one entry, with all its routes",
                     ),
-                    None => names.push((key, i)),
+                    None => {
+                        names.insert(key.into(), i);
+                    }
                 }
-                route_paths.push(Vec::new());
+                places.push(i);
                 for (j, route) in spec.routes.iter().enumerate() {
-                    let route_path = format!("{path}.routes[{j}]");
-                    let methods = route.methods.clone().unwrap_or_default();
-                    match builder.add(route.host.as_deref(), &route.path, &methods, (id, j)) {
+                    let methods = route.methods.as_deref().unwrap_or_default();
+                    match builder.add(route.host.as_deref(), &route.path, methods, (id, j)) {
                         Ok(()) => {}
-                        Err(AddError::Pattern(e)) => errors.push(&route_path, e.message, e.hint),
+                        Err(AddError::Pattern(e)) => {
+                            errors.push(&format!("{path}.routes[{j}]"), e.message, e.hint);
+                        }
                         Err(AddError::Conflict {
                             existing: (other_api, other_route),
                         }) => {
-                            let other = route_paths
+                            let other = places
                                 .get(other_api)
-                                .and_then(|p| p.get(other_route))
-                                .cloned()
+                                .map(|k| format!("apis[{k}].routes[{other_route}]"))
                                 .unwrap_or_default();
                             errors.push(
-                                &route_path,
+                                &format!("{path}.routes[{j}]"),
                                 format!("matches the same requests as {other} (`{}`)", route.path),
                                 "make their hosts, paths or methods differ",
                             );
                         }
-                    }
-                    if let Some(paths) = route_paths.last_mut() {
-                        paths.push(route_path);
                     }
                 }
                 if spec.routes.is_empty() {
@@ -1747,6 +1761,37 @@ struct Tier<'v> {
     value: &'v Json,
     merged: Json,
     valid: bool,
+    /// The controls of its APIs that override none of them, compiled for the first such
+    /// API and shared by the others: none of them can change a thing about the bundle or
+    /// where its mistakes are reported (under the tier or the defaults, the same for each
+    /// of them, so that the repeats would be dropped as duplicates anyway), and an
+    /// inventory of thousands of APIs is mostly such APIs.
+    plain: OnceCell<Option<Bundle>>,
+}
+
+/// An API's controls, as read from its tier and the defaults with its own fields laid
+/// over them, and as compiled.
+struct Bundle {
+    spec: ControlsSpec,
+    controls: Arc<Controls>,
+}
+
+impl Bundle {
+    fn compile(
+        errors: &mut Errors,
+        tier: &Tier<'_>,
+        overrides: Vec<(String, Json)>,
+        path: &str,
+        origin: &Origin<'_>,
+    ) -> Option<Bundle> {
+        let mut merged = tier.merged.clone();
+        merged.overlay(&Json::Object(overrides));
+        // The merged value holds nothing that was not already read (and reported) where
+        // it was written.
+        let spec = ControlsSpec::read(&merged, path, &mut Errors::default())?;
+        let controls = Arc::new(compile_controls(errors, &spec, origin));
+        Some(Bundle { spec, controls })
+    }
 }
 
 /// What an API is compiled against: the tiers, the defaults under them, and the parts of
@@ -1795,20 +1840,16 @@ fn compile_api(
         );
         return None;
     };
-    let mut merged = tier.merged.clone();
-    if let Json::Object(fields) = value {
-        let overrides: Vec<(String, Json)> = fields
+    let overrides: Vec<(String, Json)> = match value {
+        Json::Object(fields) => fields
             .iter()
             .filter(|(key, _)| ControlsSpec::FIELDS.contains(&key.as_str()))
             .cloned()
-            .collect();
-        merged.overlay(&Json::Object(overrides));
-    }
-    // The merged value holds nothing that was not already read (and reported) where it
-    // was written; a broken tier was reported at the tier, and its APIs would only
-    // repeat its errors.
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A broken tier was reported at the tier, and its APIs would only repeat its errors.
     let mut discarded = Errors::default();
-    let controls_spec = ControlsSpec::read(&merged, path, &mut discarded)?;
     let control_errors = if tier.valid {
         &mut *errors
     } else {
@@ -1824,12 +1865,21 @@ fn compile_api(
         home: tier_path,
         api: Some(value),
     };
-    let controls = compile_controls(control_errors, &controls_spec, &origin);
+    let own;
+    let bundle = if overrides.is_empty() {
+        tier.plain
+            .get_or_init(|| Bundle::compile(control_errors, tier, overrides, path, &origin))
+            .as_ref()
+    } else {
+        own = Bundle::compile(control_errors, tier, overrides, path, &origin);
+        own.as_ref()
+    }?;
+    let (controls_spec, controls) = (&bundle.spec, &bundle.controls);
     refuse_dead_settings(
         control_errors,
         spec,
-        &controls_spec,
-        &controls,
+        controls_spec,
+        controls,
         &origin,
         around,
     );
@@ -1843,9 +1893,12 @@ fn compile_api(
         .routes
         .iter()
         .enumerate()
-        .map(|(j, route)| {
-            let path = format!("{path}.routes[{j}].require");
-            compile_claim_rules(errors, route.require.as_deref().unwrap_or_default(), &path)
+        .map(|(j, route)| match route.require.as_deref() {
+            // Most routes require nothing of their own: no path to write for them.
+            None => Vec::new(),
+            Some(rules) => {
+                compile_claim_rules(errors, rules, &format!("{path}.routes[{j}].require"))
+            }
         })
         .collect();
     if let Some(ownership) = &controls.ownership {
@@ -1876,6 +1929,82 @@ fn compile_api(
             tier: spec.tier.clone(),
         },
         lifecycle,
-        controls,
+        controls: Arc::clone(controls),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly"
+    )]
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn api(name: &str, tier: &str, path: &str) -> Value {
+        json!({ "name": name, "version": "v1", "owner": "team", "tier": tier,
+                "routes": [ { "path": path } ] })
+    }
+
+    fn document(apis: Vec<Value>) -> String {
+        json!({
+            "revision": "1",
+            "tiers": {
+                "a": { "rate_limit": { "requests": 60, "per": "1m" } },
+                "b": { "rate_limit": { "requests": 60, "per": "1m" } }
+            },
+            "apis": apis
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn apis_that_override_nothing_share_their_tiers_controls() {
+        let mut own = api("own", "a", "/own");
+        own["rate_limit"] = json!({ "requests": 5 });
+        let policy = compile(&document(vec![
+            api("first", "a", "/first"),
+            api("second", "a", "/second"),
+            own,
+            api("other", "b", "/other"),
+        ]))
+        .unwrap();
+        let controls = |i: usize| &policy.apis[i].controls;
+        assert!(Arc::ptr_eq(controls(0), controls(1)));
+        assert!(!Arc::ptr_eq(controls(0), controls(2)));
+        assert!(!Arc::ptr_eq(controls(0), controls(3)));
+        let requests = |i: usize| controls(i).rate_limit.as_ref().map(|r| r.requests);
+        assert_eq!(
+            [requests(0), requests(1), requests(2), requests(3)],
+            [Some(60), Some(60), Some(5), Some(60)]
+        );
+    }
+
+    #[test]
+    fn a_conflict_names_the_other_route_where_it_is_written() {
+        // apis[1] is left out of the index (unknown tier), so ids and places differ.
+        let Err(refused) = compile(&document(vec![
+            api("x", "a", "/x"),
+            api("lost", "nowhere", "/lost"),
+            api("x2", "a", "/x"),
+            api("y", "b", "/y"),
+            api("y2", "b", "/y"),
+        ])) else {
+            panic!("the conflicts were accepted");
+        };
+        let paths: Vec<String> = refused.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            paths,
+            [
+                "apis[1].tier: unknown tier `nowhere`; expected one of `a`, `b`",
+                "apis[2].routes[0]: matches the same requests as apis[0].routes[0] (`/x`); make their hosts, paths or methods differ",
+                "apis[4].routes[0]: matches the same requests as apis[3].routes[0] (`/y`); make their hosts, paths or methods differ",
+            ]
+        );
+    }
 }

@@ -87,7 +87,8 @@ pub struct Notify {
 pub(crate) struct Api {
     pub(crate) info: ApiInfo,
     pub(crate) lifecycle: Lifecycle,
-    pub(crate) controls: Controls,
+    /// Shared by the APIs of a tier that override none of its controls.
+    pub(crate) controls: Arc<Controls>,
     /// Claims each route needs on top of the API's, by route index.
     pub(crate) route_claims: Vec<Vec<ClaimRule>>,
 }

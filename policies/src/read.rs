@@ -34,11 +34,27 @@ impl Errors {
 
 /// `prefix.key`, or `prefix[3]` for an index.
 pub(crate) fn join(prefix: &str, key: &str) -> String {
-    match (prefix.is_empty(), key.starts_with('[')) {
-        (true, _) => key.to_owned(),
-        (false, true) => format!("{prefix}{key}"),
-        (false, false) => format!("{prefix}.{key}"),
+    let mut path = String::with_capacity(prefix.len() + 1 + key.len());
+    path.push_str(prefix);
+    push_key(&mut path, key);
+    path
+}
+
+/// `list[i]`, written over the previous item's in `at` (which starts as `list`).
+fn item_path<'a>(at: &'a mut String, list: &str, i: usize) -> &'a str {
+    use std::fmt::Write as _;
+    at.truncate(list.len());
+    // Writing to a String cannot fail.
+    let _ = write!(at, "[{i}]");
+    at
+}
+
+/// Appends `key` to `path` as [`join`] does.
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() && !key.starts_with('[') {
+        path.push('.');
     }
+    path.push_str(key);
 }
 
 /// `` `a`, `b`, `c` ``.
@@ -123,6 +139,18 @@ fn type_schema(name: &str) -> Json {
     object(vec![("type", Json::String(name.to_owned()))])
 }
 
+/// The field names an object reader makes room for at once: most types of the document
+/// have fewer, so that reading one of them grows no list.
+const ASKED: usize = 16;
+
+/// `path` copied with room for a key or an index after it, so that the paths of an
+/// object's fields or a list's items are written in place, without growing it.
+fn with_room(path: &str) -> String {
+    let mut room = String::with_capacity(path.len() + 32);
+    room.push_str(path);
+    room
+}
+
 /// Reads the fields of one object, remembering which were asked for, so that the rest
 /// can be reported as unknown.
 pub(crate) struct ObjectReader<'v, 'e> {
@@ -138,8 +166,8 @@ impl<'v, 'e> ObjectReader<'v, 'e> {
         match value {
             Json::Object(fields) => Some(ObjectReader {
                 fields,
-                path: path.to_owned(),
-                asked: Vec::new(),
+                path: with_room(path),
+                asked: Vec::with_capacity(ASKED),
                 errors,
             }),
             other => {
@@ -160,7 +188,14 @@ impl<'v, 'e> ObjectReader<'v, 'e> {
         if *value == Json::Null {
             return None;
         }
-        T::read(value, &join(&self.path, key), self.errors)
+        // The field's path is the object's with the key on it for the time of the read:
+        // most fields are read without a mistake, and a path of their own for each would
+        // be an allocation per field of a policy of thousands of APIs.
+        let object = self.path.len();
+        push_key(&mut self.path, key);
+        let read = T::read(value, &self.path, self.errors);
+        self.path.truncate(object);
+        read
     }
 
     /// A field left as JSON, for the caller to read piece by piece.
@@ -508,11 +543,12 @@ impl<T: FromJson> FromJson for Vec<T> {
             errors.push(path, format!("expected a list, found {}", value.kind()), "");
             return None;
         };
+        let mut at = with_room(path);
         Some(
             items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| T::read(item, &format!("{path}[{i}]"), errors))
+                .filter_map(|(i, item)| T::read(item, item_path(&mut at, path, i), errors))
                 .collect(),
         )
     }

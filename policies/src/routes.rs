@@ -73,6 +73,9 @@ use crate::path::{
 /// The maps of the index, keyed by the policy's own hosts and segments.
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
+/// A map keyed by the policy's own text, hashed as the index's maps are.
+pub(crate) type TextMap<V> = HashMap<Box<str>, V>;
+
 /// A fast hash for the index's keys, in place of the standard SipHash: a request costs a
 /// probe per path segment, and SipHash's defence (against keys chosen to collide) buys
 /// nothing here, since a request only looks keys up and the keys are the policy's.
@@ -80,7 +83,7 @@ type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// bits down to the low bits that pick a bucket. No 128-bit product: on wasm32 that is a
 /// call to a multiply routine (`__multi3`), which profiles showed on every request.
 #[derive(Debug, Default, Clone, Copy)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl KeyHasher {
     fn mix(&mut self, word: u64) {
@@ -669,7 +672,7 @@ fn parse_host(host: Option<&str>) -> Result<HostPattern, PatternError> {
     let Some(host) = host else {
         return Ok(HostPattern::Any);
     };
-    let quoted = quote(host);
+    let quoted = Quoted(host);
     if host.is_empty() {
         return Err(PatternError::new(
             "the host pattern is empty".to_owned(),
@@ -714,7 +717,7 @@ fn parse_host(host: Option<&str>) -> Result<HostPattern, PatternError> {
 
 /// Checks a dotted host name (`name` is `written`, lowercased, minus any `*.`).
 fn check_host_name(written: &str, name: &str) -> Result<(), PatternError> {
-    let quoted = quote(written);
+    let quoted = Quoted(written);
     if name.contains(':') {
         return Err(PatternError::new(
             format!("{quoted} includes a port"),
@@ -748,7 +751,7 @@ enum Segment<'a> {
 const REGEX_CHARACTERS: &[char] = &['(', ')', '[', ']', '^', '$', '+', '|', '\\'];
 
 fn parse_path(path: &str) -> Result<Vec<Segment<'_>>, PatternError> {
-    let quoted = quote(path);
+    let quoted = Quoted(path);
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PatternError::new(
             if path.is_empty() {
@@ -818,7 +821,7 @@ fn parse_path(path: &str) -> Result<Vec<Segment<'_>>, PatternError> {
                 };
                 if !is_param_name(name) {
                     return Err(PatternError::new(
-                        format!("{quoted} has an invalid parameter name {}", quote(name)),
+                        format!("{quoted} has an invalid parameter name {}", Quoted(name)),
                         "parameter names are a letter or `_` followed by letters, digits or `_`, as in `{account_id}`",
                     ));
                 }
@@ -836,7 +839,7 @@ fn parse_path(path: &str) -> Result<Vec<Segment<'_>>, PatternError> {
                     return Err(PatternError::new(
                         format!(
                             "{quoted} contains {}, which a normalized path never contains",
-                            quote(bad.encode_utf8(&mut [0; 4]))
+                            Quoted(bad.encode_utf8(&mut [0; 4]))
                         ),
                         "use letters, digits and `-._~!&',=:@` in literal segments (request paths with `;` are refused as ambiguous)",
                     ));
@@ -880,7 +883,7 @@ fn parse_methods(methods: &[String]) -> Result<Box<[Box<str>]>, PatternError> {
         }
         if !method.bytes().all(is_token_byte) {
             return Err(PatternError::new(
-                format!("{} is not a method name", quote(method)),
+                format!("{} is not a method name", Quoted(method)),
                 "write method names such as `GET` or `POST` (letters, digits and `!#$%&'*+-.^_|~`)",
             ));
         }
@@ -897,18 +900,23 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
 }
 
 /// A pattern quoted for a message, with control characters escaped (and only those:
-/// `str::escape_debug` would bring Unicode's printable tables into the module).
-fn quote(text: &str) -> String {
-    let mut out = String::from("`");
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+/// `str::escape_debug` would bring Unicode's printable tables into the module). Written
+/// out only into the message of a refused pattern, not for each of the thousands that
+/// pass.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`")?;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_str(c.encode_utf8(&mut [0; 4]))?;
+            }
         }
+        f.write_str("`")
     }
-    out.push('`');
-    out
 }
 
 #[cfg(test)]
