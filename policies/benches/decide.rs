@@ -8,6 +8,10 @@
 //! A second group replays the bank policy's allow path as the harness's replay bench
 //! sends it (`on_request`, then `on_response`), and the run ends with how many heap
 //! allocations one such request costs: in stakeguard.wasm each goes through dlmalloc.
+//!
+//! A third builds each inventory from its text (`Policy::from_json`), what every VM of an
+//! Envoy does on an ECDS update: the promise is a cost linear in the APIs, so the
+//! side-by-side run prints the time per API of each size against the smallest's.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,7 +26,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use criterion::{BenchmarkId, Criterion};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 use stakeguard_policies::{HeaderChange, MemoryStore, Policy, Request, Response, Verdict};
 
 /// The system allocator, counting allocations for the bank request's report.
@@ -60,6 +66,14 @@ mod inventory;
 
 fn inventory(n: usize) -> Policy {
     Policy::from_json(&inventory::inventory_json(n)).unwrap()
+}
+
+/// The text of each inventory, for the build benches.
+fn inventory_texts() -> Vec<(usize, String)> {
+    SIZES
+        .iter()
+        .map(|&n| (n, inventory::inventory_json(n)))
+        .collect()
 }
 
 struct Sample {
@@ -226,6 +240,55 @@ fn criterion_benches(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    let texts = inventory_texts();
+    let mut group = c.benchmark_group("build");
+    // A 10,000-API build takes about a tenth of a second: ten samples of a few builds
+    // each, rather than criterion's hundred, keep the group to seconds.
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (n, text) in &texts {
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| black_box(Policy::from_json(text).unwrap()));
+        });
+    }
+    group.finish();
+}
+
+/// Builds of every size in interleaved rounds; the median per size, then its time per
+/// API against the smallest inventory's.
+fn build_side_by_side() {
+    let texts = inventory_texts();
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); texts.len()];
+    for _ in 0..5 {
+        for (slot, (_, text)) in texts.iter().enumerate() {
+            let start = Instant::now();
+            black_box(Policy::from_json(text).unwrap());
+            rounds[slot].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let per_api: Vec<(usize, f64, f64)> = texts
+        .iter()
+        .zip(rounds.iter_mut())
+        .map(|((n, _), r)| {
+            r.sort_by(f64::total_cmp);
+            let median = r[r.len() / 2];
+            (*n, median, median * 1e3 / *n as f64)
+        })
+        .collect();
+    println!(
+        "
+policy build (Policy::from_json), side by side (median of 5 interleaved rounds):"
+    );
+    for (n, median, micros) in &per_api {
+        println!(
+            "  {n:>6} APIs: {median:>9.2} ms  ({micros:.1} µs per API, {:.2}x the 10-API inventory's)",
+            micros / per_api[0].2
+        );
+    }
 }
 
 /// Interleaved rounds over every size; the median per size, then ratios to the smallest.
@@ -267,5 +330,6 @@ fn main() {
     criterion_benches(&mut criterion);
     criterion.final_summary();
     side_by_side();
+    build_side_by_side();
     bank_allocations();
 }

@@ -50,9 +50,9 @@ fn is_header_text(value: &str) -> bool {
 struct Origin<'a> {
     /// The blocks merged, the most specific first: the API's (`apis[i]`, when compiling
     /// an API), its tier's (`tiers.NAME`), then `defaults`.
-    layers: Vec<(String, &'a Json)>,
+    layers: &'a [(&'a str, &'a Json)],
     /// Where a field that none of them wrote is reported: the tier.
-    home: String,
+    home: &'a str,
     /// The API's raw value, when compiling an API.
     api: Option<&'a Json>,
 }
@@ -71,7 +71,7 @@ impl Origin<'_> {
                 return join(path, &relative);
             }
         }
-        join(&self.home, &relative)
+        join(self.home, &relative)
     }
 
     fn is_api(&self) -> bool {
@@ -1126,15 +1126,17 @@ fn compile_cors(
     })
 }
 
+/// An API's `lifecycle` (`api` is the API's path).
 fn compile_lifecycle(
     errors: &mut Errors,
     spec: Option<&LifecycleSpec>,
-    path: &str,
+    api: &str,
     default_mode: Mode,
 ) -> Lifecycle {
     let Some(spec) = spec else {
         return Lifecycle::Active;
     };
+    let path = &join(api, "lifecycle");
     let mode = spec.mode.unwrap_or(default_mode);
     let time = |errors: &mut Errors, text: &Option<String>, field: &str| {
         text.as_deref().and_then(|t| {
@@ -1476,8 +1478,8 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                     && let Some(spec) = ControlsSpec::read(&merged, &path, &mut Errors::default())
                 {
                     let origin = Origin {
-                        layers: vec![(path.clone(), value), ("defaults".to_owned(), &defaults)],
-                        home: path.clone(),
+                        layers: &[(&path, value), ("defaults", &defaults)],
+                        home: &path,
                         api: None,
                     };
                     compile_controls(&mut errors, &spec, &origin);
@@ -1857,12 +1859,12 @@ fn compile_api(
     };
     let tier_path = join("tiers", &spec.tier);
     let origin = Origin {
-        layers: vec![
-            (path.to_owned(), value),
-            (tier_path.clone(), tier.value),
-            ("defaults".to_owned(), defaults),
+        layers: &[
+            (path, value),
+            (&tier_path, tier.value),
+            ("defaults", defaults),
         ],
-        home: tier_path,
+        home: &tier_path,
         api: Some(value),
     };
     let own;
@@ -1883,12 +1885,7 @@ fn compile_api(
         &origin,
         around,
     );
-    let lifecycle = compile_lifecycle(
-        errors,
-        spec.lifecycle.as_ref(),
-        &join(path, "lifecycle"),
-        controls.default_mode,
-    );
+    let lifecycle = compile_lifecycle(errors, spec.lifecycle.as_ref(), path, controls.default_mode);
     let route_claims = spec
         .routes
         .iter()
