@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use stakeguard_policies::json::ObjectWriter;
-use stakeguard_policies::{Decision, Event, Outcome, Policy};
+use stakeguard_policies::{ApiId, Decision, Event, EventKind, Outcome, Policy};
 
 /// The longest `x-request-id` taken as the reference.
 const MAX_REFERENCE: usize = 64;
@@ -122,6 +122,58 @@ pub fn log_line(policy: &Policy, event: &Event, req: &RequestSummary<'_>) -> Str
         .finish()
 }
 
+/// The most (kind, API) pairs [`IncidentLines`] tells apart in one tick; incidents of
+/// others are held back.
+const MAX_KINDS_PER_TICK: usize = 64;
+
+/// Incident log lines of one tick of the worker (100 ms while anything is pending): the
+/// first incident of each kind and API is written at once; the others are only counted,
+/// and one line at the tick says how many were held back. A flood of refused requests
+/// (an unknown-route scan, a credential-stuffing run) then costs a log write per kind
+/// per tick, not per request: in Envoy a written line costs as much as a third of a
+/// request. Metrics (by API, control and severity) and alerts still count every
+/// incident.
+#[derive(Debug, Default)]
+pub struct IncidentLines {
+    /// Kinds and APIs written this tick.
+    seen: Vec<(EventKind, Option<ApiId>)>,
+    /// Lines held back this tick.
+    held: u64,
+}
+
+impl IncidentLines {
+    /// Whether an incident's line is written now: the first of its kind and API this
+    /// tick.
+    pub fn admit(&mut self, event: &Event) -> bool {
+        let key = (event.kind, event.api);
+        let first = !self.seen.contains(&key) && self.seen.len() < MAX_KINDS_PER_TICK;
+        if first {
+            self.seen.push(key);
+        } else {
+            self.held += 1;
+        }
+        first
+    }
+
+    /// Whether the tick has lines to account for.
+    pub fn is_pending(&self) -> bool {
+        !self.seen.is_empty()
+    }
+
+    /// Ends the tick: the line saying how many were held back, when any were.
+    pub fn end_tick(&mut self, policy: &Policy) -> Option<String> {
+        self.seen.clear();
+        let held = std::mem::take(&mut self.held);
+        (held > 0).then(|| {
+            ObjectWriter::new()
+                .string("event", "incident_lines_held")
+                .number("count", held)
+                .string("revision", policy.revision())
+                .finish()
+        })
+    }
+}
+
 /// A JSON body for local replies the filter makes itself (not the engine's).
 pub fn error_body(error: &str, reference: &str) -> String {
     ObjectWriter::new()
@@ -147,6 +199,65 @@ mod tests {
     fn cutting_respects_char_boundaries() {
         assert_eq!(cut("héllo", 2), "h");
         assert_eq!(cut("abc", 10), "abc");
+    }
+
+    fn incident(kind: EventKind, api: Option<ApiId>) -> Event {
+        Event {
+            kind,
+            control: stakeguard_policies::Control::UnknownRoute,
+            api,
+            mode: stakeguard_policies::Mode::Enforce,
+            outcome: Outcome::Blocked,
+            severity: Some(stakeguard_policies::Severity::Ticket),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn the_first_incident_of_a_kind_and_api_is_written_and_the_rest_summed_up_at_the_tick() {
+        let policy = Policy::from_json(include_str!("../../policies/examples/bank.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut lines = IncidentLines::default();
+        let shadow = incident(EventKind::ShadowApi, None);
+        let lockout = incident(EventKind::LoginLockout, Some(0));
+        assert!(lines.admit(&shadow));
+        assert!(!lines.admit(&shadow));
+        assert!(!lines.admit(&shadow));
+        assert!(
+            lines.admit(&lockout),
+            "another kind and API has a line of its own"
+        );
+        assert!(lines.admit(&incident(EventKind::LoginLockout, Some(1))));
+        assert!(lines.is_pending());
+        let summary = lines.end_tick(&policy).unwrap_or_default();
+        let json = stakeguard_policies::json::Json::parse(&summary)
+            .unwrap_or_else(|e| panic!("{e:?}: {summary}"));
+        assert_eq!(
+            json.get("event").and_then(|v| v.as_str()),
+            Some("incident_lines_held")
+        );
+        assert_eq!(
+            json.get("count").and_then(|v| v.as_text()),
+            Some("2"),
+            "only what was held back: {summary}"
+        );
+        // A new tick: the next one is written again, and a quiet tick says nothing.
+        assert!(!lines.is_pending());
+        assert!(lines.admit(&shadow));
+        assert_eq!(lines.end_tick(&policy), None);
+    }
+
+    #[test]
+    fn kinds_beyond_the_bound_are_held_back_together() {
+        let policy = Policy::from_json(include_str!("../../policies/examples/bank.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut lines = IncidentLines::default();
+        for api in 0..MAX_KINDS_PER_TICK {
+            assert!(lines.admit(&incident(EventKind::ShadowApi, Some(api))));
+        }
+        assert!(!lines.admit(&incident(EventKind::ShadowApi, Some(MAX_KINDS_PER_TICK))));
+        let summary = lines.end_tick(&policy).unwrap_or_default();
+        assert!(summary.contains(r#""count":1"#), "{summary}");
     }
 
     #[test]

@@ -174,14 +174,18 @@ impl Stream {
             method: &quote.method,
             path: &quote.path,
         };
-        // Incidents are the application log's business; every other event is in the
-        // published decision (the access log's) and the metrics already, so its line is
-        // debug: a refused flood costs no log write per request.
+        // Incidents are the application log's business (the first of each kind and API
+        // per tick, see `IncidentLines`); every other event is in the published decision
+        // (the access log's) and the metrics already, so its line is debug: a refused
+        // flood costs no log write per request.
         let mut debug = None;
         for event in &events {
             let level = if event.severity.is_some() {
+                if !self.worker.borrow_mut().incident_lines.admit(event) {
+                    continue;
+                }
                 LogLevel::Warn
-            } else if *debug.get_or_insert_with(|| host::logs(LogLevel::Debug)) {
+            } else if *debug.get_or_insert_with(|| self.worker.borrow_mut().logs_debug()) {
                 LogLevel::Debug
             } else {
                 continue;

@@ -15,6 +15,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use stakeguard_policies::{HeaderChange, Policy};
 
 use crate::alerts::Alerts;
+use crate::events::IncidentLines;
 use crate::headers::Spare;
 use crate::host;
 use crate::http::{Refusal, Stream};
@@ -39,6 +40,10 @@ pub struct Worker {
     tick_ms: u32,
     /// Counter for generated references.
     pub references: u64,
+    /// Incident log lines of this tick.
+    pub incident_lines: IncidentLines,
+    /// Whether Envoy logs at debug, asked once per tick (a host call each time).
+    debug_logs: Option<bool>,
     /// The engine's changes to a response, then the response map rewritten with them,
     /// and the lists header maps are read into: kept from stream to stream, empty, for
     /// their allocations.
@@ -77,10 +82,21 @@ impl Worker {
         due
     }
 
+    /// Whether Envoy logs at debug: asked at most once per tick, so a change of Envoy's
+    /// log level shows within one.
+    pub fn logs_debug(&mut self) -> bool {
+        *self
+            .debug_logs
+            .get_or_insert_with(|| host::logs(LogLevel::Debug))
+    }
+
     fn wanted_tick(&self) -> u32 {
         if !self.paused.is_empty() {
             TICK_PAUSED_MS
-        } else if self.metrics.is_dirty() || self.alerts.is_pending() {
+        } else if self.metrics.is_dirty()
+            || self.alerts.is_pending()
+            || self.incident_lines.is_pending()
+        {
             TICK_FLUSH_MS
         } else {
             0
@@ -211,8 +227,14 @@ impl RootContext for Root {
                 ),
             );
         }
-        self.policy = Some(Rc::new(policy));
         let mut worker = self.worker.borrow_mut();
+        // Held lines name APIs by the old policy's numbering: said before it goes.
+        if let Some(old) = &self.policy
+            && let Some(line) = worker.incident_lines.end_tick(old)
+        {
+            host::log(LogLevel::Warn, &line);
+        }
+        self.policy = Some(Rc::new(policy));
         if let Some(previous) =
             previous.filter(|p| Some(p.as_str()) != self.policy.as_deref().map(Policy::revision))
         {
@@ -242,10 +264,20 @@ impl RootContext for Root {
         let due = {
             let mut worker = self.worker.borrow_mut();
             let Worker {
-                alerts, metrics, ..
+                alerts,
+                metrics,
+                incident_lines,
+                debug_logs,
+                ..
             } = &mut *worker;
             alerts.dispatch(metrics);
             metrics.flush();
+            *debug_logs = None;
+            if let Some(policy) = &self.policy
+                && let Some(line) = incident_lines.end_tick(policy)
+            {
+                host::log(LogLevel::Warn, &line);
+            }
             worker.take_due(now)
         };
         if !due.is_empty() {

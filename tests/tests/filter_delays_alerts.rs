@@ -1,6 +1,6 @@
 //! Delays carried out by pausing the stream and resuming it from the tick; incidents sent
 //! as Alertmanager v2 alerts (here to the test upstream standing in for Alertmanager),
-//! deduplicated per window.
+//! deduplicated per window; incident log lines held back in a flood and accounted for.
 
 use std::time::{Duration, Instant};
 
@@ -207,4 +207,39 @@ fn a_silent_alertmanager_times_out_without_delaying_the_request() {
     assert_eq!(failed, 1.0);
     drop(envoy);
     drop(holder);
+}
+
+#[test]
+fn a_flood_of_incidents_writes_a_line_per_kind_per_tick_and_accounts_for_the_rest() {
+    let (_upstream, envoy) = start_filter(&test_policy("e2e"));
+    const FLOOD: usize = 60;
+    for n in 0..FLOOD {
+        let r = envoy.send(
+            &Request::get(&format!("/scan/{n}")).header("x-request-id", &format!("scan-{n}")),
+        );
+        assert_eq!(r.status, 404, "{}", r.text());
+    }
+    // Every incident is counted, and each is either its own line or in a tick's count
+    // of lines held back: nothing is lost.
+    let (written, held) = eventually(|| {
+        let events = envoy.filter_events();
+        let written = events.iter().filter(|e| e["event"] == "shadow_api").count();
+        let held: u64 = events
+            .iter()
+            .filter(|e| e["event"] == "incident_lines_held")
+            .map(|e| e["count"].as_u64().unwrap_or(0))
+            .sum();
+        (written as u64 + held == FLOOD as u64).then_some((written, held))
+    })
+    .unwrap_or_else(|| panic!("{}", envoy.log_tail(80)));
+    assert!(written >= 1, "the first of the flood is written at once");
+    eprintln!("{written} lines written, {held} held back");
+    assert_eq!(
+        sum(
+            &envoy.prometheus(),
+            "stakeguard_incident",
+            &[("control", "unknown_route")]
+        ),
+        FLOOD as f64
+    );
 }
