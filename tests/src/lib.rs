@@ -19,6 +19,8 @@
 //! - [`alertmanager`] runs a real Prometheus Alertmanager and reads back its alerts;
 //! - [`redis`] runs a real redis-server, and [`ratelimit_peer`] the rate limit service
 //!   (Limitador counting in that Redis) that Envoys share fleet-wide counts through;
+//! - [`recording`] records what a test sent and got as HAR 1.2 and replays it with the
+//!   harness CLI, for comparing Envoy's outcomes with the harness's;
 //! - [`process`] starts peers on free ports and stops their process groups;
 //! - [`openapi`] validates Kubernetes manifests against a CRD's OpenAPI v3 schema.
 
@@ -29,6 +31,7 @@ pub mod envoy;
 pub mod openapi;
 pub mod process;
 pub mod ratelimit_peer;
+pub mod recording;
 pub mod redis;
 pub mod stats;
 pub mod upstream;

@@ -9,6 +9,10 @@
 //! - With the peer stopped, a `fail_closed` API answers 503 (the call fails, nothing
 //!   hangs) and a `fail_open` one forwards and raises a `store_failure` incident; both
 //!   count the failures in `stakeguard.ratelimit_service.errors`.
+//! - The first run's requests, recorded as HAR with their timing, replayed by the harness
+//!   (`stakeguard replay --ratelimit-service`, four workers for the pods' four) end alike
+//!   request by request: the same status, from the upstream or from the filter; without
+//!   the service every one of them is refused 503 instead.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,10 +21,15 @@
     clippy::indexing_slicing
 )]
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde_json::Value;
-use stakeguard_tests::client::Request;
+use stakeguard_harness::report::Outcome;
+use stakeguard_tests::TempDir;
+use stakeguard_tests::client::{Request, Response};
 use stakeguard_tests::envoy::{Envoy, EnvoyConfig};
 use stakeguard_tests::ratelimit_peer::RatelimitPeer;
+use stakeguard_tests::recording::{self, Recording};
 use stakeguard_tests::redis::Redis;
 use stakeguard_tests::stats::sum;
 use stakeguard_tests::upstream::Upstream;
@@ -116,15 +125,57 @@ fn login(user: &str) -> Request {
     )
 }
 
+/// What the client saw of one request in the Envoy run: the status, and whether the
+/// upstream received it (if not, the filter answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    status: u16,
+    forwarded: bool,
+}
+
+/// The fleet's traffic, recorded as it is sent.
+struct Run<'a> {
+    fleet: &'a Fleet,
+    recording: Recording,
+    seen: Vec<Seen>,
+}
+
+impl Run<'_> {
+    fn send(&mut self, pod: usize, request: &Request) -> Response {
+        // The upstream notes a request before it answers, so the count has moved by the
+        // time the client has its response.
+        let before = self.fleet.upstream.requests().len();
+        let response = self.recording.send(&self.fleet.pods[pod], request);
+        self.seen.push(Seen {
+            status: response.status,
+            forwarded: self.fleet.upstream.requests().len() > before,
+        });
+        response
+    }
+}
+
+/// The start of the current UTC day, in nanoseconds since the epoch. The recording starts
+/// there because the harness's service, like envoyproxy/ratelimit, aligns its windows on
+/// the epoch, while Limitador's start at a key's first hit: on a day boundary, every
+/// window of the replay (this policy's hour and day) opens before its key's first hit and
+/// outlasts the run, as the peer's did, wherever in the day the test runs.
+fn start_of_today_ns() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(now.as_secs() - now.as_secs() % 86_400).unwrap() * 1_000_000_000
+}
+
 #[test]
-fn two_proxies_share_one_limit_and_one_lockout_through_the_service() {
+fn two_proxies_share_one_limit_and_one_lockout_through_the_service_and_a_replay_agrees() {
     let fleet = fleet();
+    let mut run = Run {
+        fleet: &fleet,
+        recording: Recording::starting_at(start_of_today_ns()),
+        seen: Vec::new(),
+    };
     // 40 requests of one user, alternating between the pods, one connection each (so
     // both workers of each pod serve some).
     let request = Request::get("/api/v1/rates/eur").header("x-user-id", "ada");
-    let statuses: Vec<u16> = (0..40)
-        .map(|i| fleet.pods[i % 2].send(&request).status)
-        .collect();
+    let statuses: Vec<u16> = (0..40).map(|i| run.send(i % 2, &request).status).collect();
     let passed = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(
         passed, RATE,
@@ -132,25 +183,25 @@ fn two_proxies_share_one_limit_and_one_lockout_through_the_service() {
     );
     assert!(statuses[RATE..].iter().all(|s| *s == 429), "{statuses:?}");
     assert_eq!(fleet.upstream.count("/api/v1/rates/eur"), RATE);
-    let refused = fleet.pods[1].send(&request);
+    let refused = run.send(1, &request);
     assert_eq!(refused.status, 429);
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
     assert_eq!(refused.header("ratelimit-limit"), Some("25"));
     // Another user has a count of their own.
     let other = Request::get("/api/v1/rates/eur").header("x-user-id", "bea");
-    assert_eq!(fleet.pods[0].send(&other).status, 200);
+    assert_eq!(run.send(0, &other).status, 200);
 
     // Failures of one username spread over both pods: the 5th locks it out everywhere.
     let statuses: Vec<u16> = (0..5)
-        .map(|i| fleet.pods[i % 2].send(&login("carol")).status)
+        .map(|i| run.send(i % 2, &login("carol")).status)
         .collect();
     assert_eq!(
         statuses, [401; 5],
         "failures below the lockout reach the upstream"
     );
-    for pod in &fleet.pods {
-        let locked = pod.send(&login("carol"));
+    for pod in 0..2 {
+        let locked = run.send(pod, &login("carol"));
         assert_eq!(locked.status, 429, "{}", locked.text());
         assert!(locked.header("retry-after").is_some());
     }
@@ -160,6 +211,80 @@ fn two_proxies_share_one_limit_and_one_lockout_through_the_service() {
         "{}",
         fleet.peer.log()
     );
+    let Run {
+        recording, seen, ..
+    } = run;
+    replay_agrees(&recording, &seen);
+}
+
+/// Replays the fleet's recording with the harness counting in its in-memory service
+/// (`--ratelimit-service`), four workers for the pods' four, and checks that every request
+/// ended as it did in the Envoy run: the same status, answered by the upstream (the
+/// recorded response) or by the filter alike. Then replays it without the service, where
+/// the calls to cluster `ratelimit` have no answer and the fail-closed tier refuses
+/// everything it counts: the agreement is the service's doing.
+fn replay_agrees(recording: &Recording, seen: &[Seen]) {
+    let dir = TempDir::new("ratelimit-fleet-replay").unwrap();
+    let har = dir.path().join("fleet.har");
+    let policy_file = dir.path().join("policy.json");
+    std::fs::write(&har, recording.to_har().to_string()).unwrap();
+    std::fs::write(&policy_file, policy()).unwrap();
+    let module = stakeguard_tests::require_filter_wasm();
+    let replay = |args: &[&str]| {
+        recording::replay(&module, &policy_file, &har, args).unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    let report = replay(&["--workers", "4", "--ratelimit-service"]);
+    let replayed: Vec<Seen> = report
+        .entries
+        .iter()
+        .map(|e| Seen {
+            status: u16::try_from(e.status).unwrap(),
+            forwarded: e.outcome == Outcome::Forwarded,
+        })
+        .collect();
+    assert_eq!(replayed.len(), seen.len());
+    for (i, (envoy, harness)) in seen.iter().zip(&replayed).enumerate() {
+        assert_eq!(
+            envoy, harness,
+            "request {i} ({} {}): Envoy and the replay differ; the replay's entry: {:?}",
+            report.entries[i].method, report.entries[i].path, report.entries[i]
+        );
+    }
+    let forwarded = seen.iter().filter(|s| s.forwarded).count();
+    let outcomes = &report.summary.outcomes;
+    assert_eq!(
+        (outcomes.get("forwarded"), outcomes.get("local_reply")),
+        (
+            Some(&(forwarded as u64)),
+            Some(&((seen.len() - forwarded) as u64))
+        ),
+        "{outcomes:?}"
+    );
+    // A count kept per worker would have refused nothing: no worker served RATE
+    // requests of the rates route, nor 5 logins.
+    let per_worker = |path: &str| {
+        let mut served = [0usize; 4];
+        for e in report.entries.iter().filter(|e| &*e.path == path) {
+            served[e.worker] += 1;
+        }
+        served
+    };
+    let rates = per_worker("/api/v1/rates/eur");
+    assert!(rates.iter().all(|n| *n < RATE), "{rates:?}");
+    let logins = per_worker("/api/v1/login");
+    assert!(logins.iter().all(|n| *n < 5), "{logins:?}");
+
+    // Every request of the recording counts in the service (rates and login alike).
+    let without = replay(&["--workers", "4"]);
+    assert_eq!(without.entries.len(), seen.len());
+    for e in &without.entries {
+        let refused = e.outcome == Outcome::LocalReply
+            && e.local_reply
+                .as_ref()
+                .is_some_and(|r| r.status == 503 && r.body.contains("counter_service_unavailable"));
+        assert!(refused, "without the service: {e:?}");
+    }
 }
 
 #[test]
