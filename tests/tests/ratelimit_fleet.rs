@@ -11,8 +11,8 @@
 //!   count the failures in `stakeguard.ratelimit_service.errors`.
 //! - The first run's requests, recorded as HAR with their timing, replayed by the harness
 //!   (`stakeguard replay --ratelimit-service`, four workers for the pods' four) end alike
-//!   request by request: the same status, from the upstream or from the filter; without
-//!   the service every one of them is refused 503 instead.
+//!   request by request: the same status, from the upstream or from the filter (with the
+//!   same error code); without the service every one of them is refused 503 instead.
 
 #![allow(
     clippy::unwrap_used,
@@ -125,12 +125,20 @@ fn login(user: &str) -> Request {
     )
 }
 
-/// What the client saw of one request in the Envoy run: the status, and whether the
-/// upstream received it (if not, the filter answered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the client saw of one request: the status, whether the upstream received it,
+/// and when the filter answered instead, the `error` code of its answer (`rate_limited`,
+/// `login_locked`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     status: u16,
     forwarded: bool,
+    refusal: Option<String>,
+}
+
+/// The `error` field of a refusal's JSON body.
+fn refusal(body: &str) -> Option<String> {
+    let answer: Value = serde_json::from_str(body).ok()?;
+    answer["error"].as_str().map(str::to_owned)
 }
 
 /// The fleet's traffic, recorded as it is sent.
@@ -146,9 +154,11 @@ impl Run<'_> {
         // time the client has its response.
         let before = self.fleet.upstream.requests().len();
         let response = self.recording.send(&self.fleet.pods[pod], request);
+        let forwarded = self.fleet.upstream.requests().len() > before;
         self.seen.push(Seen {
             status: response.status,
-            forwarded: self.fleet.upstream.requests().len() > before,
+            forwarded,
+            refusal: (!forwarded).then(|| refusal(&response.text())).flatten(),
         });
         response
     }
@@ -214,13 +224,25 @@ fn two_proxies_share_one_limit_and_one_lockout_through_the_service_and_a_replay_
     let Run {
         recording, seen, ..
     } = run;
+    let refusals = |code: &str| {
+        seen.iter()
+            .filter(|s| s.refusal.as_deref() == Some(code))
+            .count()
+    };
+    assert_eq!(
+        (refusals("rate_limited"), refusals("login_locked")),
+        (40 - RATE + 1, 2),
+        "{seen:?}"
+    );
     replay_agrees(&recording, &seen);
 }
 
 /// Replays the fleet's recording with the harness counting in its in-memory service
 /// (`--ratelimit-service`), four workers for the pods' four, and checks that every request
 /// ended as it did in the Envoy run: the same status, answered by the upstream (the
-/// recorded response) or by the filter alike. Then replays it without the service, where
+/// recorded response) or by the filter alike, and then with the same error code. The
+/// status alone would not do: a request the replay forwards gets the recorded answer, the
+/// proxy's 429 too. Then replays it without the service, where
 /// the calls to cluster `ratelimit` have no answer and the fail-closed tier refuses
 /// everything it counts: the agreement is the service's doing.
 fn replay_agrees(recording: &Recording, seen: &[Seen]) {
@@ -241,6 +263,7 @@ fn replay_agrees(recording: &Recording, seen: &[Seen]) {
         .map(|e| Seen {
             status: u16::try_from(e.status).unwrap(),
             forwarded: e.outcome == Outcome::Forwarded,
+            refusal: e.local_reply.as_ref().and_then(|r| refusal(&r.body)),
         })
         .collect();
     assert_eq!(replayed.len(), seen.len());
