@@ -68,7 +68,7 @@ lint: toolchain
 fmt:
 	$(CARGO) fmt --all
 
-test-native: wasm conformance
+test-native: wasm conformance cli
 	$(CARGO) test --workspace --no-fail-fast
 
 test-wasm: toolchain
