@@ -26,6 +26,10 @@ use crate::store;
 const TICK_PAUSED_MS: u32 = 50;
 /// Tick period while only metrics or alerts wait.
 const TICK_FLUSH_MS: u32 = 100;
+/// Empty ticks before the tick stops: a worker seeing a request every few hundred
+/// milliseconds would otherwise start and stop it around each one (two host calls per
+/// request); an idle worker pays this many empty ticks once.
+const IDLE_TICKS: u32 = 10;
 
 /// State shared by the root context and the streams of one worker.
 #[derive(Debug, Default)]
@@ -38,6 +42,8 @@ pub struct Worker {
     paused: Vec<(u32, u64)>,
     /// The tick period in force (0: stopped).
     tick_ms: u32,
+    /// Ticks in a row that found nothing to do.
+    idle_ticks: u32,
     /// Counter for generated references.
     pub references: u64,
     /// Incident log lines of this tick.
@@ -90,13 +96,18 @@ impl Worker {
             .get_or_insert_with(|| host::logs(LogLevel::Debug))
     }
 
+    /// Whether anything waits for the tick.
+    fn is_pending(&self) -> bool {
+        !self.paused.is_empty()
+            || self.metrics.is_dirty()
+            || self.alerts.is_pending()
+            || self.incident_lines.is_pending()
+    }
+
     fn wanted_tick(&self) -> u32 {
         if !self.paused.is_empty() {
             TICK_PAUSED_MS
-        } else if self.metrics.is_dirty()
-            || self.alerts.is_pending()
-            || self.incident_lines.is_pending()
-        {
+        } else if self.is_pending() || (self.tick_ms > 0 && self.idle_ticks < IDLE_TICKS) {
             TICK_FLUSH_MS
         } else {
             0
@@ -260,6 +271,17 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        {
+            let mut worker = self.worker.borrow_mut();
+            if !worker.is_pending() {
+                // An empty tick (see `IDLE_TICKS`): no host call, unless it is the last.
+                worker.idle_ticks = worker.idle_ticks.saturating_add(1);
+                worker.debug_logs = None;
+                worker.schedule_tick();
+                return;
+            }
+            worker.idle_ticks = 0;
+        }
         let now = host::now_ms();
         let due = {
             let mut worker = self.worker.borrow_mut();

@@ -96,10 +96,8 @@ fn per_request() -> Vec<(&'static str, &'static str, String, u64)> {
             "proxy_remove_header_map_value",
             "response_headers: x-powered-by",
         ),
-        call(LOG, "proxy_set_tick_period_milliseconds", "100"),
         call(TICK, "proxy_get_current_time_nanoseconds", ""),
         call(TICK, "proxy_increment_metric", ALLOWED),
-        call(TICK, "proxy_set_tick_period_milliseconds", "0"),
     ]);
     calls
 }
@@ -119,13 +117,15 @@ fn a_standard_tier_request_makes_the_calls_the_filter_code_makes() {
     // two removes (`apply_one_by_one`). `on_log` counts the decision in the worker's
     // batch and starts the flush tick (`Worker::schedule_tick`: a call only when the
     // period changes). The tick after the request (the replay runs the clock on) reads
-    // the clock, defines the decision's metric (the first time this worker flushes it),
-    // adds to it, and stops the tick, as nothing is left to flush (`metrics.rs`).
+    // the clock, defines the decision's metric (the first time this worker flushes it)
+    // and adds to it (`metrics.rs`); the tick then keeps running, empty, for ten ticks
+    // (`IDLE_TICKS` in `root.rs`), so the next request does not start it again.
     session.replay(&first, 0, &mut |_| {});
     let mut expected = per_request();
     expected.extend([
         call(REQUEST, "proxy_get_shared_data", "found"),
         call(REQUEST, "proxy_set_shared_data", "compare-and-swap"),
+        call(LOG, "proxy_set_tick_period_milliseconds", "100"),
         call(TICK, "proxy_define_metric", ALLOWED),
     ]);
     expected.sort();
@@ -143,9 +143,23 @@ fn a_standard_tier_request_makes_the_calls_the_filter_code_makes() {
     }
 
     // A second later, in the same window: the request is counted from the worker's
-    // reservation, without a shared-data call, and the metric is known.
+    // reservation, without a shared-data call, the metric is known, and the tick runs
+    // still: no call to start it.
     session.replay(&second, 0, &mut |_| {});
     let mut expected = per_request();
+    expected.sort();
+    let counted = session.take_host_calls();
+    assert_eq!(calls(&counted), expected, "{}", counted.table(1));
+
+    // Five seconds on, the tick has stopped after its empty ticks (which made no call
+    // but the last): this request starts it again.
+    let third = common::records(&rates("2026-11-29T09:01:06.000Z"));
+    session.replay(&third, 0, &mut |_| {});
+    let mut expected = per_request();
+    expected.extend([
+        call(TICK, "proxy_set_tick_period_milliseconds", "0"),
+        call(LOG, "proxy_set_tick_period_milliseconds", "100"),
+    ]);
     expected.sort();
     let counted = session.take_host_calls();
     assert_eq!(calls(&counted), expected, "{}", counted.table(1));
