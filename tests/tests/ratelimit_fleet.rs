@@ -185,7 +185,23 @@ fn two_proxies_share_one_limit_and_one_lockout_through_the_service_and_a_replay_
     // 40 requests of one user, alternating between the pods, one connection each (so
     // both workers of each pod serve some).
     let request = Request::get("/api/v1/rates/eur").header("x-user-id", "ada");
-    let statuses: Vec<u16> = (0..40).map(|i| run.send(i % 2, &request).status).collect();
+    let responses: Vec<Response> = (0..40).map(|i| run.send(i % 2, &request)).collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    // Each answer that passed tells the client what is left of the fleet's budget, as
+    // the peer counted it across both pods.
+    let remaining: Vec<Option<&str>> = responses[..RATE]
+        .iter()
+        .map(|r| r.header("ratelimit-remaining"))
+        .collect();
+    let expected: Vec<String> = (0..RATE).rev().map(|n| n.to_string()).collect();
+    assert_eq!(
+        remaining,
+        expected
+            .iter()
+            .map(|n| Some(n.as_str()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(responses[0].header("ratelimit-limit"), Some("25"));
     let passed = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(
         passed, RATE,
