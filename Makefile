@@ -78,15 +78,19 @@ test-wasm: toolchain
 ## Benchmarks: ratios measured side by side in one run, never timed assertions in tests.
 ## The engine natively, the harness, then stakeguard inside a real Envoy against no filter,
 ## an empty Wasm filter and Envoy's own filters, latency, scaling, ECDS swaps, memory, harness vs
-## Envoy (target/bench/envoy.json, the tables envoy.md and the chart envoy.svg).
+## Envoy, a rate limit counted in the rate limit service against locally (target/bench/envoy.json,
+## the tables envoy.md and the chart envoy.svg).
 bench: toolchain envoy bench-tools wasm bench-modules
 	$(CARGO) bench -p stakeguard-policies --bench decide
 	$(CARGO) bench -p stakeguard-harness --bench replay
 	$(CARGO) bench -p stakeguard-harness --bench scaling
+	$(CARGO) build -p stakeguard-ratelimit-peer --profile harness
 	$(CARGO) bench -p stakeguard-harness --bench envoy
 
+# wrk, valgrind, oha; redis-server and the rate-limit peer's build dependencies.
 bench-tools:
 	@bash scripts/ensure-bench-tools.sh
+	@bash scripts/ensure-redis.sh
 
 ## The empty filter (the baseline) and the host-call probe, same SDK and release profile.
 bench-modules: toolchain

@@ -20,18 +20,24 @@
 //! - `scaling`: 10, 1,000 and 10,000 generated APIs in Envoy (instructions and
 //!   throughput), and the ECDS swap of a 10,000-API policy under load (`ecds`);
 //! - `memory`: Envoy's RSS at `--concurrency 2` with and without the filter;
-//! - `speed`: the same recordings through the harness and through Envoy.
+//! - `speed`: the same recordings through the harness and through Envoy;
+//! - `service`: a rate limit counted in the rate limit service (the real peer,
+//!   `tests/ratelimit-peer`, on a private redis-server) against the same counted locally:
+//!   throughput, CPU and open-loop latency (`service.rs`).
 //!
 //! Every part writes its section of `envoy.json` (the other sections of an earlier run
 //! are kept, each with its time and the machine's load), then `envoy.md` (the tables) and
 //! `envoy.svg` (the chart) are made from the whole file.
 //!
-//! Knobs: `STAKEGUARD_BENCH_ROUNDS` (default 2; the scaling part 3),
+//! Knobs: `STAKEGUARD_BENCH_ROUNDS` (default 2; the scaling and service parts 3),
 //! `STAKEGUARD_BENCH_SECONDS` (default 2), `STAKEGUARD_BENCH_MODES` (default `direct_response,proxy`), `STAKEGUARD_BENCH_RATE`
-//! (open-loop requests per second, default 2000), `STAKEGUARD_BENCH_LATENCY_SECONDS`
+//! (open-loop requests per second, default 2000; `STAKEGUARD_BENCH_SERVICE_RATE` for the
+//! service part, default 500), `STAKEGUARD_BENCH_LATENCY_SECONDS`
 //! (default 2), `STAKEGUARD_BENCH_KEEP_PROFILES=1` (callgrind profiles kept for
 //! `callgrind_annotate`), `STAKEGUARD_BENCH_PROBE` (prices host calls with `bench/probe`),
-//! `STAKEGUARD_BENCH_OUT` (default `target/bench`). A name filter as argument runs only
+//! `STAKEGUARD_BENCH_OUT` (default `target/bench`), `STAKEGUARD_RATELIMIT_PEER` (default
+//! `target/harness/ratelimit-peer`), `STAKEGUARD_REDIS_SERVER` (default `redis-server` on
+//! the `PATH`). A name filter as argument runs only
 //! the configurations whose name contains it, e.g. `-- "(c)"`.
 
 #![allow(
@@ -50,6 +56,7 @@ mod latency;
 mod memory;
 mod report;
 mod scale;
+mod service;
 mod speed;
 
 use std::collections::BTreeMap;
@@ -805,7 +812,7 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let parts = std::env::var("STAKEGUARD_BENCH_PARTS")
-        .unwrap_or_else(|_| "overhead,instructions,scaling,ecds,memory,speed".to_owned());
+        .unwrap_or_else(|_| "overhead,instructions,scaling,ecds,memory,speed,service".to_owned());
     let runs = |part: &str| parts.split(',').any(|p| p == part);
     let out_dir = std::env::var("STAKEGUARD_BENCH_OUT")
         .map(PathBuf::from)
@@ -856,6 +863,10 @@ fn main() {
     }
     if runs("speed") {
         speed::harness_and_envoy(&mut sections);
+        save(&sections);
+    }
+    if runs("service") {
+        service::service_vs_local(&mut sections);
         save(&sections);
     }
     if runs("chart") {

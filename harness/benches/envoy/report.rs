@@ -24,7 +24,7 @@ pub fn utc(seconds: u64) -> String {
     format!("{year}-{month:02}-{d:02} {h:02}:{m:02} UTC")
 }
 
-fn measured(section: &Value) -> String {
+pub fn measured(section: &Value) -> String {
     format!(
         "measured {}, load average {}",
         utc(section["measured"]["unix_time"].as_u64().unwrap_or(0)),
@@ -32,7 +32,7 @@ fn measured(section: &Value) -> String {
     )
 }
 
-fn field(runs: &Value, name: &str) -> Vec<f64> {
+pub fn field(runs: &Value, name: &str) -> Vec<f64> {
     runs.as_array()
         .into_iter()
         .flatten()
@@ -73,7 +73,7 @@ pub fn row<'a>(
 
 /// Per-round ratios of a row's throughput to another's (rounds alternate configurations,
 /// so round `i` of both ran under the same conditions).
-fn round_ratios(this: &Value, base: &Value) -> Vec<f64> {
+pub fn round_ratios(this: &Value, base: &Value) -> Vec<f64> {
     field(&this["runs"], "requests_per_second")
         .iter()
         .zip(field(&base["runs"], "requests_per_second"))
@@ -81,7 +81,7 @@ fn round_ratios(this: &Value, base: &Value) -> Vec<f64> {
         .collect()
 }
 
-fn ratio_cell(ratios: &[f64]) -> String {
+pub fn ratio_cell(ratios: &[f64]) -> String {
     if ratios.is_empty() {
         return "-".to_owned();
     }
@@ -352,13 +352,14 @@ type Render = fn(&mut String, &Value);
 /// Every section `envoy.json` holds, as Markdown.
 pub fn markdown(all: &Value) -> String {
     let mut md = String::new();
-    let sections: [(&str, Render); 6] = [
+    let sections: [(&str, Render); 7] = [
         ("overhead", overhead),
         ("instructions", instructions),
         ("scaling", scaling),
         ("ecds", ecds),
         ("memory", memory),
         ("speed", speed),
+        ("service", crate::service::markdown),
     ];
     for (name, render) in sections {
         if let Some(section) = all.get(name) {
