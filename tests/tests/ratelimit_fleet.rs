@@ -232,6 +232,20 @@ fn two_proxies_share_one_limit_and_one_lockout_through_the_service_and_a_replay_
         assert!(locked.header("retry-after").is_some());
     }
     assert_eq!(fleet.upstream.count("/api/v1/login"), 5);
+    // The 5th failure's count is the lockout: its incident is in that pod's log (once
+    // Envoy has flushed it).
+    let lockouts = eventually(|| {
+        let found: Vec<Value> = fleet
+            .pods
+            .iter()
+            .flat_map(|pod| pod.filter_events())
+            .filter(|e| e["event"] == "login_lockout")
+            .collect();
+        (!found.is_empty()).then_some(found)
+    })
+    .unwrap_or_else(|| panic!("no lockout incident: {}", fleet.pods[0].log_tail(40)));
+    assert_eq!(lockouts.len(), 1, "{lockouts:#?}");
+    assert_eq!(lockouts[0]["severity"], "ticket");
     assert!(
         !fleet.peer.log().contains("panicked"),
         "{}",
