@@ -1429,7 +1429,9 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
     match partners_raw {
         None => {}
         Some(Json::Array(list)) => {
-            let mut seen: Vec<(&str, usize)> = Vec::new();
+            // Each name's first place (a list searched per partner would grow with the
+            // square of the partners).
+            let mut seen: TextMap<usize> = TextMap::default();
             for (i, value) in list.iter().enumerate() {
                 let path = format!("partners[{i}]");
                 if let Some(spec) = PartnerSpec::read(value, &path, &mut errors)
@@ -1438,13 +1440,15 @@ pub(crate) fn compile(text: &str) -> Result<Policy, PolicyErrors> {
                     partners.push(partner);
                 }
                 if let Some(name) = value.get("name").and_then(Json::as_str) {
-                    match seen.iter().find(|(n, _)| *n == name) {
-                        Some((_, first)) => errors.push(
+                    match seen.get(name) {
+                        Some(first) => errors.push(
                             &join(&path, "name"),
                             format!("partner `{name}` is also partners[{first}]"),
                             "give each partner one entry",
                         ),
-                        None => seen.push((name, i)),
+                        None => {
+                            seen.insert(name.into(), i);
+                        }
                     }
                 }
             }
