@@ -199,7 +199,8 @@ pub fn svg(all: &Value) -> String {
     panel(
         &mut out,
         410.0,
-        &format!("Latency at {rate} req/s, open loop, direct_response"),
+        // Short enough for the panel's 380 px at 13 px bold.
+        &format!("Latency at {rate} req/s (open loop, direct)"),
         "µs",
         &[
             (
@@ -217,7 +218,7 @@ pub fn svg(all: &Value) -> String {
     let _ = write!(
         out,
         "<text x=\"50\" y=\"306\" font-size=\"10\" fill=\"#555\">(a) no filter · (b) empty Wasm filter · (c) stakeguard, allow path · (d) stakeguard, deny path (local 4xx)</text>\
-         <text x=\"50\" y=\"320\" font-size=\"10\" fill=\"#555\">(e) RBAC + local rate limit + header mutation · bars: mean over each configuration's requests of their medians · Envoy 1.40.0, {}</text>",
+         <text x=\"50\" y=\"320\" font-size=\"10\" fill=\"#555\">(e) RBAC + local rate limit + header mutation · bars: mean of each configuration's request medians · Envoy 1.40.0, {}</text>",
         esc(&crate::report::utc(
             overhead["measured"]["unix_time"].as_u64().unwrap_or(0)
         ))
