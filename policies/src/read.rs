@@ -12,37 +12,21 @@ use std::collections::BTreeMap;
 
 use crate::error::PolicyError;
 use crate::json::Json;
-use crate::routes::TextMap;
 
 /// Where mistakes are collected, in the order found, each once.
 #[derive(Debug, Default)]
 pub(crate) struct Errors {
     pub(crate) list: Vec<PolicyError>,
-    /// The place in `list` of each mistake, by its text: a repeat is found without
-    /// comparing it with every mistake so far (a broken policy of thousands of APIs has
-    /// thousands). The route index's kind of map, whose code the module holds already.
-    seen: TextMap<usize>,
 }
 
 impl Errors {
     pub(crate) fn push(&mut self, path: &str, message: impl Into<String>, hint: impl Into<String>) {
-        self.add(PolicyError::new(
+        let error = PolicyError::new(
             if path.is_empty() { "(document)" } else { path },
             message,
             hint,
-        ));
-    }
-
-    fn add(&mut self, error: PolicyError) {
-        let PolicyError {
-            path,
-            message,
-            hint,
-        } = &error;
-        // The lengths keep the three parts apart.
-        let text = format!("{}:{}:{path}{message}{hint}", path.len(), message.len());
-        if !self.seen.contains_key(text.as_str()) {
-            self.seen.insert(text.into(), self.list.len());
+        );
+        if !self.list.contains(&error) {
             self.list.push(error);
         }
     }
