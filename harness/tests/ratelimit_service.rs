@@ -135,7 +135,7 @@ fn two_workers_share_the_services_count_and_let_exactly_25_through() {
             let change = e
                 .response_header_changes
                 .iter()
-                .find(|c| c.name.to_string() == "ratelimit-remaining")
+                .find(|c| c.name == "ratelimit-remaining")
                 .unwrap_or_else(|| panic!("{:?}", e.response_header_changes));
             change.value.as_ref().unwrap().to_string()
         })
@@ -259,6 +259,52 @@ fn replay_with_ratelimit_service_answers_the_policys_cluster() {
     ]);
     assert!(
         !ok && stderr.contains("counts no control in a rate limit service"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn diff_with_ratelimit_service_shows_a_lower_fleet_limit_and_without_it_says_why_nothing_changed() {
+    let dir = std::env::temp_dir().join(format!("stakeguard-rls-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = dir.join("old.json");
+    let new = dir.join("new.json");
+    let traffic = dir.join("rates.jsonl");
+    std::fs::write(&old, policy("fail_closed")).unwrap();
+    std::fs::write(
+        &new,
+        policy("fail_closed").replace(r#""requests": 25"#, r#""requests": 20"#),
+    )
+    .unwrap();
+    std::fs::write(&traffic, rates(30)).unwrap();
+    let args = |service: bool| {
+        let mut args = vec![
+            "diff",
+            "--policy",
+            old.to_str().unwrap(),
+            "--policy",
+            new.to_str().unwrap(),
+            traffic.to_str().unwrap(),
+        ];
+        if service {
+            args.push("--ratelimit-service");
+        }
+        stakeguard(&args)
+    };
+    // Counted in the in-memory service, across both workers: requests 21 to 25 of the
+    // minute now meet the lower limit.
+    let (_, stdout, stderr) = args(true);
+    assert!(
+        stdout.contains("5 of 30 requests changed"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stderr.contains("nothing answers"), "{stderr}");
+    // Without it both policies fail closed on every request, alike: the note says why.
+    let (_, stdout, stderr) = args(false);
+    assert!(stdout.contains("0 of 30 requests changed"), "{stdout}");
+    assert!(
+        stderr.contains("cluster `ratelimit`, which nothing answers here")
+            && stderr.contains("--ratelimit-service"),
         "{stderr}"
     );
 }

@@ -223,21 +223,31 @@ pub fn harness_config(host: &HostArgs, policy: Vec<u8>) -> Result<HarnessConfig,
         Some(p) => CalloutConfig::from_file(p).map_err(HarnessError::from)?,
         None => CalloutConfig::default(),
     };
-    if host.ratelimit_service {
-        // A policy the module refuses says why when it starts; only a valid one that
-        // counts nothing in a service is this option's mistake.
-        if let Ok(compiled) =
-            stakeguard_policies::Policy::from_json(&String::from_utf8_lossy(&policy))
-        {
-            let limits = compiled.service_limits();
-            if limits.is_empty() {
-                return Err(CliError::Usage(
-                    "--ratelimit-service: the policy counts no control in a rate limit service; set `counters` (see the README) or drop the option".to_string(),
-                ));
-            }
-            for limit in &limits {
+    // A policy the module refuses says why when it starts; only a valid one that counts
+    // nothing in a service is --ratelimit-service's mistake, and one that counts in a
+    // cluster nothing answers is worth a note: every such request meets the service's
+    // failure_mode, which a replay or a diff would otherwise show without saying why.
+    if let Ok(compiled) = stakeguard_policies::Policy::from_json(&String::from_utf8_lossy(&policy))
+    {
+        let limits = compiled.service_limits();
+        if host.ratelimit_service && limits.is_empty() {
+            return Err(CliError::Usage(
+                "--ratelimit-service: the policy counts no control in a rate limit service; set `counters` (see the README) or drop the option".to_string(),
+            ));
+        }
+        let mut unanswered = Vec::new();
+        for limit in &limits {
+            if host.ratelimit_service {
                 callouts.serve_ratelimit(&limit.cluster);
+            } else if !callouts.knows(&limit.cluster) && !unanswered.contains(&&limit.cluster) {
+                unanswered.push(&limit.cluster);
             }
+        }
+        for cluster in unanswered {
+            eprintln!(
+                "stakeguard: note: policy {} counts in the rate limit service of cluster `{cluster}`, which nothing answers here: those requests meet the service's failure_mode; pass --ratelimit-service (an in-memory service) or stub the cluster in --callouts",
+                compiled.revision()
+            );
         }
     }
     let mut env = Vec::new();
