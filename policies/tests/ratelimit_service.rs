@@ -131,8 +131,15 @@ fn answer_with_budget(code: u64, limit: u8, remaining: u8, reset: u8) -> Vec<u8>
     let status = [
         0x08, code as u8, 0x12, 4, 0x08, limit, 0x10, 2, 0x18, remaining, 0x22, 2, 0x08, reset,
     ];
-    let header = [0x1a, 10, 0x0a, 5, b'X', b'-', b'R', b'L', b'S', 0x12, 1, b'1'];
-    let mut out = vec![0x08, if code == 2 { 2 } else { 1 }, 0x12, status.len() as u8];
+    let header = [
+        0x1a, 10, 0x0a, 5, b'X', b'-', b'R', b'L', b'S', 0x12, 1, b'1',
+    ];
+    let mut out = vec![
+        0x08,
+        if code == 2 { 2 } else { 1 },
+        0x12,
+        status.len() as u8,
+    ];
     out.extend_from_slice(&status);
     out.extend_from_slice(&header);
     out
@@ -187,7 +194,9 @@ fn an_ok_answer_puts_the_budget_and_the_services_headers_on_the_response() {
         panic!("expected 429, got {verdict:?}");
     };
     assert!(
-        reply.headers.contains(&("x-rls".to_owned(), "1".to_owned())),
+        reply
+            .headers
+            .contains(&("x-rls".to_owned(), "1".to_owned())),
         "{:?}",
         reply.headers
     );
