@@ -866,7 +866,7 @@ fn main() {
         save(&sections);
     }
     if runs("service") {
-        service::service_vs_local(&mut sections);
+        service::service_vs_local(&out_dir, &mut sections);
         save(&sections);
     }
     if runs("chart") {

@@ -9,7 +9,9 @@
 //! Per configuration and request: closed-loop throughput (`wrk`), Envoy's CPU time per
 //! request and the peer's and Redis's together, the calls Envoy made to the service per
 //! request (1 counted in the service, 0 locally: checked, since a run that did not call
-//! the service measures nothing), and open-loop p50/p99 at a fixed rate (`oha`).
+//! the service measures nothing), and open-loop p50/p99 at a fixed rate (`oha`). With
+//! `STAKEGUARD_BENCH_SERVICE_INSTRUCTIONS=1`, also the instructions Envoy executes per
+//! request of each (callgrind, about four minutes more).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,8 +28,8 @@ use stakeguard_harness::envoy::bootstrap::{Paths, cluster, speak_http2};
 
 use crate::report::{field, measured, med, ratio_cell, round_ratios};
 use crate::{
-    Filters, Load, allow_loads, bootstrap_with, cpu_ticks, env_number, http_filters, latency,
-    pinned, policy, root, stakeguard, stamp, start_bootstrap, ticks_per_second, wrk_load,
+    Counted, Filters, Load, allow_loads, bootstrap_with, cpu_ticks, env_number, http_filters,
+    latency, pinned, policy, root, stakeguard, stamp, start_bootstrap, ticks_per_second, wrk_load,
 };
 
 /// The cluster `counters.service.cluster` names.
@@ -178,23 +180,52 @@ fn counted(place: &str) -> Filters {
     stakeguard(document.to_string())
 }
 
+/// The bench's listener with `filters`, and the service's cluster.
+fn bootstrap(filters: &Filters, peer_port: u16) -> Value {
+    let mut bootstrap = bootstrap_with(http_filters(filters), None);
+    let mut service = cluster(CLUSTER, peer_port);
+    speak_http2(&mut service);
+    bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(service);
+    bootstrap
+}
+
 fn start(filters: &Filters, peer_port: u16) -> Envoy {
-    let chain = http_filters(filters);
+    let filters = filters.clone();
     start_bootstrap(
-        move |_: &Paths| {
-            let mut bootstrap = bootstrap_with(chain, None);
-            let mut service = cluster(CLUSTER, peer_port);
-            speak_http2(&mut service);
-            bootstrap["static_resources"]["clusters"]
-                .as_array_mut()
-                .unwrap()
-                .push(service);
-            bootstrap
-        },
+        move |_: &Paths| bootstrap(&filters, peer_port),
         1,
         &[],
         &pinned("0"),
     )
+}
+
+/// Instructions Envoy executes per request, counted locally and in the service
+/// (callgrind; minutes per configuration under valgrind, so only with
+/// `STAKEGUARD_BENCH_SERVICE_INSTRUCTIONS=1`).
+fn instructions(peer_port: u16, loads: &[Load], out_dir: &Path) -> Vec<Value> {
+    let dir = out_dir.join("callgrind");
+    let mut rows = Vec::new();
+    for (name, filters) in [(LOCAL, counted("local")), (SERVICE, counted("service"))] {
+        let Some(envoy) = Counted::start(move |_: &Paths| bootstrap(&filters, peer_port), &dir)
+        else {
+            eprintln!("no instruction counts for {name} (valgrind missing or Envoy not started)");
+            continue;
+        };
+        for load in loads {
+            let label = format!("service {name} {}", load.name);
+            if let Some(n) = envoy.instructions(load, &label) {
+                eprintln!(
+                    "callgrind {name:<34} {:<26} {n:>9.0} instructions/req",
+                    load.name
+                );
+                rows.push(json!({ "configuration": name, "request": load.name, "instructions_per_request": n }));
+            }
+        }
+    }
+    rows
 }
 
 /// Every round of one row.
@@ -204,7 +235,7 @@ struct Row {
     latency: Vec<Value>,
 }
 
-pub fn service_vs_local(out: &mut BTreeMap<String, Value>) {
+pub fn service_vs_local(out_dir: &Path, out: &mut BTreeMap<String, Value>) {
     let (Some(redis_binary), Some(peer_binary)) = (redis_binary(), peer_binary()) else {
         eprintln!(
             "redis-server or target/harness/ratelimit-peer is missing (`make bench` installs \
@@ -289,6 +320,8 @@ pub fn service_vs_local(out: &mut BTreeMap<String, Value>) {
             );
         }
     }
+    let instructions = (env_number("STAKEGUARD_BENCH_SERVICE_INSTRUCTIONS", 0) == 1)
+        .then(|| instructions(peer_port, &loads, out_dir));
     drop(peer);
     drop(redis);
     let rows: Vec<Value> = rows
@@ -311,6 +344,7 @@ pub fn service_vs_local(out: &mut BTreeMap<String, Value>) {
             "latency_rate": rate,
             "latency_seconds": latency_seconds,
             "rows": rows,
+            "instructions": instructions,
         }),
     );
 }
@@ -365,6 +399,33 @@ pub fn markdown(md: &mut String, section: &Value) {
             cell(&field(&r["latency"], "p99_us"), 0),
             added("latency", "p50_us"),
             added("latency", "p99_us"),
+        );
+    }
+    md.push('\n');
+    let counts = section["instructions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if counts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Instructions Envoy executes per request (callgrind, 512 requests after 320 of warm-up on one keep-alive connection; `STAKEGUARD_BENCH_SERVICE_INSTRUCTIONS=1`):\n\n| configuration | request | instructions | over local | ÷ local |\n|---|---|---|---|---|"
+    );
+    for r in &counts {
+        let n = r["instructions_per_request"].as_f64().unwrap_or(f64::NAN);
+        let base = counts
+            .iter()
+            .find(|b| b["configuration"] == LOCAL && b["request"] == r["request"])
+            .and_then(|b| b["instructions_per_request"].as_f64());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {n:.0} | {} | {} |",
+            r["configuration"].as_str().unwrap_or(""),
+            r["request"].as_str().unwrap_or(""),
+            base.map_or("-".to_owned(), |b| format!("{:+.0}", n - b)),
+            base.map_or("-".to_owned(), |b| format!("{:.2}", n / b)),
         );
     }
     md.push('\n');
