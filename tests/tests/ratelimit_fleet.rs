@@ -7,8 +7,9 @@
 //! - A lockout after 5 failures, the failures spread over both proxies, locks the
 //!   username on the 5th: the 6th attempt is refused by either proxy.
 //! - With the peer stopped, a `fail_closed` API answers 503 (the call fails, nothing
-//!   hangs) and a `fail_open` one forwards and raises a `store_failure` incident; both
-//!   count the failures in `stakeguard.ratelimit_service.errors`.
+//!   hangs) and a `fail_open` one forwards and raises a `store_failure` incident, which a
+//!   real Alertmanager receives as the owner's alert; both count the failures in
+//!   `stakeguard.ratelimit_service.errors`.
 //! - The first run's requests, recorded as HAR with their timing, replayed by the harness
 //!   (`stakeguard replay --ratelimit-service`, four workers for the pods' four) end alike
 //!   request by request: the same status, from the upstream or from the filter (with the
@@ -26,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use stakeguard_harness::report::Outcome;
 use stakeguard_tests::TempDir;
+use stakeguard_tests::alertmanager::{self, Alertmanager};
 use stakeguard_tests::client::{Request, Response};
 use stakeguard_tests::envoy::{Envoy, EnvoyConfig};
 use stakeguard_tests::ratelimit_peer::RatelimitPeer;
@@ -61,6 +63,7 @@ fn policy() -> String {
       "incidents": {{ "store_failure": "ticket" }}
     }}
   }},
+  "notify": {{ "alertmanager": {{ "cluster": "alertmanager", "timeout": "250ms" }} }},
   "apis": [
     {{ "name": "rates", "version": "v1", "owner": "team-rates", "tier": "critical",
       "routes": [ {{ "path": "/api/v1/rates/**", "methods": ["GET"] }} ] }},
@@ -76,11 +79,12 @@ fn policy() -> String {
 
 /// One "pod": an Envoy with two workers running stakeguard in front of `upstream`, its
 /// `ratelimit` cluster pointing at `peer`.
-fn pod(upstream: &Upstream, peer: &RatelimitPeer) -> Envoy {
+fn pod(upstream: &Upstream, peer: &RatelimitPeer, alertmanager: &Alertmanager) -> Envoy {
     let module = stakeguard_tests::filter_wasm().unwrap_or_else(|e| panic!("{e}"));
     let cluster = peer.cluster("ratelimit");
     let config = EnvoyConfig::new(upstream.port())
         .with_concurrency(2)
+        .with_alertmanager(alertmanager.port())
         .with_filter(&module, &policy());
     Envoy::start_with(
         |paths| {
@@ -102,18 +106,24 @@ struct Fleet {
     upstream: Upstream,
     pods: [Envoy; 2],
     peer: RatelimitPeer,
+    alertmanager: Alertmanager,
     _redis: Redis,
 }
 
 fn fleet() -> Fleet {
     let redis = Redis::start().unwrap_or_else(|e| panic!("{e}"));
     let peer = RatelimitPeer::start(&redis, None).unwrap_or_else(|e| panic!("{e}"));
+    let alertmanager = Alertmanager::start().unwrap_or_else(|e| panic!("{e}"));
     let upstream = Upstream::start().unwrap();
-    let pods = [pod(&upstream, &peer), pod(&upstream, &peer)];
+    let pods = [
+        pod(&upstream, &peer, &alertmanager),
+        pod(&upstream, &peer, &alertmanager),
+    ];
     Fleet {
         upstream,
         pods,
         peer,
+        alertmanager,
         _redis: redis,
     }
 }
@@ -377,4 +387,13 @@ fn with_the_service_stopped_fail_closed_answers_503_and_fail_open_forwards_with_
             "the fail-open incident is logged: {log}"
         );
     }
+    // ... and reaches the owner: a real Alertmanager holds the weather API's alert.
+    let alert = eventually(|| {
+        fleet.alertmanager.alerts().ok()?.into_iter().find(|a| {
+            alertmanager::label(a, "alertname") == Some("store_failure")
+                && alertmanager::label(a, "api") == Some("weather")
+        })
+    })
+    .unwrap_or_else(|| panic!("no store_failure alert: {:?}", fleet.alertmanager.alerts()));
+    assert_eq!(alertmanager::label(&alert, "owner"), Some("team-weather"));
 }
