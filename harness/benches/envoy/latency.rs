@@ -28,6 +28,14 @@ impl Latency {
             "not_2xx": self.non_2xx,
         })
     }
+
+    /// `  p50 … µs p99 … µs at …/s`: the end of a round's progress line.
+    pub fn progress(&self) -> String {
+        format!(
+            "  p50 {:.0} µs p99 {:.0} µs at {:.0}/s",
+            self.p50_us, self.p99_us, self.requests_per_second
+        )
+    }
 }
 
 /// Whether oha is installed (`make bench-tools`).

@@ -710,10 +710,9 @@ fn overhead(setups: &[Setup], out: &mut BTreeMap<String, Value>) {
                         load.name,
                         run.requests_per_second,
                         run.cpu_us,
-                        latency.as_ref().map_or(String::new(), |l| format!(
-                            "  p50 {:.0} µs p99 {:.0} µs at {:.0}/s",
-                            l.p50_us, l.p99_us, l.requests_per_second
-                        ))
+                        latency
+                            .as_ref()
+                            .map_or(String::new(), latency::Latency::progress)
                     );
                     let row = rows
                         .entry((mode.to_owned(), setup.name, load.name.clone()))

@@ -291,10 +291,9 @@ pub fn service_vs_local(out_dir: &Path, out: &mut BTreeMap<String, Value>) {
                     load.name,
                     run.requests_per_second,
                     run.cpu_us,
-                    latency.as_ref().map_or(String::new(), |l| format!(
-                        "  p50 {:.0} µs p99 {:.0} µs at {:.0}/s",
-                        l.p50_us, l.p99_us, l.requests_per_second
-                    ))
+                    latency
+                        .as_ref()
+                        .map_or(String::new(), latency::Latency::progress)
                 );
                 let row = rows.entry((s, l)).or_default();
                 row.runs.push(json!({
