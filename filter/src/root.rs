@@ -96,6 +96,14 @@ impl Worker {
             .get_or_insert_with(|| host::logs(LogLevel::Debug))
     }
 
+    /// Ends the incident lines' tick under `policy` (the one their API numbers are of),
+    /// logging what it held back.
+    fn end_incident_tick(&mut self, policy: &Policy) {
+        if let Some(line) = self.incident_lines.end_tick(policy) {
+            host::log(LogLevel::Warn, &line);
+        }
+    }
+
     /// Whether anything waits for the tick.
     fn is_pending(&self) -> bool {
         !self.paused.is_empty()
@@ -240,10 +248,8 @@ impl RootContext for Root {
         }
         let mut worker = self.worker.borrow_mut();
         // Held lines name APIs by the old policy's numbering: said before it goes.
-        if let Some(old) = &self.policy
-            && let Some(line) = worker.incident_lines.end_tick(old)
-        {
-            host::log(LogLevel::Warn, &line);
+        if let Some(old) = &self.policy {
+            worker.end_incident_tick(old);
         }
         self.policy = Some(Rc::new(policy));
         if let Some(previous) =
@@ -273,10 +279,10 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         {
             let mut worker = self.worker.borrow_mut();
+            worker.debug_logs = None;
             if !worker.is_pending() {
                 // An empty tick (see `IDLE_TICKS`): no host call, unless it is the last.
                 worker.idle_ticks = worker.idle_ticks.saturating_add(1);
-                worker.debug_logs = None;
                 worker.schedule_tick();
                 return;
             }
@@ -286,19 +292,12 @@ impl RootContext for Root {
         let due = {
             let mut worker = self.worker.borrow_mut();
             let Worker {
-                alerts,
-                metrics,
-                incident_lines,
-                debug_logs,
-                ..
+                alerts, metrics, ..
             } = &mut *worker;
             alerts.dispatch(metrics);
             metrics.flush();
-            *debug_logs = None;
-            if let Some(policy) = &self.policy
-                && let Some(line) = incident_lines.end_tick(policy)
-            {
-                host::log(LogLevel::Warn, &line);
+            if let Some(policy) = &self.policy {
+                worker.end_incident_tick(policy);
             }
             worker.take_due(now)
         };

@@ -185,7 +185,7 @@ pub(super) fn decide(
 ) -> Option<Verdict> {
     let asked = std::mem::take(&mut stream.asked);
     let service = cx.api.controls.service.as_ref()?;
-    let Some(answer) = answer
+    let Some(mut answer) = answer
         .and_then(rls::decode_response)
         .filter(|a| a.overall != Code::Unknown)
     else {
@@ -217,7 +217,6 @@ pub(super) fn decide(
             break;
         }
     }
-    let mut answer = answer;
     headers.append(&mut answer.headers);
     match &mut verdict {
         Some(Verdict::Reply(reply)) => reply.headers.append(&mut headers),
