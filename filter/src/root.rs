@@ -215,6 +215,9 @@ impl RootContext for Root {
                 "the plugin configuration is not UTF-8; it must be the policy JSON".to_owned(),
             ]);
         };
+        // How long the build took goes in the log: under ECDS a worker serves nothing
+        // while it builds, so an operator sizing an inventory needs the figure.
+        let started_ms = host::now_ms();
         let policy = match Policy::from_json(text) {
             Ok(policy) => policy,
             Err(errors) => {
@@ -222,6 +225,7 @@ impl RootContext for Root {
                 return self.reject(&messages);
             }
         };
+        let built_ms = host::now_ms().saturating_sub(started_ms);
         let (created, failed) = store::create_state_keys(&policy);
         if failed > 0 {
             host::log(
@@ -267,7 +271,7 @@ impl RootContext for Root {
             host::log(
                 LogLevel::Info,
                 &format!(
-                    "stakeguard: policy revision {} in use ({} APIs, {created} state keys created)",
+                    "stakeguard: policy revision {} in use ({} APIs, built in {built_ms} ms, {created} state keys created)",
                     policy.revision(),
                     policy.api_count()
                 ),

@@ -17,6 +17,8 @@ use stakeguard_harness::inventory::discover::{Inventory, Status, discover, rende
 use stakeguard_harness::inventory::{merge, skeleton};
 use stakeguard_harness::traffic::{self, Record};
 use stakeguard_policies::Policy;
+use std::borrow::Cow;
+
 use stakeguard_policies::json::Json;
 
 fn recording(name: &str) -> (Vec<Record>, String) {
@@ -35,7 +37,8 @@ fn inventory(name: &str) -> (Inventory, String) {
 
 fn skeleton_of(name: &str) -> String {
     let (inventory, text) = inventory(name);
-    let merged = skeleton::skeleton(Some(Json::parse(&text).unwrap()), &inventory).unwrap();
+    let merged =
+        skeleton::skeleton(Some(Json::parse(&text).unwrap().into_owned()), &inventory).unwrap();
     assert!(merged.conflicts.is_empty(), "{:?}", merged.conflicts);
     merge::finish(&merged).unwrap()
 }
@@ -112,12 +115,16 @@ fn a_skeleton_covers_every_shadow_endpoint_and_keeps_the_policy() {
             "{name}: {after:#?}"
         );
         // Every API of the policy is still there, unchanged, in order, before the new ones.
-        let (Json::Object(old), Json::Object(new)) =
-            (Json::parse(&text).unwrap(), Json::parse(&skeleton).unwrap())
-        else {
+        let (Json::Object(old), Json::Object(new)) = (
+            Json::parse(&text).unwrap().into_owned(),
+            Json::parse(&skeleton).unwrap().into_owned(),
+        ) else {
             panic!("objects");
         };
-        let apis = |fields: &[(String, Json)]| match fields.iter().find(|(k, _)| k == "apis") {
+        let apis = |fields: &[(Cow<'static, str>, Json<'static>)]| match fields
+            .iter()
+            .find(|(k, _)| k == "apis")
+        {
             Some((_, Json::Array(apis))) => apis.clone(),
             _ => panic!("apis"),
         };

@@ -8,6 +8,7 @@
 //! merged value is reported where the value was written: under `apis[i]` when the API
 //! set it, under `tiers.NAME` otherwise.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,11 +51,11 @@ fn is_header_text(value: &str) -> bool {
 struct Origin<'a> {
     /// The blocks merged, the most specific first: the API's (`apis[i]`, when compiling
     /// an API), its tier's (`tiers.NAME`), then `defaults`.
-    layers: &'a [(&'a str, &'a Json)],
+    layers: &'a [(&'a str, &'a Json<'a>)],
     /// Where a field that none of them wrote is reported: the tier.
     home: &'a str,
     /// The API's raw value, when compiling an API.
-    api: Option<&'a Json>,
+    api: Option<&'a Json<'a>>,
 }
 
 impl Origin<'_> {
@@ -1764,8 +1765,8 @@ fn refuse_dead_settings(
 /// mistakes.
 struct Tier<'v> {
     name: &'v str,
-    value: &'v Json,
-    merged: Json,
+    value: &'v Json<'v>,
+    merged: Json<'v>,
     valid: bool,
     /// The controls of its APIs that override none of them, compiled for the first such
     /// API and shared by the others: none of them can change a thing about the bundle or
@@ -1786,7 +1787,7 @@ impl Bundle {
     fn compile(
         errors: &mut Errors,
         tier: &Tier<'_>,
-        overrides: Vec<(String, Json)>,
+        overrides: Vec<(Cow<'_, str>, Json<'_>)>,
         path: &str,
         origin: &Origin<'_>,
     ) -> Option<Bundle> {
@@ -1804,7 +1805,7 @@ impl Bundle {
 /// the document that decide whether a control can do anything.
 struct Around<'a, 'v> {
     tiers: &'a [Tier<'v>],
-    defaults: &'a Json,
+    defaults: &'a Json<'v>,
     /// `identity.user` sources: without one, no request has a user.
     user_sources: usize,
     /// `partners`: without one, no request is a partner's.
@@ -1846,10 +1847,10 @@ fn compile_api(
         );
         return None;
     };
-    let overrides: Vec<(String, Json)> = match value {
+    let overrides: Vec<(Cow<'_, str>, Json<'_>)> = match value {
         Json::Object(fields) => fields
             .iter()
-            .filter(|(key, _)| ControlsSpec::FIELDS.contains(&key.as_str()))
+            .filter(|(key, _)| ControlsSpec::FIELDS.contains(&key.as_ref()))
             .cloned()
             .collect(),
         _ => Vec::new(),

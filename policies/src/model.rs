@@ -276,7 +276,7 @@ impl FromJson for CredentialSpec {
         }
     }
 
-    fn schema(schemas: &mut Schemas) -> Json {
+    fn schema(schemas: &mut Schemas) -> Json<'static> {
         let header = String::schema(schemas);
         let fields = CredentialFieldsSpec::schema(schemas);
         object(vec![("oneOf", Json::Array(vec![header, fields]))])
@@ -617,7 +617,7 @@ impl FromJson for QuotaKeySpec {
         }
     }
 
-    fn schema(schemas: &mut Schemas) -> Json {
+    fn schema(schemas: &mut Schemas) -> Json<'static> {
         let named = QuotaKeyName::schema(schemas);
         let field = BodyFieldSpec::schema(schemas);
         object(vec![("oneOf", Json::Array(vec![named, field]))])
@@ -791,13 +791,10 @@ pub fn json_schema() -> String {
     );
     let mut fields = vec![
         (
-            "$schema".to_owned(),
-            Json::String("https://json-schema.org/draft/2020-12/schema".to_owned()),
+            "$schema".into(),
+            Json::string("https://json-schema.org/draft/2020-12/schema"),
         ),
-        (
-            "title".to_owned(),
-            Json::String("stakeguard policy".to_owned()),
-        ),
+        ("title".into(), Json::string("stakeguard policy")),
     ];
     if let Json::Object(root_fields) = root {
         fields.extend(root_fields);
@@ -805,9 +802,9 @@ pub fn json_schema() -> String {
     let defs = schemas
         .defs
         .into_iter()
-        .map(|(name, schema)| (name.to_owned(), schema))
+        .map(|(name, schema)| (name.into(), schema))
         .collect();
-    fields.push(("$defs".to_owned(), Json::Object(defs)));
+    fields.push(("$defs".into(), Json::Object(defs)));
     let mut out = String::new();
     Json::Object(fields).write_pretty(&mut out, 0);
     out.push('\n');

@@ -147,7 +147,7 @@ pub fn posture(text: &str) -> Result<Posture, PolicyErrors> {
     // The document compiled, so it is JSON; the raw value tells who wrote each block.
     let doc = Json::parse(text).unwrap_or(Json::Null);
     let tiers = match doc.get("tiers") {
-        Some(Json::Object(fields)) => fields.iter().map(|(name, _)| name.clone()).collect(),
+        Some(Json::Object(fields)) => fields.iter().map(|(name, _)| name.to_string()).collect(),
         _ => Vec::new(),
     };
     let raw_apis = match doc.get("apis") {

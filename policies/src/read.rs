@@ -8,6 +8,7 @@
 //! one pass finds every structural error. Unknown fields are reported against the names
 //! the type asked for, with the nearest one as a suggestion.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::error::PolicyError;
@@ -104,13 +105,13 @@ pub(crate) trait FromJson: Sized {
     fn read(value: &Json, path: &str, errors: &mut Errors) -> Option<Self>;
 
     /// The type's schema, or a reference to it in `schemas` for named types.
-    fn schema(schemas: &mut Schemas) -> Json;
+    fn schema(schemas: &mut Schemas) -> Json<'static>;
 }
 
 /// The named types' schemas, collected while the document's schema is built.
 #[derive(Debug, Default)]
 pub(crate) struct Schemas {
-    pub(crate) defs: BTreeMap<&'static str, Json>,
+    pub(crate) defs: BTreeMap<&'static str, Json<'static>>,
 }
 
 impl Schemas {
@@ -118,25 +119,30 @@ impl Schemas {
     pub(crate) fn reference(
         &mut self,
         name: &'static str,
-        describe: impl FnOnce(&mut Schemas) -> Json,
-    ) -> Json {
+        describe: impl FnOnce(&mut Schemas) -> Json<'static>,
+    ) -> Json<'static> {
         if !self.defs.contains_key(name) {
             // Reserve the name first so that recursive types terminate.
             self.defs.insert(name, Json::Null);
             let schema = describe(self);
             self.defs.insert(name, schema);
         }
-        object(vec![("$ref", Json::String(format!("#/$defs/{name}")))])
+        object(vec![("$ref", Json::string(format!("#/$defs/{name}")))])
     }
 }
 
 /// A JSON object from static keys.
-pub(crate) fn object(fields: Vec<(&str, Json)>) -> Json {
-    Json::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+pub(crate) fn object(fields: Vec<(&str, Json<'static>)>) -> Json<'static> {
+    Json::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k.to_owned()), v))
+            .collect(),
+    )
 }
 
-fn type_schema(name: &str) -> Json {
-    object(vec![("type", Json::String(name.to_owned()))])
+fn type_schema(name: &str) -> Json<'static> {
+    object(vec![("type", Json::string(name))])
 }
 
 /// The field names an object reader makes room for at once: most types of the document
@@ -154,7 +160,7 @@ fn with_room(path: &str) -> String {
 /// Reads the fields of one object, remembering which were asked for, so that the rest
 /// can be reported as unknown.
 pub(crate) struct ObjectReader<'v, 'e> {
-    fields: &'v [(String, Json)],
+    fields: &'v [(Cow<'v, str>, Json<'v>)],
     path: String,
     asked: Vec<&'static str>,
     pub(crate) errors: &'e mut Errors,
@@ -162,7 +168,7 @@ pub(crate) struct ObjectReader<'v, 'e> {
 
 impl<'v, 'e> ObjectReader<'v, 'e> {
     /// Starts reading an object; reports and returns `None` for anything else.
-    pub(crate) fn new(value: &'v Json, path: &str, errors: &'e mut Errors) -> Option<Self> {
+    pub(crate) fn new(value: &'v Json<'v>, path: &str, errors: &'e mut Errors) -> Option<Self> {
         match value {
             Json::Object(fields) => Some(ObjectReader {
                 fields,
@@ -199,7 +205,7 @@ impl<'v, 'e> ObjectReader<'v, 'e> {
     }
 
     /// A field left as JSON, for the caller to read piece by piece.
-    pub(crate) fn raw(&mut self, key: &'static str) -> Option<&'v Json> {
+    pub(crate) fn raw(&mut self, key: &'static str) -> Option<&'v Json<'v>> {
         self.asked.push(key);
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -222,7 +228,7 @@ impl<'v, 'e> ObjectReader<'v, 'e> {
     /// Reports every field that was not asked for.
     pub(crate) fn finish(self) {
         for (key, _) in self.fields {
-            if self.asked.contains(&key.as_str()) {
+            if self.asked.contains(&key.as_ref()) {
                 continue;
             }
             let hint = match nearest(key, &self.asked) {
@@ -276,8 +282,8 @@ macro_rules! spec_struct {
             /// This type's properties and required names, for its schema.
             pub(crate) fn describe_fields(
                 schemas: &mut $crate::read::Schemas,
-                properties: &mut Vec<(String, $crate::json::Json)>,
-                required: &mut Vec<$crate::json::Json>,
+                properties: &mut Vec<(std::borrow::Cow<'static, str>, $crate::json::Json<'static>)>,
+                required: &mut Vec<$crate::json::Json<'static>>,
             ) {
                 $(
                     spec_struct!(@describe schemas properties required $kind $ty,
@@ -294,7 +300,7 @@ macro_rules! spec_struct {
                 parsed
             }
 
-            fn schema(schemas: &mut $crate::read::Schemas) -> $crate::json::Json {
+            fn schema(schemas: &mut $crate::read::Schemas) -> $crate::json::Json<'static> {
                 schemas.reference(stringify!($name), |schemas| {
                     let mut properties = Vec::new();
                     let mut required = Vec::new();
@@ -320,9 +326,9 @@ macro_rules! spec_struct {
     };
     (@describe $s:ident $p:ident $r:ident $kind:ident $ty:ty, $key:expr, $doc:expr) => {{
         let schema = <$ty as $crate::read::FromJson>::schema($s);
-        $p.push(($key.to_owned(), $crate::read::with_description(schema, $doc)));
+        $p.push(($key.into(), $crate::read::with_description(schema, $doc)));
         if stringify!($kind) == "req" {
-            $r.push($crate::json::Json::String($key.to_owned()));
+            $r.push($crate::json::Json::String($key.into()));
         }
     }};
 }
@@ -367,7 +373,7 @@ macro_rules! spec_enum {
                 $crate::read::read_named(value, path, errors, Self::from_name, &[$($text),*])
             }
 
-            fn schema(schemas: &mut $crate::read::Schemas) -> $crate::json::Json {
+            fn schema(schemas: &mut $crate::read::Schemas) -> $crate::json::Json<'static> {
                 schemas.reference(stringify!($name), |_| {
                     $crate::read::enum_schema(concat!($($edoc, "\n",)*), &[$($text),*])
                 })
@@ -416,7 +422,7 @@ fn description(doc: &str) -> String {
 
 /// Adds a description to a schema (wrapping a `$ref`, which takes no siblings in older
 /// drafts, in `allOf`).
-pub(crate) fn with_description(schema: Json, doc: &str) -> Json {
+pub(crate) fn with_description(schema: Json<'static>, doc: &str) -> Json<'static> {
     let text = description(doc);
     if text.is_empty() {
         return schema;
@@ -428,19 +434,19 @@ pub(crate) fn with_description(schema: Json, doc: &str) -> Json {
         other => other,
     };
     if let Json::Object(fields) = &mut schema {
-        fields.insert(0, ("description".to_owned(), Json::String(text)));
+        fields.insert(0, (Cow::Borrowed("description"), Json::String(text.into())));
     }
     schema
 }
 
 pub(crate) fn struct_schema(
     doc: &str,
-    properties: Vec<(String, Json)>,
-    required: Vec<Json>,
-) -> Json {
+    properties: Vec<(Cow<'static, str>, Json<'static>)>,
+    required: Vec<Json<'static>>,
+) -> Json<'static> {
     let mut fields = vec![
-        ("description", Json::String(description(doc))),
-        ("type", Json::String("object".to_owned())),
+        ("description", Json::string(description(doc))),
+        ("type", Json::string("object")),
         ("properties", Json::Object(properties)),
     ];
     if !required.is_empty() {
@@ -450,18 +456,13 @@ pub(crate) fn struct_schema(
     object(fields)
 }
 
-pub(crate) fn enum_schema(doc: &str, names: &[&str]) -> Json {
+pub(crate) fn enum_schema(doc: &str, names: &[&str]) -> Json<'static> {
     object(vec![
-        ("description", Json::String(description(doc))),
-        ("type", Json::String("string".to_owned())),
+        ("description", Json::string(description(doc))),
+        ("type", Json::string("string")),
         (
             "enum",
-            Json::Array(
-                names
-                    .iter()
-                    .map(|n| Json::String((*n).to_owned()))
-                    .collect(),
-            ),
+            Json::Array(names.iter().map(|n| Json::string(*n)).collect()),
         ),
     ])
 }
@@ -469,7 +470,7 @@ pub(crate) fn enum_schema(doc: &str, names: &[&str]) -> Json {
 impl FromJson for String {
     fn read(value: &Json, path: &str, errors: &mut Errors) -> Option<Self> {
         match value {
-            Json::String(text) => Some(text.clone()),
+            Json::String(text) => Some(text.to_string()),
             other => {
                 errors.push(
                     path,
@@ -481,7 +482,7 @@ impl FromJson for String {
         }
     }
 
-    fn schema(_: &mut Schemas) -> Json {
+    fn schema(_: &mut Schemas) -> Json<'static> {
         type_schema("string")
     }
 }
@@ -501,7 +502,7 @@ impl FromJson for bool {
         }
     }
 
-    fn schema(_: &mut Schemas) -> Json {
+    fn schema(_: &mut Schemas) -> Json<'static> {
         type_schema("boolean")
     }
 }
@@ -524,11 +525,11 @@ macro_rules! unsigned {
                 parsed
             }
 
-            fn schema(_: &mut Schemas) -> Json {
+            fn schema(_: &mut Schemas) -> Json<'static> {
                 object(vec![
-                    ("type", Json::String("integer".to_owned())),
-                    ("minimum", Json::Number("0".to_owned())),
-                    ("maximum", Json::Number(<$ty>::MAX.to_string())),
+                    ("type", Json::string("integer")),
+                    ("minimum", Json::Number("0".into())),
+                    ("maximum", Json::Number(<$ty>::MAX.to_string().into())),
                 ])
             }
         }
@@ -553,9 +554,9 @@ impl<T: FromJson> FromJson for Vec<T> {
         )
     }
 
-    fn schema(schemas: &mut Schemas) -> Json {
+    fn schema(schemas: &mut Schemas) -> Json<'static> {
         object(vec![
-            ("type", Json::String("array".to_owned())),
+            ("type", Json::string("array")),
             ("items", T::schema(schemas)),
         ])
     }
@@ -579,15 +580,15 @@ impl<T: FromJson> FromJson for Named<T> {
             fields
                 .iter()
                 .filter_map(|(key, item)| {
-                    T::read(item, &join(path, key), errors).map(|v| (key.clone(), v))
+                    T::read(item, &join(path, key), errors).map(|v| (key.to_string(), v))
                 })
                 .collect(),
         ))
     }
 
-    fn schema(schemas: &mut Schemas) -> Json {
+    fn schema(schemas: &mut Schemas) -> Json<'static> {
         object(vec![
-            ("type", Json::String("object".to_owned())),
+            ("type", Json::string("object")),
             ("additionalProperties", T::schema(schemas)),
         ])
     }

@@ -72,6 +72,16 @@ unsafe extern "C" {
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
 }
 
 const REQUEST_HEADERS: u32 = 0;
@@ -113,6 +123,10 @@ enum Call {
     ResponseRemove,
     /// One value added to a response header.
     ResponseAdd,
+    /// The request answered locally, as stakeguard refuses one: a 429 with a JSON body
+    /// and its `RateLimit-*` headers. It ends the phase (the stream is answered), so it
+    /// is priced once per request against the router's `direct_response`.
+    LocalReply,
 }
 
 impl Call {
@@ -133,6 +147,7 @@ impl Call {
             "response_replace" => Call::ResponseReplace,
             "response_remove" => Call::ResponseRemove,
             "response_add" => Call::ResponseAdd,
+            "local_reply" => Call::LocalReply,
             _ => return None,
         })
     }
@@ -174,6 +189,30 @@ fn free(data: *mut u8, size: usize) {
         // SAFETY: the host got `data` from our allocator for `size` bytes and gave it to us.
         drop(unsafe { Vec::from_raw_parts(data, size, size) });
     }
+}
+
+/// The headers of the probe's local reply, in the ABI's map encoding: the count, each
+/// pair's two lengths, then each name and value followed by a NUL.
+fn reply_headers() -> Vec<u8> {
+    let pairs: [(&str, &str); 5] = [
+        ("content-type", "application/json"),
+        ("retry-after", "42"),
+        ("ratelimit-limit", "300"),
+        ("ratelimit-remaining", "0"),
+        ("ratelimit-reset", "42"),
+    ];
+    let mut map = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (name, value) in pairs {
+        map.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        map.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        for text in [name, value] {
+            map.extend_from_slice(text.as_bytes());
+            map.push(0);
+        }
+    }
+    map
 }
 
 /// Makes one call; the statuses are ignored (the probe prices calls, it does not use them).
@@ -275,16 +314,35 @@ fn make(call: Call, metric: u32) {
                 let name = "x-powered-by";
                 proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len());
             }
+            Call::LocalReply => {
+                let details = "stakeguard_probe";
+                let headers = reply_headers();
+                proxy_send_local_response(
+                    429,
+                    details.as_ptr(),
+                    details.len(),
+                    REPLY_BODY.as_ptr(),
+                    REPLY_BODY.len(),
+                    headers.as_ptr(),
+                    headers.len(),
+                    -1,
+                );
+            }
         }
     }
 }
 
-fn run(calls: &[(Call, u32)], metric: u32) {
+/// Makes the phase's calls; `Pause` once a local reply has answered the stream.
+fn run(calls: &[(Call, u32)], metric: u32) -> Action {
     for &(call, count) in calls {
         for _ in 0..count {
             make(call, metric);
+            if call == Call::LocalReply {
+                return Action::Pause;
+            }
         }
     }
+    Action::Continue
 }
 
 struct Root {
@@ -334,15 +392,16 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        run(&self.plan.request, self.plan.metric);
-        Action::Continue
+        run(&self.plan.request, self.plan.metric)
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        run(&self.plan.response, self.plan.metric);
-        Action::Continue
+        run(&self.plan.response, self.plan.metric)
     }
 }
+
+/// A refusal's body as stakeguard writes it.
+const REPLY_BODY: &str = r#"{"error":"rate_limited","message":"too many requests: retry later","reference":"8f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"}"#;
 
 /// A refusal's event line as stakeguard logs it (about 330 bytes).
 const EVENT_LINE: &str = r#"{"event":"credentials_missing","control":"auth","mode":"enforce","outcome":"blocked","incident":false,"api":"accounts","version":"v2","owner":"team-accounts","tier":"critical","key":"3f2a9c0d11e4b7a2","reference":"8f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f","method":"GET","path":"/api/v2/accounts","revision":"bank-2026-11-29.1"}"#;

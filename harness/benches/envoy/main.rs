@@ -881,27 +881,29 @@ fn main() {
 }
 
 /// The price of each kind of host call: the probe module making ten of one kind per
-/// request, against the probe making none, in instructions (`STAKEGUARD_BENCH_PROBE=1`,
-/// about a minute per kind).
+/// request (a local reply: one, since it answers the request), against the probe making
+/// none, in instructions (`STAKEGUARD_BENCH_PROBE=1`, about a minute per kind).
 fn price_host_calls(out_dir: &Path, words: &[&str]) {
-    const TIMES: f64 = 10.0;
+    const TEN: u32 = 10;
     let kinds = [
-        "",
-        "request:trace",
-        "request:info",
-        "request:time",
-        "request:metric",
-        "request:shared_get",
-        "request:set_property",
-        "request:request_value",
-        "request:source_address",
-        "request:request_map",
-        "request:shared_update",
-        "response:response_remove",
-        "response:response_add",
-        "response:response_replace",
-        "response:response_map",
-        "response:response_rewrite",
+        ("", 0),
+        ("request:trace", TEN),
+        ("request:info", TEN),
+        ("request:time", TEN),
+        ("request:metric", TEN),
+        ("request:shared_get", TEN),
+        ("request:set_property", TEN),
+        ("request:request_value", TEN),
+        ("request:source_address", TEN),
+        ("request:request_map", TEN),
+        ("request:shared_update", TEN),
+        ("response:response_remove", TEN),
+        ("response:response_add", TEN),
+        ("response:response_replace", TEN),
+        ("response:response_map", TEN),
+        ("response:response_rewrite", TEN),
+        // Over the router's `direct_response`, which answers the other kinds' requests.
+        ("request:local_reply", 1),
     ];
     let dir = out_dir.join("callgrind");
     let load = &allow_loads()[1];
@@ -909,11 +911,11 @@ fn price_host_calls(out_dir: &Path, words: &[&str]) {
     let mut md = String::from("| call | instructions per call |\n|---|---|\n");
     let wanted =
         |kind: &str| kind.is_empty() || words.is_empty() || words.iter().any(|w| kind.contains(w));
-    for kind in kinds.into_iter().filter(|k| wanted(k)) {
+    for (kind, times) in kinds.into_iter().filter(|(k, _)| wanted(k)) {
         let plan = if kind.is_empty() {
             String::new()
         } else {
-            format!("{kind}*{TIMES}")
+            format!("{kind}*{times}")
         };
         let filters = Filters::Wasm(WasmFilter {
             module: module("stakeguard_bench_probe"),
@@ -925,13 +927,18 @@ fn price_host_calls(out_dir: &Path, words: &[&str]) {
         ) else {
             return;
         };
-        let Some(n) = counted.instructions(load, &format!("probe {kind}")) else {
+        let answered = Load {
+            name: load.name.clone(),
+            requests: load.requests.clone(),
+            denied: kind.ends_with("local_reply"),
+        };
+        let Some(n) = counted.instructions(&answered, &format!("probe {kind}")) else {
             continue;
         };
         match base {
             None => base = Some(n),
             Some(b) => {
-                let per_call = (n - b) / TIMES;
+                let per_call = (n - b) / f64::from(times);
                 eprintln!("probe {kind:<28} {per_call:>8.0} instructions per call");
                 md.push_str(&format!("| {kind} | {per_call:.0} |\n"));
             }

@@ -157,6 +157,12 @@ fn log_ms(line: &str) -> Option<f64> {
     Some(((days * 86_400 + h * 3600 + min * 60) as f64 + sec) * 1e3)
 }
 
+/// The build time a VM's `policy revision … in use (…, built in N ms, …)` line gives.
+fn built_ms(line: &str) -> Option<f64> {
+    let (_, rest) = line.split_once("built in ")?;
+    rest.split_once(" ms")?.0.parse().ok()
+}
+
 /// Writes revision `k` beside the watched file and renames it over it (what the
 /// hot-reload example's `swap-policy.sh` does); returns when the rename is done, on the
 /// monotonic clock and the wall clock.
@@ -266,13 +272,14 @@ fn ecds_swaps(apis: usize) -> Value {
     let swaps: Vec<Value> = swaps
         .into_iter()
         .map(|(k, renamed_ms, first, settled)| {
-            let logged: Vec<f64> = envoy
-                .log_lines(&format!("policy revision ecds-{k} in use"))
+            let lines = envoy.log_lines(&format!("policy revision ecds-{k} in use"));
+            let logged: Vec<f64> = lines
                 .iter()
                 .filter_map(|l| log_ms(l))
                 .map(|t| (t - renamed_ms).round())
                 .collect();
-            json!({ "revision": format!("ecds-{k}"), "first_ms": first, "settled_ms": settled, "vm_in_use_ms": logged })
+            let built: Vec<f64> = lines.iter().filter_map(|l| built_ms(l)).collect();
+            json!({ "revision": format!("ecds-{k}"), "first_ms": first, "settled_ms": settled, "vm_in_use_ms": logged, "vm_build_ms": built })
         })
         .collect();
     let rejected = envoy.stat("extension_config_discovery.http_filter.stakeguard.update_rejected");

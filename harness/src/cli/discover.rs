@@ -61,9 +61,11 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode, CliError> {
     }
     if let Some(path) = &args.write_skeleton {
         let document = match &policy_text {
-            Some(text) => {
-                Some(Json::parse(text).map_err(|e| CliError::Usage(format!("policy: {e}")))?)
-            }
+            Some(text) => Some(
+                Json::parse(text)
+                    .map(Json::into_owned)
+                    .map_err(|e| CliError::Usage(format!("policy: {e}")))?,
+            ),
             None => None,
         };
         let merged =

@@ -76,16 +76,16 @@ pub fn run(args: ImportArgs) -> Result<ExitCode, CliError> {
         CliError::Usage(lines.join("\n"))
     })?;
     let policy = match &args.into {
-        Some(arg) => {
-            Json::parse(&policy_text(arg)?).map_err(|e| CliError::Usage(format!("--into: {e}")))?
-        }
+        Some(arg) => Json::parse(&policy_text(arg)?)
+            .map(Json::into_owned)
+            .map_err(|e| CliError::Usage(format!("--into: {e}")))?,
         None => Json::Object(vec![
             (
-                "revision".to_owned(),
-                Json::String(format!("imported: {}", described.title)),
+                "revision".into(),
+                Json::string(format!("imported: {}", described.title)),
             ),
-            ("tiers".to_owned(), Json::Object(Vec::new())),
-            ("apis".to_owned(), Json::Array(Vec::new())),
+            ("tiers".into(), Json::Object(Vec::new())),
+            ("apis".into(), Json::Array(Vec::new())),
         ]),
     };
     let defaults = Defaults {

@@ -9,6 +9,8 @@
 //! skipped with the engine's message. A tier that is named but not defined is added in
 //! monitor mode without controls, so the result passes `stakeguard check`.
 
+use std::borrow::Cow;
+
 use stakeguard_policies::json::Json;
 use stakeguard_policies::routes::{AddError, RouteIndexBuilder};
 
@@ -44,7 +46,7 @@ impl std::fmt::Display for Conflict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Merged {
     /// The policy document.
-    pub document: Json,
+    pub document: Json<'static>,
     /// What was added, one line each.
     pub changes: Vec<String>,
     /// Values the policy kept against the source.
@@ -67,7 +69,7 @@ pub struct ShapeError {
 
 /// Merges `apis` into `document` (a policy object).
 pub fn merge(
-    mut document: Json,
+    mut document: Json<'static>,
     apis: &[NewApi],
     defaults: &Defaults,
 ) -> Result<Merged, ShapeError> {
@@ -178,11 +180,8 @@ pub fn merge(
     for tier in tiers_used {
         if !tiers.iter().any(|(name, _)| *name == tier) {
             tiers.push((
-                tier.clone(),
-                Json::Object(vec![(
-                    "mode".to_owned(),
-                    Json::String("monitor".to_owned()),
-                )]),
+                tier.clone().into(),
+                Json::Object(vec![("mode".into(), Json::string("monitor"))]),
             ));
             merged.changes.push(format!(
                 "tiers.{tier}: added in monitor mode without controls; give it its protections"
@@ -205,7 +204,7 @@ fn shape(place: &str, message: &str, hint: &str) -> ShapeError {
 fn admit(
     merged: &mut Merged,
     index: &mut RouteIndexBuilder<(usize, usize)>,
-    existing: &[Json],
+    existing: &[Json<'static>],
     route: &NewRoute,
     a: usize,
     api: &NewApi,
@@ -262,7 +261,7 @@ fn admit(
 /// (parameter names aside) when it has one that lists methods, as a new route otherwise.
 fn add_route(
     merged: &mut Merged,
-    existing: &mut [Json],
+    existing: &mut [Json<'static>],
     a: usize,
     route: &NewRoute,
     methods: Vec<String>,
@@ -286,7 +285,7 @@ fn add_route(
         Some((r, Json::Object(route_fields))) => {
             if let Some(Json::Array(list)) = entry(route_fields, "methods", Json::Array(Vec::new()))
             {
-                list.extend(methods.into_iter().map(Json::String));
+                list.extend(methods.into_iter().map(Json::string));
             }
             merged
                 .changes
@@ -295,12 +294,12 @@ fn add_route(
         _ => {
             let mut object = Vec::new();
             if let Some(host) = &route.host {
-                object.push(("host".to_owned(), Json::String(host.clone())));
+                object.push(("host".into(), Json::string(host)));
             }
-            object.push(("path".to_owned(), Json::String(route.path.clone())));
+            object.push(("path".into(), Json::string(&route.path)));
             object.push((
-                "methods".to_owned(),
-                Json::Array(methods.into_iter().map(Json::String).collect()),
+                "methods".into(),
+                Json::Array(methods.into_iter().map(Json::string).collect()),
             ));
             routes.push(Json::Object(object));
             merged.changes.push(format!(
@@ -313,14 +312,22 @@ fn add_route(
 }
 
 /// Fills the fields an existing API lacks; reports the ones it has otherwise.
-fn merge_fields(merged: &mut Merged, fields: &mut Vec<(String, Json)>, api: &NewApi, a: usize) {
+fn merge_fields(
+    merged: &mut Merged,
+    fields: &mut Vec<(Cow<'static, str>, Json<'static>)>,
+    api: &NewApi,
+    a: usize,
+) {
     let origin = format!("`{}` `{}`", api.name, api.version);
-    let keep = |merged: &mut Merged, fields: &mut Vec<(String, Json)>, key: &str, value: Json| {
+    let keep = |merged: &mut Merged,
+                fields: &mut Vec<(Cow<'static, str>, Json<'static>)>,
+                key: &str,
+                value: Json<'static>| {
         let place = format!("apis[{a}].{key}");
         match fields.iter().find(|(k, _)| k == key) {
             None => {
                 merged.changes.push(format!("{place}: set to {value}"));
-                fields.push((key.to_owned(), value));
+                fields.push((key.to_owned().into(), value));
             }
             Some((_, current)) if same_value(current, &value) => {}
             Some((_, current)) => merged.conflicts.push(Conflict {
@@ -338,7 +345,7 @@ fn merge_fields(merged: &mut Merged, fields: &mut Vec<(String, Json)>, api: &New
         ("tier", &api.tier),
     ] {
         if let Some(value) = value {
-            keep(merged, fields, key, Json::String(value.clone()));
+            keep(merged, fields, key, Json::string(value));
         }
     }
     if let Some(lifecycle) = &api.lifecycle {
@@ -357,7 +364,7 @@ fn merge_fields(merged: &mut Merged, fields: &mut Vec<(String, Json)>, api: &New
                 merged
                     .changes
                     .push(format!("{place}: set to \"{severity}\""));
-                incidents.push((event.clone(), Json::String(severity.clone())));
+                incidents.push((event.clone().into(), Json::string(severity)));
             }
             Some((_, current)) if current.as_str() == Some(severity) => {}
             Some((_, current)) => merged.conflicts.push(Conflict {
@@ -372,53 +379,53 @@ fn merge_fields(merged: &mut Merged, fields: &mut Vec<(String, Json)>, api: &New
 }
 
 /// Lifecycles are the same when their status is; other values when equal.
-fn same_value(current: &Json, new: &Json) -> bool {
+fn same_value(current: &Json<'static>, new: &Json<'static>) -> bool {
     match (current.get("status"), new.get("status")) {
         (Some(a), Some(b)) => a == b,
         _ => current == new,
     }
 }
 
-fn new_api(api: &NewApi, defaults: &Defaults) -> Json {
-    let text = |s: &str| Json::String(s.to_owned());
+fn new_api(api: &NewApi, defaults: &Defaults) -> Json<'static> {
+    let text = |s: &str| Json::string(s);
     let mut fields = vec![
-        ("name".to_owned(), text(&api.name)),
-        ("version".to_owned(), text(&api.version)),
+        ("name".into(), text(&api.name)),
+        ("version".into(), text(&api.version)),
         (
-            "owner".to_owned(),
+            "owner".into(),
             text(api.owner.as_deref().unwrap_or(&defaults.owner)),
         ),
     ];
     if let Some(contact) = &api.contact {
-        fields.push(("contact".to_owned(), text(contact)));
+        fields.push(("contact".into(), text(contact)));
     }
     fields.push((
-        "tier".to_owned(),
+        "tier".into(),
         text(api.tier.as_deref().unwrap_or(&defaults.tier)),
     ));
     if let Some(lifecycle) = &api.lifecycle {
-        fields.push(("lifecycle".to_owned(), lifecycle.clone()));
+        fields.push(("lifecycle".into(), lifecycle.clone()));
     }
     if !api.incidents.is_empty() {
         let incidents = api
             .incidents
             .iter()
-            .map(|(e, s)| (e.clone(), text(s)))
+            .map(|(e, s)| (e.clone().into(), text(s)))
             .collect();
-        fields.push(("incidents".to_owned(), Json::Object(incidents)));
+        fields.push(("incidents".into(), Json::Object(incidents)));
     }
-    fields.push(("routes".to_owned(), Json::Array(Vec::new())));
+    fields.push(("routes".into(), Json::Array(Vec::new())));
     Json::Object(fields)
 }
 
 /// The value of `key` in an object, inserted as `default` when missing (always `Some`).
 fn entry<'a>(
-    fields: &'a mut Vec<(String, Json)>,
+    fields: &'a mut Vec<(Cow<'static, str>, Json<'static>)>,
     key: &str,
-    default: Json,
-) -> Option<&'a mut Json> {
+    default: Json<'static>,
+) -> Option<&'a mut Json<'static>> {
     if !fields.iter().any(|(k, _)| k == key) {
-        fields.push((key.to_owned(), default));
+        fields.push((key.to_owned().into(), default));
     }
     fields.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
 }
@@ -431,14 +438,14 @@ fn shape_of(path: &str) -> String {
         .join("/")
 }
 
-fn as_array(value: &Json) -> Option<&Vec<Json>> {
+fn as_array<'v>(value: &'v Json<'static>) -> Option<&'v Vec<Json<'static>>> {
     match value {
         Json::Array(items) => Some(items),
         _ => None,
     }
 }
 
-fn strings(value: Option<&Json>) -> Vec<String> {
+fn strings(value: Option<&Json<'static>>) -> Vec<String> {
     value
         .and_then(as_array)
         .into_iter()

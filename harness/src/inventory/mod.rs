@@ -44,7 +44,7 @@ pub struct NewApi {
     /// Event name and severity pairs.
     pub incidents: Vec<(String, String)>,
     /// The `lifecycle` object, when not active.
-    pub lifecycle: Option<stakeguard_policies::json::Json>,
+    pub lifecycle: Option<stakeguard_policies::json::Json<'static>>,
     /// Its routes.
     pub routes: Vec<NewRoute>,
 }

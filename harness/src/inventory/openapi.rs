@@ -116,7 +116,12 @@ impl Settings {
     }
 
     /// Reads the `x-stakeguard-*` fields of `object` (at `pointer`) over these.
-    fn overlay(&self, object: &Json, pointer: &str, problems: &mut Vec<Problem>) -> Settings {
+    fn overlay(
+        &self,
+        object: &Json<'static>,
+        pointer: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Settings {
         let mut out = self.clone();
         let Json::Object(fields) = object else {
             return out;
@@ -159,7 +164,11 @@ impl Settings {
     }
 }
 
-fn incidents(value: &Json, at: &str, problems: &mut Vec<Problem>) -> Option<Vec<(String, String)>> {
+fn incidents(
+    value: &Json<'static>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<(String, String)>> {
     let Json::Object(fields) = value else {
         problems.push(problem(
             at,
@@ -172,7 +181,7 @@ fn incidents(value: &Json, at: &str, problems: &mut Vec<Problem>) -> Option<Vec<
     let mut list = Vec::new();
     for (event, severity) in fields {
         match severity.as_str() {
-            Some(s) => list.push((event.clone(), s.to_owned())),
+            Some(s) => list.push((event.to_string(), s.to_owned())),
             None => problems.push(problem(
                 &format!("{at}/{event}"),
                 format!("is {}", severity.kind()),
@@ -203,7 +212,7 @@ struct Operation {
 }
 
 /// Reads the APIs of an OpenAPI document. Every problem found is returned at once.
-pub fn describe(doc: &Json, options: &Options) -> Result<Described, Vec<Problem>> {
+pub fn describe(doc: &Json<'static>, options: &Options) -> Result<Described, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     check_version(doc, &mut problems);
@@ -256,7 +265,7 @@ pub fn describe(doc: &Json, options: &Options) -> Result<Described, Vec<Problem>
             continue;
         };
         for (method, operation) in fields {
-            if !METHODS.contains(&method.as_str()) {
+            if !METHODS.contains(&method.as_ref()) {
                 continue;
             }
             let pointer = format!("{item_pointer}/{method}");
@@ -330,7 +339,7 @@ fn dedup_in_order<T: PartialEq>(items: &mut Vec<T>) {
     *items = kept;
 }
 
-fn check_version(doc: &Json, problems: &mut Vec<Problem>) {
+fn check_version(doc: &Json<'static>, problems: &mut Vec<Problem>) {
     match doc.get("openapi").and_then(Json::as_text) {
         Some(v) if v.starts_with("3.0") || v.starts_with("3.1") => {}
         Some(v) => problems.push(problem(
@@ -351,7 +360,7 @@ fn check_version(doc: &Json, problems: &mut Vec<Problem>) {
     }
 }
 
-fn tag_object<'d>(doc: &'d Json, name: &str) -> Option<(&'d Json, String)> {
+fn tag_object<'d>(doc: &'d Json<'static>, name: &str) -> Option<(&'d Json<'static>, String)> {
     let Some(Json::Array(tags)) = doc.get("tags") else {
         return None;
     };
@@ -363,7 +372,7 @@ fn tag_object<'d>(doc: &'d Json, name: &str) -> Option<(&'d Json, String)> {
 
 /// The path part of the first server's URL, variables at their defaults, without a
 /// trailing slash (`""` for the root).
-fn base_path(servers: Option<&Json>, notes: &mut Vec<String>) -> String {
+fn base_path(servers: Option<&Json<'static>>, notes: &mut Vec<String>) -> String {
     let Some(server) = servers.and_then(|s| s.pointer("/0")) else {
         return String::new();
     };
@@ -457,18 +466,19 @@ fn group(operations: &[Operation], options: &Options, problems: &mut Vec<Problem
             let twin = deprecated && keys.contains(&(name, version, false));
             let lifecycle = deprecated.then(|| {
                 let mut fields = vec![
-                    ("status".to_owned(), Json::String("deprecated".to_owned())),
+                    ("status".into(), Json::string("deprecated")),
                     (
-                        "deprecated_at".to_owned(),
+                        "deprecated_at".into(),
                         Json::String(
                             agreed("deprecated-at", problems)
-                                .unwrap_or_else(|| options.deprecated_at.clone()),
+                                .unwrap_or_else(|| options.deprecated_at.clone())
+                                .into(),
                         ),
                     ),
                 ];
                 for (field, key) in [("sunset", "sunset"), ("successor", "successor")] {
                     if let Some(value) = agreed(field, problems) {
-                        fields.push((key.to_owned(), Json::String(value)));
+                        fields.push((key.into(), Json::string(value)));
                     }
                 }
                 Json::Object(fields)

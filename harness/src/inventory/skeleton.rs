@@ -71,13 +71,16 @@ pub fn uncovered_apis(inventory: &Inventory, covered_by_policy: bool) -> Vec<New
 
 /// The skeleton: `policy` (a parsed policy document) or a new document, with the
 /// uncovered endpoints added.
-pub fn skeleton(policy: Option<Json>, inventory: &Inventory) -> Result<Merged, ShapeError> {
+pub fn skeleton(
+    policy: Option<Json<'static>>,
+    inventory: &Inventory,
+) -> Result<Merged, ShapeError> {
     let covered_by_policy = policy.is_some();
     let document = policy.unwrap_or_else(|| {
         Json::Object(vec![
-            ("revision".to_owned(), Json::String("discovered".to_owned())),
-            ("tiers".to_owned(), Json::Object(Vec::new())),
-            ("apis".to_owned(), Json::Array(Vec::new())),
+            ("revision".into(), Json::string("discovered")),
+            ("tiers".into(), Json::Object(Vec::new())),
+            ("apis".into(), Json::Array(Vec::new())),
         ])
     });
     let defaults = Defaults {

@@ -34,7 +34,7 @@ pub enum SourceError {
 }
 
 /// Reads and parses a file.
-pub fn read(path: &Path) -> Result<Json, SourceError> {
+pub fn read(path: &Path) -> Result<Json<'static>, SourceError> {
     let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
         path: path.to_path_buf(),
         source,
@@ -43,13 +43,15 @@ pub fn read(path: &Path) -> Result<Json, SourceError> {
 }
 
 /// Parses a document's text; `path` names it in messages.
-pub fn parse(path: &Path, text: &str) -> Result<Json, SourceError> {
+pub fn parse(path: &Path, text: &str) -> Result<Json<'static>, SourceError> {
     let syntax = |message: String| SourceError::Syntax {
         path: path.to_path_buf(),
         message,
     };
     if text.trim_start().starts_with(['{', '[']) {
-        return Json::parse(text).map_err(|e| syntax(format!("not valid JSON: {e}")));
+        return Json::parse(text)
+            .map(Json::into_owned)
+            .map_err(|e| syntax(format!("not valid JSON: {e}")));
     }
     let mut value: Yaml =
         serde_norway::from_str(text).map_err(|e| syntax(format!("not valid YAML: {e}")))?;
@@ -59,13 +61,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Json, SourceError> {
     to_json(&value, "").map_err(syntax)
 }
 
-fn to_json(value: &Yaml, pointer: &str) -> Result<Json, String> {
+fn to_json(value: &Yaml, pointer: &str) -> Result<Json<'static>, String> {
     Ok(match value {
         Yaml::Null => Json::Null,
         Yaml::Bool(flag) => Json::Bool(*flag),
-        Yaml::Number(n) if n.is_nan() || n.is_infinite() => Json::String(n.to_string()),
-        Yaml::Number(n) => Json::Number(n.to_string()),
-        Yaml::String(text) => Json::String(text.clone()),
+        Yaml::Number(n) if n.is_nan() || n.is_infinite() => Json::string(n.to_string()),
+        Yaml::Number(n) => Json::Number(n.to_string().into()),
+        Yaml::String(text) => Json::string(text),
         Yaml::Sequence(items) => Json::Array(
             items
                 .iter()
@@ -90,7 +92,7 @@ fn to_json(value: &Yaml, pointer: &str) -> Result<Json, String> {
                 };
                 let inner = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
                 let item = to_json(item, &inner)?;
-                fields.push((key, item));
+                fields.push((key.into(), item));
             }
             Json::Object(fields)
         }

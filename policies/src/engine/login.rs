@@ -198,7 +198,7 @@ fn username<'b>(source: &UsernameSource, body: &'b [u8]) -> Option<Cow<'b, str>>
         UsernameSource::JsonPointer(pointer) => {
             let document = Json::parse_bytes(body)?;
             match document.pointer(pointer)? {
-                Json::String(text) | Json::Number(text) => Some(Cow::Owned(text.clone())),
+                Json::String(text) | Json::Number(text) => Some(text.clone()),
                 _ => None,
             }
         }
