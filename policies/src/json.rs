@@ -408,12 +408,12 @@ impl<'t> Parser<'t> {
 
     fn object(&mut self, depth: usize) -> Result<Json<'t>, SyntaxError> {
         self.pos += 1;
+        let mut fields: Vec<(Cow<'t, str>, Json<'t>)> = Vec::new();
         self.skip_blanks();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Json::Object(Vec::new()));
+            return Ok(Json::Object(fields));
         }
-        let mut fields: Vec<(Cow<'t, str>, Json<'t>)> = Vec::new();
         loop {
             self.skip_blanks();
             if self.peek() != Some(b'"') {
@@ -447,12 +447,12 @@ impl<'t> Parser<'t> {
 
     fn array(&mut self, depth: usize) -> Result<Json<'t>, SyntaxError> {
         self.pos += 1;
+        let mut items = Vec::new();
         self.skip_blanks();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Json::Array(Vec::new()));
+            return Ok(Json::Array(items));
         }
-        let mut items = Vec::new();
         loop {
             self.skip_blanks();
             items.push(self.value(depth + 1)?);
@@ -513,12 +513,7 @@ impl<'t> Parser<'t> {
     /// A string borrowed from the text, or unescaped into its own when it has an escape.
     fn string(&mut self) -> Result<Cow<'t, str>, SyntaxError> {
         let (start, end) = self.lex_string().map_err(|message| self.error(message))?;
-        let content = self.text.get(start..end).unwrap_or_default();
-        Ok(if content.contains('\\') {
-            Cow::Owned(unescaped(content).collect())
-        } else {
-            Cow::Borrowed(content)
-        })
+        Ok(decoded(self.text.get(start..end).unwrap_or_default()))
     }
 
     /// Steps over a string and returns where its content (between the quotes) starts
@@ -684,11 +679,7 @@ impl<'t> RawJson<'t> {
         match self.text.as_bytes().first()? {
             b'"' => {
                 let content = self.text.strip_prefix('"')?.strip_suffix('"')?;
-                Some(if content.contains('\\') {
-                    Cow::Owned(unescaped(content).collect())
-                } else {
-                    Cow::Borrowed(content)
-                })
+                Some(decoded(content))
             }
             b't' | b'f' | b'-' | b'0'..=b'9' => Some(Cow::Borrowed(self.text)),
             _ => None,
@@ -750,6 +741,15 @@ fn same_text(raw: &str, text: &str) -> bool {
         unescaped(raw).eq(text.chars())
     } else {
         raw == text
+    }
+}
+
+/// A checked string's content: itself when it has no escape, else decoded into a copy.
+fn decoded(content: &str) -> Cow<'_, str> {
+    if content.contains('\\') {
+        Cow::Owned(unescaped(content).collect())
+    } else {
+        Cow::Borrowed(content)
     }
 }
 

@@ -204,7 +204,7 @@ fn shape(place: &str, message: &str, hint: &str) -> ShapeError {
 fn admit(
     merged: &mut Merged,
     index: &mut RouteIndexBuilder<(usize, usize)>,
-    existing: &[Json<'static>],
+    existing: &[Json<'_>],
     route: &NewRoute,
     a: usize,
     api: &NewApi,
@@ -379,7 +379,7 @@ fn merge_fields(
 }
 
 /// Lifecycles are the same when their status is; other values when equal.
-fn same_value(current: &Json<'static>, new: &Json<'static>) -> bool {
+fn same_value(current: &Json<'_>, new: &Json<'_>) -> bool {
     match (current.get("status"), new.get("status")) {
         (Some(a), Some(b)) => a == b,
         _ => current == new,
@@ -438,14 +438,14 @@ fn shape_of(path: &str) -> String {
         .join("/")
 }
 
-fn as_array<'v>(value: &'v Json<'static>) -> Option<&'v Vec<Json<'static>>> {
+fn as_array<'v, 't>(value: &'v Json<'t>) -> Option<&'v Vec<Json<'t>>> {
     match value {
         Json::Array(items) => Some(items),
         _ => None,
     }
 }
 
-fn strings(value: Option<&Json<'static>>) -> Vec<String> {
+fn strings(value: Option<&Json<'_>>) -> Vec<String> {
     value
         .and_then(as_array)
         .into_iter()

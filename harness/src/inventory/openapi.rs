@@ -116,12 +116,7 @@ impl Settings {
     }
 
     /// Reads the `x-stakeguard-*` fields of `object` (at `pointer`) over these.
-    fn overlay(
-        &self,
-        object: &Json<'static>,
-        pointer: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Settings {
+    fn overlay(&self, object: &Json<'_>, pointer: &str, problems: &mut Vec<Problem>) -> Settings {
         let mut out = self.clone();
         let Json::Object(fields) = object else {
             return out;
@@ -165,7 +160,7 @@ impl Settings {
 }
 
 fn incidents(
-    value: &Json<'static>,
+    value: &Json<'_>,
     at: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<(String, String)>> {
@@ -212,7 +207,7 @@ struct Operation {
 }
 
 /// Reads the APIs of an OpenAPI document. Every problem found is returned at once.
-pub fn describe(doc: &Json<'static>, options: &Options) -> Result<Described, Vec<Problem>> {
+pub fn describe(doc: &Json<'_>, options: &Options) -> Result<Described, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     check_version(doc, &mut problems);
@@ -339,7 +334,7 @@ fn dedup_in_order<T: PartialEq>(items: &mut Vec<T>) {
     *items = kept;
 }
 
-fn check_version(doc: &Json<'static>, problems: &mut Vec<Problem>) {
+fn check_version(doc: &Json<'_>, problems: &mut Vec<Problem>) {
     match doc.get("openapi").and_then(Json::as_text) {
         Some(v) if v.starts_with("3.0") || v.starts_with("3.1") => {}
         Some(v) => problems.push(problem(
@@ -360,7 +355,7 @@ fn check_version(doc: &Json<'static>, problems: &mut Vec<Problem>) {
     }
 }
 
-fn tag_object<'d>(doc: &'d Json<'static>, name: &str) -> Option<(&'d Json<'static>, String)> {
+fn tag_object<'d, 't>(doc: &'d Json<'t>, name: &str) -> Option<(&'d Json<'t>, String)> {
     let Some(Json::Array(tags)) = doc.get("tags") else {
         return None;
     };
@@ -372,7 +367,7 @@ fn tag_object<'d>(doc: &'d Json<'static>, name: &str) -> Option<(&'d Json<'stati
 
 /// The path part of the first server's URL, variables at their defaults, without a
 /// trailing slash (`""` for the root).
-fn base_path(servers: Option<&Json<'static>>, notes: &mut Vec<String>) -> String {
+fn base_path(servers: Option<&Json<'_>>, notes: &mut Vec<String>) -> String {
     let Some(server) = servers.and_then(|s| s.pointer("/0")) else {
         return String::new();
     };
